@@ -1,0 +1,431 @@
+//! Types shared by fw's kernel side (fw-ebpf) and userspace (fw-user).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding so both sides agree
+//! on the byte layout of map keys and values. The `user` feature adds
+//! `aya::Pod` so userspace can read and write them through aya's typed maps.
+#![no_std]
+
+/// Bumped whenever a map's name, key or value layout changes. Userspace writes
+/// it next to the pins and refuses to drive pins made with another layout.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Why a packet got its verdict. The index of the per-CPU counter it lands in.
+/// The names are part of fw's interface (stats, metrics, logs).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    NonIp = 0,
+    Established = 1,
+    Related = 2,
+    Ndp = 3,
+    Port = 4,
+    Reject = 5,
+    RejectRatelimited = 6,
+    RejectSilent = 7,
+    Malformed = 8,
+    Martian = 9,
+    Fragment = 10,
+    WouldReject = 11,
+}
+
+/// Number of reasons in use.
+pub const REASON_COUNT: usize = 12;
+/// Counter slots reserved per interface (room to add reasons without a
+/// layout change of the counter map).
+pub const REASON_SLOTS: u32 = 16;
+
+impl Reason {
+    pub const ALL: [Reason; REASON_COUNT] = [
+        Reason::NonIp,
+        Reason::Established,
+        Reason::Related,
+        Reason::Ndp,
+        Reason::Port,
+        Reason::Reject,
+        Reason::RejectRatelimited,
+        Reason::RejectSilent,
+        Reason::Malformed,
+        Reason::Martian,
+        Reason::Fragment,
+        Reason::WouldReject,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::NonIp => "non_ip",
+            Reason::Established => "established",
+            Reason::Related => "related",
+            Reason::Ndp => "ndp",
+            Reason::Port => "port",
+            Reason::Reject => "reject",
+            Reason::RejectRatelimited => "reject_ratelimited",
+            Reason::RejectSilent => "reject_silent",
+            Reason::Malformed => "malformed",
+            Reason::Martian => "martian",
+            Reason::Fragment => "fragment",
+            Reason::WouldReject => "would_reject",
+        }
+    }
+
+    pub const fn from_u32(v: u32) -> Option<Reason> {
+        if (v as usize) < REASON_COUNT {
+            Some(Reason::ALL[v as usize])
+        } else {
+            None
+        }
+    }
+
+    /// Whether packets counted under this reason reach the host's stack.
+    pub const fn accepted(self) -> bool {
+        matches!(
+            self,
+            Reason::NonIp
+                | Reason::Established
+                | Reason::Related
+                | Reason::Ndp
+                | Reason::Port
+                | Reason::WouldReject
+        )
+    }
+}
+
+/// Interfaces get a counter slot each; slot 0 collects interfaces fw does not
+/// know (should stay empty).
+pub const IFACE_SLOTS: u32 = 16;
+/// `IFACE_SLOT` is an array indexed by ifindex; larger ifindexes use slot 0.
+pub const MAX_IFINDEX: u32 = 4096;
+/// Entries of the `COUNTERS` per-CPU array.
+pub const COUNTER_ENTRIES: u32 = IFACE_SLOTS * REASON_SLOTS;
+
+/// Packets and bytes of one (interface, reason) on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// IP protocol numbers fw cares about.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMPV6: u8 = 58;
+
+/// Port policy: `PORTS[proto_index * 65536 + port]`, `proto_index` 0 = TCP,
+/// 1 = UDP. An array indexed by port is the cheapest lookup there is.
+pub const PORT_ENTRIES: u32 = 2 * 65536;
+/// The port is open.
+pub const PORT_ALLOW: u8 = 1;
+/// The port is open only to sources in `ALLOW_SRC`.
+pub const PORT_FROM_RESTRICTED: u8 = 2;
+
+pub const fn proto_index(proto: u8) -> Option<u32> {
+    match proto {
+        IPPROTO_TCP => Some(0),
+        IPPROTO_UDP => Some(1),
+        _ => None,
+    }
+}
+
+/// Data of an `ALLOW_SRC` LPM-trie key: the first 32 bits (proto, family,
+/// port) are always part of the prefix, then the source address bits.
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SrcKey {
+    pub proto: u8,
+    pub family: u8,
+    /// Network byte order, so the trie's bit order matches.
+    pub port_be: u16,
+    pub addr: [u8; 16],
+}
+pub const SRC_KEY_FIXED_BITS: u32 = 32;
+
+/// How a rejected packet is answered.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectKind {
+    HostUnreachable = 0,
+    PortUnreachable = 1,
+    AdminProhibited = 2,
+    TcpReset = 3,
+    Drop = 4,
+}
+
+impl RejectKind {
+    pub const fn from_u32(v: u32) -> RejectKind {
+        match v {
+            1 => RejectKind::PortUnreachable,
+            2 => RejectKind::AdminProhibited,
+            3 => RejectKind::TcpReset,
+            4 => RejectKind::Drop,
+            _ => RejectKind::HostUnreachable,
+        }
+    }
+}
+
+/// `Config.flags`: count would-be rejects but let them pass.
+pub const CFG_DRY_RUN: u32 = 1;
+
+/// Runtime settings, `CONFIG[0]`. Written by userspace, read per packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// A `RejectKind`.
+    pub reject_kind: u32,
+    /// `CFG_*` bits.
+    pub flags: u32,
+    /// ICMP errors per second per CPU (the global rate split over CPUs).
+    pub reject_rate_per_cpu: u64,
+    /// Bucket depth per CPU, in packets.
+    pub reject_burst_per_cpu: u64,
+    /// Events per second per CPU into the ring buffer.
+    pub event_rate_per_cpu: u64,
+    /// Conntrack timeouts in nanoseconds.
+    pub ct_tcp_syn_ns: u64,
+    pub ct_tcp_established_ns: u64,
+    pub ct_tcp_closing_ns: u64,
+    pub ct_udp_ns: u64,
+    pub ct_udp_stream_ns: u64,
+    pub ct_icmp_ns: u64,
+}
+
+const SEC: u64 = 1_000_000_000;
+
+impl Config {
+    /// Kernel-like defaults (nf_conntrack's timeouts, icmp_msgs_per_sec).
+    pub const DEFAULT: Config = Config {
+        reject_kind: RejectKind::HostUnreachable as u32,
+        flags: 0,
+        reject_rate_per_cpu: 1000,
+        reject_burst_per_cpu: 1000,
+        event_rate_per_cpu: 1000,
+        ct_tcp_syn_ns: 120 * SEC,
+        ct_tcp_established_ns: 432_000 * SEC,
+        ct_tcp_closing_ns: 120 * SEC,
+        ct_udp_ns: 30 * SEC,
+        ct_udp_stream_ns: 120 * SEC,
+        ct_icmp_ns: 30 * SEC,
+    };
+}
+
+/// Token bucket state, one per CPU per limiter (`RATE_STATE` index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bucket {
+    /// Tokens in units of 1/1e9 packet.
+    pub tokens: u64,
+    pub last_ns: u64,
+}
+pub const BUCKET_REJECT: u32 = 0;
+pub const BUCKET_EVENTS: u32 = 1;
+
+/// A flow as seen on ingress: `src` is the remote peer, `dst` this host.
+/// IPv4 addresses use the first 4 bytes, the rest is zero. For ICMP echo,
+/// `sport` holds the echo identifier and `dport` is 0.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Conntrack states.
+pub const CT_TCP_SYN_SENT: u8 = 1;
+pub const CT_TCP_SYN_RECV: u8 = 2;
+pub const CT_TCP_ESTABLISHED: u8 = 3;
+pub const CT_TCP_CLOSING: u8 = 4;
+pub const CT_TCP_CLOSED: u8 = 5;
+pub const CT_UDP: u8 = 6;
+pub const CT_ICMP: u8 = 7;
+
+/// `FlowValue.flags`: the host opened the flow (seen first on egress).
+pub const CT_F_OUTBOUND: u8 = 1;
+/// Seen in both directions.
+pub const CT_F_REPLIED: u8 = 2;
+/// Put in by userspace from the socket table at `fw up`.
+pub const CT_F_SEEDED: u8 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowValue {
+    pub created_ns: u64,
+    pub last_seen_ns: u64,
+    pub state: u8,
+    pub flags: u8,
+    pub _pad: [u8; 6],
+}
+
+pub const fn ct_state_name(state: u8) -> &'static str {
+    match state {
+        CT_TCP_SYN_SENT => "syn_sent",
+        CT_TCP_SYN_RECV => "syn_recv",
+        CT_TCP_ESTABLISHED => "established",
+        CT_TCP_CLOSING => "closing",
+        CT_TCP_CLOSED => "closed",
+        CT_UDP => "udp",
+        CT_ICMP => "icmp",
+        _ => "unknown",
+    }
+}
+
+/// Timeout of a conntrack entry in `state`, given the config.
+pub const fn ct_timeout_ns(cfg: &Config, state: u8, flags: u8) -> u64 {
+    match state {
+        CT_TCP_SYN_SENT | CT_TCP_SYN_RECV => cfg.ct_tcp_syn_ns,
+        CT_TCP_ESTABLISHED => cfg.ct_tcp_established_ns,
+        CT_TCP_CLOSING => cfg.ct_tcp_closing_ns,
+        CT_TCP_CLOSED => 10 * SEC,
+        CT_UDP => {
+            if flags & CT_F_REPLIED != 0 {
+                cfg.ct_udp_stream_ns
+            } else {
+                cfg.ct_udp_ns
+            }
+        }
+        _ => cfg.ct_icmp_ns,
+    }
+}
+
+/// Default conntrack table size.
+pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
+
+/// Fragment tracking: the first fragment's verdict, looked up by later ones.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub id: u32,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragValue {
+    /// The `Reason` of the first fragment.
+    pub reason: u32,
+    /// 1 when later fragments pass, 0 when they are dropped.
+    pub pass: u32,
+}
+pub const FRAG_ENTRIES: u32 = 8192;
+
+/// One rejected or dropped packet, sent to userspace through `EVENTS`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    pub len: u32,
+    pub reason: u8,
+    pub family: u8,
+    pub proto: u8,
+    /// ICMP type when proto is ICMP/ICMPv6.
+    pub icmp_type: u8,
+    pub sport: u16,
+    pub dport: u16,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Interfaces fw can be up on at once (counter slots 1..IFACE_SLOTS).
+pub const MAX_IFACES: usize = (IFACE_SLOTS - 1) as usize;
+
+/// XDP attach modes recorded in `IfaceMeta.xdp_mode`.
+pub const XDP_MODE_NATIVE: u32 = 1;
+pub const XDP_MODE_GENERIC: u32 = 2;
+/// TC attach kinds recorded in `IfaceMeta.tc_mode`.
+pub const TC_MODE_TCX: u32 = 1;
+
+/// One interface fw is up on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceMeta {
+    pub ifindex: u32,
+    /// Counter slot (1..IFACE_SLOTS); 0 = unused entry.
+    pub slot: u32,
+    pub xdp_mode: u32,
+    pub tc_mode: u32,
+    /// NUL-padded interface name.
+    pub name: [u8; 16],
+}
+
+/// What fw knows about its own deployment, `META[0]`: kept in a pinned map
+/// so it lives and dies with the pins (bpffs holds no regular files).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub layout_version: u32,
+    pub flags: u32,
+    /// Unix time of `fw up`.
+    pub loaded_at: u64,
+    /// Global reject rate and burst as configured (CONFIG holds per-CPU shares).
+    pub reject_rate: u64,
+    pub reject_burst: u64,
+    pub ct_entries: u32,
+    pub _pad: u32,
+    pub ifaces: [IfaceMeta; MAX_IFACES],
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            layout_version: LAYOUT_VERSION,
+            flags: 0,
+            loaded_at: 0,
+            reject_rate: 0,
+            reject_burst: 0,
+            ct_entries: 0,
+            _pad: 0,
+            ifaces: [IfaceMeta::default(); MAX_IFACES],
+        }
+    }
+}
+
+/// Map names, as pinned under the pin dir.
+pub mod maps {
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const IFACE_SLOT: &str = "IFACE_SLOT";
+    pub const PORTS: &str = "PORTS";
+    pub const PORT_HITS: &str = "PORT_HITS";
+    pub const ALLOW_SRC: &str = "ALLOW_SRC";
+    pub const CONFIG: &str = "CONFIG";
+    pub const RATE_STATE: &str = "RATE_STATE";
+    pub const CONNTRACK: &str = "CONNTRACK";
+    pub const FRAGS: &str = "FRAGS";
+    pub const EVENTS: &str = "EVENTS";
+    pub const META: &str = "META";
+    /// The maps fw pins (the per-CPU scratch maps of the programs are not
+    /// state and stay unpinned).
+    pub const PINNED: [&str; 11] = [
+        COUNTERS, IFACE_SLOT, PORTS, PORT_HITS, ALLOW_SRC, CONFIG, RATE_STATE, CONNTRACK, FRAGS,
+        EVENTS, META,
+    ];
+}
+
+/// Program names in the object.
+pub const PROG_INGRESS: &str = "fw_ingress";
+pub const PROG_EGRESS: &str = "fw_egress";
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for Counter {}
+    unsafe impl aya::Pod for SrcKey {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for Bucket {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowValue {}
+    unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for FragValue {}
+    unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for IfaceMeta {}
+    unsafe impl aya::Pod for Meta {}
+}

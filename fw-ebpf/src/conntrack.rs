@@ -1,0 +1,235 @@
+//! fw's own connection tracking (the seed's ESTABLISHED,RELATED rule).
+//!
+//! Entries are keyed by the flow as seen on ingress (`src` = the peer). The
+//! egress program creates them for flows the host starts; the ingress program
+//! for new flows its policy accepts. An expired entry counts as absent.
+use fw_common::{
+    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP,
+    CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
+
+use crate::{
+    maps::CONNTRACK,
+    parse::{is_echo, is_echo_request, Pkt, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+/// Refresh `last_seen` at most this often: saves a cache-line write per packet.
+const REFRESH_NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+fn tracked_proto(p: &Pkt) -> bool {
+    match p.proto {
+        IPPROTO_TCP | IPPROTO_UDP => true,
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => is_echo(p.proto, p.icmp_type),
+        _ => false,
+    }
+}
+
+/// Key of an ingress packet: as it is.
+#[inline(always)]
+pub fn ingress_key(p: &Pkt) -> FlowKey {
+    FlowKey {
+        src: p.src,
+        dst: p.dst,
+        sport: p.sport,
+        dport: if is_echo(p.proto, p.icmp_type) { 0 } else { p.dport },
+        proto: p.proto,
+        family: p.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Key of an egress packet: its reply as ingress would see it.
+#[inline(always)]
+fn egress_key(p: &Pkt) -> FlowKey {
+    let echo = is_echo(p.proto, p.icmp_type);
+    FlowKey {
+        src: p.dst,
+        dst: p.src,
+        sport: if echo { p.sport } else { p.dport },
+        dport: if echo { 0 } else { p.sport },
+        proto: p.proto,
+        family: p.family,
+        _pad: [0; 2],
+    }
+}
+
+/// Key of the flow an ICMP error quotes (a packet this host sent).
+#[inline(always)]
+pub fn quoted_key(q: &Quoted, family: u8) -> FlowKey {
+    let echo = q.proto == IPPROTO_ICMP || q.proto == IPPROTO_ICMPV6;
+    FlowKey {
+        src: q.dst,
+        dst: q.src,
+        sport: if echo { q.sport } else { q.dport },
+        dport: if echo { 0 } else { q.sport },
+        proto: q.proto,
+        family,
+        _pad: [0; 2],
+    }
+}
+
+#[inline(always)]
+fn live(cfg: &Config, v: &FlowValue, now: u64) -> bool {
+    now.saturating_sub(v.last_seen_ns) <= ct_timeout_ns(cfg, v.state, v.flags)
+}
+
+/// Whether `key` is a live flow (used for RELATED).
+#[inline(always)]
+pub fn known(cfg: &Config, key: &FlowKey, now: u64) -> bool {
+    match unsafe { CONNTRACK.get(key) } {
+        Some(v) => live(cfg, v, now),
+        None => false,
+    }
+}
+
+/// The TCP state after a packet with `flags`, `inbound` telling its direction.
+#[inline(always)]
+fn next_tcp_state(state: u8, flags: u8, inbound: bool) -> u8 {
+    if flags & TCP_RST != 0 {
+        return CT_TCP_CLOSED;
+    }
+    if flags & TCP_FIN != 0 {
+        return if state == CT_TCP_CLOSED { state } else { CT_TCP_CLOSING };
+    }
+    let syn = flags & TCP_SYN != 0;
+    let ack = flags & TCP_ACK != 0;
+    match state {
+        CT_TCP_SYN_SENT if inbound && ack => CT_TCP_ESTABLISHED,
+        CT_TCP_SYN_RECV if inbound && ack && !syn => CT_TCP_ESTABLISHED,
+        _ => state,
+    }
+}
+
+/// Ingress lookup: true when the packet belongs to a live flow (ESTABLISHED),
+/// refreshing the entry.
+#[inline(always)]
+pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
+    if !tracked_proto(p) {
+        return false;
+    }
+    let key = ingress_key(p);
+    let Some(v) = CONNTRACK.get_ptr_mut(&key) else {
+        return false;
+    };
+    let v = unsafe { &mut *v };
+    if !live(cfg, v, now) {
+        return false;
+    }
+    let mut state = v.state;
+    if p.proto == IPPROTO_TCP {
+        // A fresh SYN on a closed flow is a new connection: policy decides.
+        let pure_syn = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if pure_syn && (state == CT_TCP_CLOSED || state == CT_TCP_CLOSING) {
+            return false;
+        }
+        state = next_tcp_state(state, p.tcp_flags, true);
+    } else if is_echo_request(p.proto, p.icmp_type) {
+        // Our own echo id reused by the peer as a request: not a reply.
+        return false;
+    }
+    let mut flags = v.flags;
+    if flags & CT_F_OUTBOUND != 0 {
+        flags |= CT_F_REPLIED;
+    }
+    if state != v.state || flags != v.flags || now.saturating_sub(v.last_seen_ns) > REFRESH_NS {
+        v.state = state;
+        v.flags = flags;
+        v.last_seen_ns = now;
+    }
+    true
+}
+
+/// Records a new inbound flow the policy accepted.
+#[inline(always)]
+pub fn accept_new(p: &Pkt, now: u64) {
+    let state = match p.proto {
+        IPPROTO_TCP => {
+            if p.tcp_flags & TCP_RST != 0 {
+                return;
+            }
+            if p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                CT_TCP_SYN_RECV
+            } else {
+                CT_TCP_ESTABLISHED
+            }
+        }
+        IPPROTO_UDP => CT_UDP,
+        _ => return,
+    };
+    let v = FlowValue {
+        created_ns: now,
+        last_seen_ns: now,
+        state,
+        flags: 0,
+        _pad: [0; 6],
+    };
+    let _ = CONNTRACK.insert(&ingress_key(p), &v, 0);
+}
+
+/// Egress: create or refresh the entry of the flow a host packet belongs to.
+#[inline(always)]
+pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
+    if !tracked_proto(p) {
+        return;
+    }
+    let key = egress_key(p);
+    if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
+        let v = unsafe { &mut *v };
+        let pure_syn = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if live(cfg, v, now) && !(pure_syn && matches!(v.state, CT_TCP_CLOSED | CT_TCP_CLOSING)) {
+            let state = if p.proto == IPPROTO_TCP {
+                next_tcp_state(v.state, p.tcp_flags, false)
+            } else {
+                v.state
+            };
+            let mut flags = v.flags;
+            if flags & CT_F_OUTBOUND == 0 {
+                flags |= CT_F_REPLIED;
+            }
+            if state != v.state
+                || flags != v.flags
+                || now.saturating_sub(v.last_seen_ns) > REFRESH_NS
+            {
+                v.state = state;
+                v.flags = flags;
+                v.last_seen_ns = now;
+            }
+            return;
+        }
+    }
+    let state = match p.proto {
+        IPPROTO_TCP => {
+            let f = p.tcp_flags;
+            if f & TCP_RST != 0 {
+                return;
+            }
+            if f & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                CT_TCP_SYN_SENT
+            } else if f & TCP_SYN != 0 {
+                CT_TCP_SYN_RECV
+            } else if f & TCP_FIN != 0 {
+                CT_TCP_CLOSING
+            } else {
+                // Mid-stream pickup, like nf_conntrack_tcp_loose.
+                CT_TCP_ESTABLISHED
+            }
+        }
+        IPPROTO_UDP => CT_UDP,
+        _ => {
+            if !is_echo_request(p.proto, p.icmp_type) {
+                return;
+            }
+            CT_ICMP
+        }
+    };
+    let v = FlowValue {
+        created_ns: now,
+        last_seen_ns: now,
+        state,
+        flags: CT_F_OUTBOUND,
+        _pad: [0; 6],
+    };
+    let _ = CONNTRACK.insert(&key, &v, 0);
+}

@@ -1,0 +1,47 @@
+//! fw's kernel side: the XDP ingress policy and the TC egress conntrack feed.
+//!
+//! Stages live in their own modules, in the order a packet meets them:
+//! `parse` -> `frag` -> `conntrack` -> `policy` -> `reject`, with `counters`
+//! and `events` recording the outcome.
+#![no_std]
+#![no_main]
+
+mod checksum;
+mod conntrack;
+mod counters;
+mod egress;
+mod events;
+mod frag;
+mod frame;
+mod ingress;
+mod maps;
+mod parse;
+mod policy;
+mod ratelimit;
+mod reject;
+mod rig;
+
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+
+#[xdp]
+pub fn fw_ingress(ctx: XdpContext) -> u32 {
+    ingress::run(&ctx)
+}
+
+#[classifier]
+pub fn fw_egress(ctx: TcContext) -> i32 {
+    egress::run(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

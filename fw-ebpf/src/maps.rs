@@ -1,0 +1,60 @@
+//! Every map of the program, in one place. Names match `fw_common::maps`.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use crate::parse::Pkt;
+use fw_common::{
+    Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES,
+    CT_DEFAULT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
+};
+
+/// Per-CPU packets/bytes per (interface slot, reason).
+#[map]
+pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_ENTRIES, 0);
+
+/// ifindex -> counter slot, filled by userspace at attach time.
+#[map]
+pub static IFACE_SLOT: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
+
+/// (proto, port) -> PORT_* flags.
+#[map]
+pub static PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
+
+/// Per-CPU hits of each allowed (proto, port).
+#[map]
+pub static PORT_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_ENTRIES, 0);
+
+/// Source prefixes allowed on source-restricted ports.
+#[map]
+pub static ALLOW_SRC: LpmTrie<SrcKey, u8> = LpmTrie::with_max_entries(4096, 1); // BPF_F_NO_PREALLOC
+
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Token buckets (reject answers, events), per CPU so no atomics are needed.
+#[map]
+pub static RATE_STATE: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(2, 0);
+
+#[map]
+pub static CONNTRACK: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(CT_DEFAULT_ENTRIES, 0);
+
+#[map]
+pub static FRAGS: LruHashMap<FragKey, FragValue> = LruHashMap::with_max_entries(FRAG_ENTRIES, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Room to copy the quoted packet for checksumming (more than the stack has).
+#[map]
+pub static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
+pub const SCRATCH_LEN: usize = 1536;
+
+/// The parsed packet being decided on (per CPU; too big for the stack).
+#[map]
+pub static PKT: PerCpuArray<Pkt> = PerCpuArray::with_max_entries(1, 0);
+
+/// fw's own bookkeeping (interfaces, layout version); never read here.
+#[map]
+pub static META: Array<Meta> = Array::with_max_entries(1, 0);

@@ -1,0 +1,209 @@
+//! Running the `fw` binary inside a namespace, with its own pin directory.
+
+use std::{
+    ffi::{OsStr, OsString},
+    path::{Path, PathBuf},
+    process::Output,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use crate::{
+    cleanup,
+    cmd::{command, describe, output_with_timeout},
+    error::Result,
+    netns::pid_alive,
+};
+
+/// Where bpffs is (or will be) mounted.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Name prefix of the temporary pin dirs under [`BPFFS`].
+const PIN_DIR_PREFIX: &str = "fwtest-";
+/// A `fw` call that takes longer than this is killed.
+pub const FW_CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+static PIN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The workspace root (the parent of fw-testkit), fixed at compile time.
+pub fn workspace_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_owned()
+}
+
+/// The fw binary: `$FW_BIN` if set, else `<workspace>/target/release/fw`.
+pub fn fw_bin() -> PathBuf {
+    fw_bin_from(std::env::var_os("FW_BIN"))
+}
+
+fn fw_bin_from(env: Option<OsString>) -> PathBuf {
+    match env {
+        Some(bin) if !bin.is_empty() => PathBuf::from(bin),
+        _ => workspace_dir().join("target/release/fw"),
+    }
+}
+
+/// Runs `nsenter --net=<ns_path> <fw> --pin-dir <pin_dir> <args>` and returns
+/// its output, whatever the exit status. Killed after [`FW_CMD_TIMEOUT`].
+pub fn try_fw_cmd<I, S>(
+    ns_path: impl AsRef<Path>,
+    pin_dir: impl AsRef<Path>,
+    args: I,
+) -> Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = command("nsenter");
+    cmd.arg(format!("--net={}", ns_path.as_ref().display()))
+        .arg("--")
+        .arg(fw_bin())
+        .arg("--pin-dir")
+        .arg(pin_dir.as_ref())
+        .args(args);
+    output_with_timeout(&mut cmd, FW_CMD_TIMEOUT)
+}
+
+/// Like [`try_fw_cmd`], for tests.
+///
+/// # Panics
+/// If the command cannot be run at all (e.g. no fw binary) or times out;
+/// a non-zero exit is returned, not a panic.
+pub fn fw_cmd<I, S>(ns_path: impl AsRef<Path>, pin_dir: impl AsRef<Path>, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    try_fw_cmd(ns_path, pin_dir, args).unwrap_or_else(|e| {
+        panic!(
+            "{e}\n(fw binary: {}; build it with `cargo build --release` or set FW_BIN)",
+            fw_bin().display()
+        )
+    })
+}
+
+/// A pin directory for one fw instance, `/sys/fs/bpf/fwtest-<pid>-<n>`,
+/// removed (recursively) on drop. It is not created here: `fw up` creates it
+/// (and mounts bpffs if needed).
+#[derive(Debug)]
+pub struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    /// Reserves a fresh pin dir path, first removing those left by dead processes.
+    pub fn new() -> PinDir {
+        sweep_pin_dirs();
+        let n = PIN_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = Path::new(BPFFS).join(format!("{PIN_DIR_PREFIX}{}-{n}", std::process::id()));
+        cleanup::register_pin_dir(&path);
+        PinDir { path }
+    }
+
+    /// The directory to pass as `--pin-dir`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AsRef<Path> for PinDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<OsStr> for PinDir {
+    fn as_ref(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        cleanup::unregister_pin_dir(&self.path);
+        remove_pin_dir(&self.path);
+    }
+}
+
+pub(crate) fn remove_pin_dir(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("fw-testkit: cleanup: removing {}: {e}", path.display()),
+    }
+}
+
+fn parse_pin_dir_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix(PIN_DIR_PREFIX)?.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes `/sys/fs/bpf/fwtest-<pid>-*` dirs whose process is gone.
+pub fn sweep_pin_dirs() {
+    let Ok(entries) = std::fs::read_dir(BPFFS) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if let Some(pid) = parse_pin_dir_pid(&name.to_string_lossy()) {
+            if !pid_alive(pid) {
+                remove_pin_dir(&entry.path());
+            }
+        }
+    }
+}
+
+/// The command line [`try_fw_cmd`] would run, for messages.
+pub fn fw_cmd_line<I, S>(ns_path: impl AsRef<Path>, pin_dir: impl AsRef<Path>, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg(format!("--net={}", ns_path.as_ref().display()))
+        .arg("--")
+        .arg(fw_bin())
+        .arg("--pin-dir")
+        .arg(pin_dir.as_ref())
+        .args(args);
+    describe(&cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fw_bin_defaults_to_the_release_build() {
+        let bin = fw_bin_from(None);
+        assert!(bin.ends_with("target/release/fw"), "{}", bin.display());
+        assert!(bin.starts_with(workspace_dir()));
+        assert!(workspace_dir().join("fw-testkit").is_dir());
+        assert_eq!(fw_bin_from(Some("".into())), bin);
+        assert_eq!(fw_bin_from(Some("/x/fw".into())), PathBuf::from("/x/fw"));
+    }
+
+    #[test]
+    fn pin_dirs_are_unique_and_parse_back() {
+        let a = PinDir::new();
+        let b = PinDir::new();
+        assert_ne!(a.path(), b.path());
+        let name = a.path().file_name().expect("has a name").to_string_lossy();
+        assert_eq!(parse_pin_dir_pid(&name), Some(std::process::id()));
+        assert_eq!(parse_pin_dir_pid("fw"), None);
+        assert_eq!(parse_pin_dir_pid("fwtest-12-x"), None);
+    }
+
+    #[test]
+    fn fw_cmd_line_shape() {
+        let line = fw_cmd_line("/run/netns/x", "/sys/fs/bpf/p", ["up", "v0"]);
+        assert!(line.starts_with("nsenter --net=/run/netns/x -- "), "{line}");
+        assert!(line.ends_with("fw --pin-dir /sys/fs/bpf/p up v0"), "{line}");
+    }
+}

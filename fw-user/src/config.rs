@@ -1,0 +1,252 @@
+//! The TOML config, validated into one struct. The default is the seed policy.
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{
+    error::{Error, Result},
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+};
+
+/// Highest reject rate fw accepts (keeps the kernel's token math in range).
+pub const MAX_RATE: u64 = 10_000_000;
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub policy: Policy,
+    pub reject_with: RejectWith,
+    /// ICMP errors (or RSTs) per second, all CPUs together.
+    pub reject_rate: u64,
+    pub reject_burst: u64,
+    pub conntrack_entries: u32,
+    pub interfaces: Vec<String>,
+    pub dry_run: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy: Policy::seed(),
+            reject_with: RejectWith::HostUnreachable,
+            reject_rate: 1000,
+            reject_burst: 1000,
+            conntrack_entries: fw_common::CT_DEFAULT_ENTRIES,
+            interfaces: Vec::new(),
+            dry_run: false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    interfaces: Vec<String>,
+    #[serde(default)]
+    dry_run: bool,
+    ports: Option<Ports>,
+    #[serde(default)]
+    sources: Vec<Source>,
+    reject: Option<Reject>,
+    conntrack: Option<Conntrack>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ports {
+    #[serde(default)]
+    tcp: Vec<PortSpec>,
+    #[serde(default)]
+    udp: Vec<PortSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    proto: String,
+    port: PortSpec,
+    from: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reject {
+    with: Option<RejectWith>,
+    rate: Option<u64>,
+    burst: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Conntrack {
+    entries: Option<u32>,
+}
+
+fn port_range(spec: &PortSpec) -> Result<PortRange> {
+    match spec {
+        PortSpec::Number(n) => {
+            let s = n.to_string();
+            if *n < 0 {
+                return Err(Error::invalid("port", s, "ports are 1-65535"));
+            }
+            PortRange::new(*n as u32, *n as u32, &s)
+        }
+        PortSpec::Text(s) => s.parse(),
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config> {
+        let bad = |reason: String| Error::Config {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let mut cfg = Config::default();
+        if let Some(ports) = &file.ports {
+            cfg.policy = Policy::default();
+            for (proto, specs) in [(Proto::Tcp, &ports.tcp), (Proto::Udp, &ports.udp)] {
+                for spec in specs {
+                    let r = port_range(spec).map_err(|e| bad(format!("[ports] {proto}: {e}")))?;
+                    cfg.policy.allow(proto, r, &[]);
+                }
+            }
+        }
+        for src in &file.sources {
+            let proto: Proto = src.proto.parse().map_err(|e| bad(format!("[[sources]]: {e}")))?;
+            let range = port_range(&src.port).map_err(|e| bad(format!("[[sources]]: {e}")))?;
+            if src.from.is_empty() {
+                return Err(bad("[[sources]] `from` is empty: list at least one prefix".into()));
+            }
+            let nets = src
+                .from
+                .iter()
+                .map(|s| parse_prefix(s))
+                .collect::<Result<Vec<_>>>()
+                .map_err(|e| bad(format!("[[sources]]: {e}")))?;
+            // A source rule opens the port to those sources only.
+            cfg.policy.deny(proto, range);
+            cfg.policy.allow(proto, range, &nets);
+        }
+        if let Some(r) = &file.reject {
+            if let Some(w) = r.with {
+                cfg.reject_with = w;
+            }
+            if let Some(rate) = r.rate {
+                if rate == 0 || rate > MAX_RATE {
+                    return Err(bad(format!("[reject] rate = {rate}: must be 1-{MAX_RATE} per second")));
+                }
+                cfg.reject_rate = rate;
+                cfg.reject_burst = rate;
+            }
+            if let Some(burst) = r.burst {
+                if burst == 0 || burst > MAX_RATE {
+                    return Err(bad(format!("[reject] burst = {burst}: must be 1-{MAX_RATE}")));
+                }
+                cfg.reject_burst = burst;
+            }
+        }
+        if let Some(ct) = &file.conntrack {
+            if let Some(n) = ct.entries {
+                if !(1024..=16_777_216).contains(&n) {
+                    return Err(bad(format!("[conntrack] entries = {n}: must be 1024-16777216")));
+                }
+                cfg.conntrack_entries = n;
+            }
+        }
+        for i in &file.interfaces {
+            crate::iface::check_name(i).map_err(|e| bad(e.to_string()))?;
+        }
+        cfg.interfaces = file.interfaces;
+        cfg.dry_run = file.dry_run;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
+        Config::from_toml(&text, path)
+    }
+
+    /// The kernel-side settings for `ncpus` CPUs.
+    pub fn kernel(&self, ncpus: u64) -> fw_common::Config {
+        let share = |v: u64| v.div_ceil(ncpus.max(1)).max(1);
+        let mut k = fw_common::Config::DEFAULT;
+        k.reject_kind = self.reject_with.kind() as u32;
+        k.flags = if self.dry_run { fw_common::CFG_DRY_RUN } else { 0 };
+        k.reject_rate_per_cpu = share(self.reject_rate);
+        k.reject_burst_per_cpu = share(self.reject_burst);
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::from_toml(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn default_is_seed() {
+        let c = parse("[ports]\ntcp = [22, 80]\nudp = [80]\n").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn full() {
+        let c = parse(
+            r#"
+            interfaces = ["veth0"]
+            dry_run = true
+            [ports]
+            tcp = [22, "8000-8002"]
+            udp = []
+            [[sources]]
+            proto = "tcp"
+            port = 22
+            from = ["198.51.100.0/24", "2001:db8::/32"]
+            [reject]
+            with = "tcp-reset"
+            rate = 50
+            [conntrack]
+            entries = 4096
+            "#,
+        )
+        .unwrap();
+        assert!(c.dry_run);
+        assert_eq!(c.reject_with, RejectWith::TcpReset);
+        assert_eq!(c.policy.ports(Proto::Tcp).count(), 4);
+        assert_eq!(c.policy.sources(Proto::Tcp, 22).map(|s| s.len()), Some(2));
+        assert_eq!(c.kernel(2).reject_rate_per_cpu, 25);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for (text, needle) in [
+            ("[ports]\ntcp = [0]", "1-65535"),
+            ("[ports]\ntcp = [70000]", "1-65535"),
+            ("[ports]\ntcp = [\"90-80\"]", "inverted"),
+            ("[ports]\nsctp = [1]", "unknown field"),
+            ("[reject]\nwith = \"bounce\"", "unknown variant"),
+            ("[reject]\nrate = 0", "rate"),
+            ("[ports\n", "expected"),
+            ("color = 1", "unknown field"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(e.contains("test.toml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! fw's errors. Each says what went wrong and, where there is one, what to do.
+use std::{io, path::PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("fw needs root (CAP_BPF and CAP_NET_ADMIN) for `{0}`: run it as root, e.g. with sudo")]
+    NotRoot(&'static str),
+
+    #[error("interface `{0}` does not exist in this network namespace (see `ip link`)")]
+    NoSuchInterface(String),
+
+    #[error("refusing to attach to `{0}`: loopback is never filtered by fw (the seed policy accepts all of lo)")]
+    Loopback(String),
+
+    #[error("fw is already up on `{0}`: run `fw down {0}` first")]
+    AlreadyUp(String),
+
+    #[error("fw is not up on `{0}` (see `fw status`)")]
+    NotUpOn(String),
+
+    #[error("fw is not loaded (no pins under {0}): run `fw up <IFACE>` first")]
+    NotLoaded(PathBuf),
+
+    #[error("too many interfaces: fw can be up on at most {0} at once")]
+    TooManyInterfaces(usize),
+
+    #[error(
+        "the pins under {path} were made by a different fw build ({detail}): \
+         run `fw down` to remove them, then `fw up` again"
+    )]
+    StalePin { path: PathBuf, detail: String },
+
+    #[error("attaching XDP to `{iface}` in {mode} mode failed: {source}{hint}")]
+    XdpAttach {
+        iface: String,
+        mode: &'static str,
+        hint: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+
+    #[error("attaching the TC egress program to `{iface}` failed: {source}")]
+    TcAttach {
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+
+    #[error("eBPF program `{name}`: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+
+    #[error("map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+
+    #[error("pinning {path}: {source}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+
+    #[error("link {path}: {source}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
+    },
+
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("invalid {what} `{input}`: {reason}")]
+    Invalid {
+        what: &'static str,
+        input: String,
+        reason: String,
+    },
+
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+}
+
+impl Error {
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn invalid(what: &'static str, input: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            input: input.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn map(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {
+        move |source| Error::Map { name, source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

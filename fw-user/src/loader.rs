@@ -1,0 +1,392 @@
+//! Bringing fw up and down: load the embedded object, pin it, attach XDP
+//! (ingress) and TC (egress) to interfaces, and undo all of it.
+use std::{fs, time::SystemTime};
+
+use aya::{
+    programs::{
+        tc::{TcAttachOptions, TcAttachType},
+        links::FdLink,
+        LinkOrder, SchedClassifier, Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use fw_common::{
+    maps as names, IfaceMeta, Meta, MAX_IFACES, PROG_EGRESS, PROG_INGRESS, TC_MODE_TCX,
+    XDP_MODE_GENERIC, XDP_MODE_NATIVE,
+};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    iface::{self, Iface},
+    maps::FwMaps,
+    pins::PinDir,
+    policy::Policy,
+};
+
+/// The eBPF object, built by build.rs from fw-ebpf.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fw-ebpf"));
+
+/// How XDP is attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Native (driver) mode where the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode: works everywhere, slower.
+    Generic,
+}
+
+pub fn mode_name(m: u32) -> &'static str {
+    match m {
+        XDP_MODE_NATIVE => "native",
+        XDP_MODE_GENERIC => "generic",
+        _ => "unknown",
+    }
+}
+
+/// fw's commands that change the kernel need root.
+pub fn require_root(what: &'static str) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::NotRoot(what));
+    }
+    Ok(())
+}
+
+pub fn ncpus() -> Result<u64> {
+    aya::util::nr_cpus()
+        .map(|n| n as u64)
+        .map_err(|(what, e)| Error::io(what.to_string(), e))
+}
+
+/// What `fw up` did.
+#[derive(Debug)]
+pub struct UpReport {
+    pub loaded: bool,
+    pub attached: Vec<(String, &'static str)>,
+}
+
+/// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
+/// `config` is applied on a fresh load, or when given explicitly.
+pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>) -> Result<UpReport> {
+    require_root("fw up")?;
+    let default_cfg = Config::default();
+    let mut wanted: Vec<String> = names_.to_vec();
+    if wanted.is_empty() {
+        if let Some(c) = config {
+            wanted = c.interfaces.clone();
+        }
+    }
+    if wanted.is_empty() {
+        return Err(Error::invalid(
+            "arguments",
+            "",
+            "name at least one interface (fw up <IFACE>...) or list `interfaces` in the config",
+        ));
+    }
+    let mut ifaces = Vec::new();
+    for n in &wanted {
+        let i = iface::resolve(n)?;
+        if !ifaces.contains(&i) {
+            ifaces.push(i);
+        }
+    }
+    pins.prepare()?;
+    let fresh = !pins.is_loaded();
+    if fresh {
+        if pins.has_anything() {
+            // A half-made load (killed `fw up`): nothing attached can depend
+            // on it, since links are pinned last.
+            pins.remove_all()?;
+            pins.prepare()?;
+        }
+        let cfg = config.unwrap_or(&default_cfg);
+        if let Err(e) = load_fresh(pins, cfg) {
+            let _ = pins.remove_all();
+            return Err(e);
+        }
+    } else if let Some(cfg) = config {
+        apply_config(pins, cfg)?;
+    }
+    let maps = FwMaps::open(pins)?;
+    let mut meta = maps.meta()?;
+    for i in &ifaces {
+        if meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name) {
+            return Err(Error::AlreadyUp(i.name.clone()));
+        }
+    }
+    let mut report = UpReport {
+        loaded: fresh,
+        attached: Vec::new(),
+    };
+    for i in &ifaces {
+        match attach(pins, &maps, &mut meta, i, mode) {
+            Ok(m) => report.attached.push((i.name.clone(), m)),
+            Err(e) => {
+                // Leave nothing half-done: undo this call's attachments.
+                for (name, _) in &report.attached {
+                    let _ = detach(pins, &maps, &mut meta, name);
+                }
+                if fresh {
+                    let _ = pins.remove_all();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn load_fresh(pins: &PinDir, cfg: &Config) -> Result<()> {
+    load_and_pin(pins, cfg).map(drop)
+}
+
+/// Loads the object, pins maps and programs under `pins` and writes `cfg`,
+/// attaching nothing. `fw up` builds on it; tests and benches run the
+/// returned programs through BPF_PROG_TEST_RUN.
+pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
+    pins.prepare()?;
+    let mut ebpf: Ebpf = EbpfLoader::new()
+        .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
+        .load(EBPF_OBJECT)?;
+    for name in names::PINNED {
+        let map = ebpf.map(name).ok_or_else(|| Error::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.to_string() },
+        })?;
+        let path = pins.map(name);
+        map.pin(&path).map_err(|source| Error::Pin { path, source })?;
+    }
+    let xdp: &mut Xdp = program(&mut ebpf, PROG_INGRESS)?;
+    xdp.load().map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+    let path = pins.prog(PROG_INGRESS);
+    xdp.pin(&path).map_err(|source| Error::Pin { path, source })?;
+    let tc: &mut SchedClassifier = program(&mut ebpf, PROG_EGRESS)?;
+    tc.load().map_err(|source| Error::Program { name: PROG_EGRESS, source })?;
+    let path = pins.prog(PROG_EGRESS);
+    tc.pin(&path).map_err(|source| Error::Pin { path, source })?;
+
+    let maps = FwMaps::new_unchecked(pins);
+    maps.set_config(&cfg.kernel(ncpus()?))?;
+    maps.write_policy(&Policy::default(), &cfg.policy)?;
+    // META last: its presence is what marks fw as loaded.
+    let meta = Meta {
+        loaded_at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        reject_rate: cfg.reject_rate,
+        reject_burst: cfg.reject_burst,
+        ct_entries: cfg.conntrack_entries,
+        ..Meta::default()
+    };
+    maps.set_meta(&meta)?;
+    Ok(ebpf)
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or(Error::Program {
+        name,
+        source: aya::programs::ProgramError::UnexpectedProgramType,
+    })?;
+    p.try_into().map_err(|source| Error::Program { name, source })
+}
+
+/// Replaces the running policy and settings with `cfg` (no reload).
+pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
+    let maps = FwMaps::open(pins)?;
+    let old = maps.policy()?;
+    let mut k = cfg.kernel(ncpus()?);
+    // Keep timeouts the running instance was loaded with.
+    let running = maps.config()?;
+    k.ct_tcp_syn_ns = running.ct_tcp_syn_ns;
+    k.ct_tcp_established_ns = running.ct_tcp_established_ns;
+    k.ct_tcp_closing_ns = running.ct_tcp_closing_ns;
+    k.ct_udp_ns = running.ct_udp_ns;
+    k.ct_udp_stream_ns = running.ct_udp_stream_ns;
+    k.ct_icmp_ns = running.ct_icmp_ns;
+    maps.write_policy(&old, &cfg.policy)?;
+    maps.set_config(&k)?;
+    let mut meta = maps.meta()?;
+    meta.reject_rate = cfg.reject_rate;
+    meta.reject_burst = cfg.reject_burst;
+    maps.set_meta(&meta)
+}
+
+fn attach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, i: &Iface, mode: Mode) -> Result<&'static str> {
+    let slot_idx = meta
+        .ifaces
+        .iter()
+        .position(|m| m.slot == 0)
+        .ok_or(Error::TooManyInterfaces(MAX_IFACES))?;
+    let slot = slot_idx as u32 + 1;
+    // Counters first, so the very first packet lands in this interface's slot.
+    maps.set_iface_slot(i.index, slot)?;
+
+    // Egress before ingress: replies to what the host sends must be known
+    // before the ingress policy starts judging them.
+    let mut tc = SchedClassifier::from_pin(pins.prog(PROG_EGRESS))
+        .map_err(|source| Error::Program { name: PROG_EGRESS, source })?;
+    let id = tc
+        .attach_with_options(&i.name, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .map_err(|source| Error::TcAttach { iface: i.name.clone(), source })?;
+    let link = tc
+        .take_link(id)
+        .map_err(|source| Error::TcAttach { iface: i.name.clone(), source })?;
+    let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| Error::Link {
+        path: pins.tc_link(i.index),
+        source: e,
+    })?;
+    let path = pins.tc_link(i.index);
+    fd.pin(&path).map_err(|source| Error::Pin { path: path.clone(), source })?;
+
+    let xdp_result = attach_xdp(pins, i, mode);
+    let (xdp_mode, name) = match xdp_result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            let _ = maps.set_iface_slot(i.index, 0);
+            return Err(e);
+        }
+    };
+    meta.ifaces[slot_idx] = IfaceMeta {
+        ifindex: i.index,
+        slot,
+        xdp_mode,
+        tc_mode: TC_MODE_TCX,
+        name: iface::name_bytes(&i.name),
+    };
+    maps.set_meta(meta)?;
+    Ok(name)
+}
+
+fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str)> {
+    let mut xdp = Xdp::from_pin(pins.prog(PROG_INGRESS), aya_obj::programs::XdpAttachType::Interface)
+        .map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+    let tries: &[(XdpMode, u32, &'static str)] = match mode {
+        Mode::Auto => &[
+            (XdpMode::Driver, XDP_MODE_NATIVE, "native"),
+            (XdpMode::Skb, XDP_MODE_GENERIC, "generic"),
+        ],
+        Mode::Native => &[(XdpMode::Driver, XDP_MODE_NATIVE, "native")],
+        Mode::Generic => &[(XdpMode::Skb, XDP_MODE_GENERIC, "generic")],
+    };
+    let mut last = None;
+    for &(m, code, name) in tries {
+        match xdp.attach_to_if_index(i.index, m) {
+            Ok(id) => {
+                let link = xdp
+                    .take_link(id)
+                    .map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+                let path = pins.xdp_link(i.index);
+                let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                fd.pin(&path).map_err(|source| Error::Pin { path, source })?;
+                return Ok((code, name));
+            }
+            Err(e) => last = Some((name, e)),
+        }
+    }
+    let (name, source) = last.expect("at least one mode is tried");
+    Err(Error::XdpAttach {
+        iface: i.name.clone(),
+        mode: name,
+        hint: if mode == Mode::Native {
+            " (the driver may lack native XDP: try `--mode generic`)"
+        } else {
+            " (is another XDP program attached? see `ip link show`)"
+        },
+        source,
+    })
+}
+
+/// Detaches `name`: unpinning a link nobody else holds destroys it.
+fn detach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, name: &str) -> Result<()> {
+    let pos = meta
+        .ifaces
+        .iter()
+        .position(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == name)
+        .ok_or_else(|| Error::NotUpOn(name.to_string()))?;
+    let m = meta.ifaces[pos];
+    for path in [pins.xdp_link(m.ifindex), pins.tc_link(m.ifindex)] {
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("unpinning {}", path.display()), e)),
+        }
+    }
+    maps.set_iface_slot(m.ifindex, 0)?;
+    meta.ifaces[pos] = IfaceMeta::default();
+    maps.set_meta(meta)
+}
+
+/// What `fw down` did.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub detached: Vec<String>,
+    /// Everything was removed (no interface left).
+    pub unloaded: bool,
+    pub was_loaded: bool,
+}
+
+/// Detaches `names_` (all when empty); unloads when none is left.
+pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
+    require_root("fw down")?;
+    let mut report = DownReport::default();
+    if !pins.is_loaded() {
+        if pins.has_anything() {
+            // Leftovers of an interrupted `fw up`: clean them.
+            pins.remove_all()?;
+            report.unloaded = true;
+            return Ok(report);
+        }
+        if let Some(n) = names_.first() {
+            return Err(Error::NotUpOn(n.clone()));
+        }
+        return Ok(report);
+    }
+    report.was_loaded = true;
+    let maps = match FwMaps::open(pins) {
+        Ok(m) => m,
+        Err(Error::StalePin { .. }) if names_.is_empty() => {
+            // Pins of another fw build: they can still be removed, which
+            // detaches whatever they hold.
+            pins.remove_all()?;
+            report.unloaded = true;
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut meta = maps.meta()?;
+    let targets: Vec<String> = if names_.is_empty() {
+        meta.ifaces
+            .iter()
+            .filter(|m| m.slot != 0)
+            .map(|m| iface::name_from_bytes(&m.name))
+            .collect()
+    } else {
+        names_.to_vec()
+    };
+    for n in &targets {
+        if !meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *n) {
+            return Err(Error::NotUpOn(n.clone()));
+        }
+    }
+    for n in &targets {
+        detach(pins, &maps, &mut meta, n)?;
+        report.detached.push(n.clone());
+    }
+    if meta.ifaces.iter().all(|m| m.slot == 0) {
+        drop(maps);
+        pins.remove_all()?;
+        report.unloaded = true;
+    }
+    Ok(report)
+}

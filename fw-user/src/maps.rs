@@ -1,0 +1,278 @@
+//! Typed access to fw's pinned maps: the only place that reads or writes them.
+use std::{collections::BTreeSet, mem::size_of};
+
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, Map, MapData, MapInfo, PerCpuArray,
+};
+use fw_common::{
+    maps as names, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
+    Bucket, COUNTER_ENTRIES, LAYOUT_VERSION, PORT_ALLOW, PORT_FROM_RESTRICTED, REASON_COUNT,
+    REASON_SLOTS, IFACE_SLOTS, SRC_KEY_FIXED_BITS,
+};
+use ipnet::IpNet;
+
+use crate::{
+    error::{Error, Result},
+    pins::PinDir,
+    policy::{Policy, Proto},
+};
+
+/// (name, key size, value size) of every pinned map: a pin whose sizes differ
+/// was made by another fw build.
+fn expected_layout() -> [(&'static str, u32, u32); 11] {
+    [
+        (names::COUNTERS, 4, size_of::<Counter>() as u32),
+        (names::IFACE_SLOT, 4, 4),
+        (names::PORTS, 4, 1),
+        (names::PORT_HITS, 4, 8),
+        (names::ALLOW_SRC, 4 + size_of::<SrcKey>() as u32, 1),
+        (names::CONFIG, 4, size_of::<Config>() as u32),
+        (names::RATE_STATE, 4, size_of::<Bucket>() as u32),
+        (names::CONNTRACK, size_of::<FlowKey>() as u32, size_of::<FlowValue>() as u32),
+        (names::FRAGS, size_of::<FragKey>() as u32, size_of::<FragValue>() as u32),
+        (names::EVENTS, 0, 0),
+        (names::META, 4, size_of::<Meta>() as u32),
+    ]
+}
+
+/// Counters of one interface slot, indexed by `Reason`.
+pub type SlotCounters = [Counter; REASON_COUNT];
+
+pub struct FwMaps {
+    pins: PinDir,
+}
+
+impl FwMaps {
+    /// Opens the maps of a loaded fw, refusing pins of another layout.
+    pub fn open(pins: &PinDir) -> Result<FwMaps> {
+        if !pins.is_loaded() {
+            return Err(Error::NotLoaded(pins.root().to_path_buf()));
+        }
+        let maps = FwMaps { pins: pins.clone() };
+        maps.check_layout()?;
+        Ok(maps)
+    }
+
+    /// Opens without checks (for `fw up`, right after pinning).
+    pub(crate) fn new_unchecked(pins: &PinDir) -> FwMaps {
+        FwMaps { pins: pins.clone() }
+    }
+
+    fn stale(&self, detail: String) -> Error {
+        Error::StalePin {
+            path: self.pins.root().to_path_buf(),
+            detail,
+        }
+    }
+
+    fn check_layout(&self) -> Result<()> {
+        for (name, key, value) in expected_layout() {
+            let path = self.pins.map(name);
+            let info = MapInfo::from_pin(&path)
+                .map_err(|e| self.stale(format!("map {name}: {e}")))?;
+            if name != names::EVENTS && (info.key_size() != key || info.value_size() != value) {
+                return Err(self.stale(format!(
+                    "map {name} has key/value sizes {}/{}, this fw expects {key}/{value}",
+                    info.key_size(),
+                    info.value_size()
+                )));
+            }
+        }
+        let meta = self.meta()?;
+        if meta.layout_version != LAYOUT_VERSION {
+            return Err(self.stale(format!(
+                "layout version {}, this fw uses {LAYOUT_VERSION}",
+                meta.layout_version
+            )));
+        }
+        Ok(())
+    }
+
+    fn data(&self, name: &'static str) -> Result<Map> {
+        let md = MapData::from_pin(self.pins.map(name)).map_err(Error::map(name))?;
+        Map::from_map_data(md).map_err(Error::map(name))
+    }
+
+    fn array<V: aya::Pod>(&self, name: &'static str) -> Result<Array<MapData, V>> {
+        Array::try_from(self.data(name)?).map_err(Error::map(name))
+    }
+
+    fn per_cpu<V: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<MapData, V>> {
+        PerCpuArray::try_from(self.data(name)?).map_err(Error::map(name))
+    }
+
+    fn allow_src(&self) -> Result<LpmTrie<MapData, SrcKey, u8>> {
+        LpmTrie::try_from(self.data(names::ALLOW_SRC)?).map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    pub fn meta(&self) -> Result<Meta> {
+        self.array::<Meta>(names::META)?
+            .get(&0, 0)
+            .map_err(Error::map(names::META))
+    }
+
+    pub fn set_meta(&self, meta: &Meta) -> Result<()> {
+        self.array::<Meta>(names::META)?
+            .set(0, meta, 0)
+            .map_err(Error::map(names::META))
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        self.array::<Config>(names::CONFIG)?
+            .get(&0, 0)
+            .map_err(Error::map(names::CONFIG))
+    }
+
+    pub fn set_config(&self, cfg: &Config) -> Result<()> {
+        self.array::<Config>(names::CONFIG)?
+            .set(0, cfg, 0)
+            .map_err(Error::map(names::CONFIG))
+    }
+
+    pub fn set_iface_slot(&self, ifindex: u32, slot: u32) -> Result<()> {
+        if ifindex >= fw_common::MAX_IFINDEX {
+            // Counted in slot 0 by the kernel side; nothing to record.
+            return Ok(());
+        }
+        self.array::<u32>(names::IFACE_SLOT)?
+            .set(ifindex, slot, 0)
+            .map_err(Error::map(names::IFACE_SLOT))
+    }
+
+    /// Counters summed over CPUs, one row per interface slot.
+    pub fn counters(&self) -> Result<Vec<SlotCounters>> {
+        let map = self.per_cpu::<Counter>(names::COUNTERS)?;
+        let mut out = vec![[Counter::default(); REASON_COUNT]; IFACE_SLOTS as usize];
+        for idx in 0..COUNTER_ENTRIES {
+            let (slot, reason) = ((idx / REASON_SLOTS) as usize, (idx % REASON_SLOTS) as usize);
+            if reason >= REASON_COUNT {
+                continue;
+            }
+            let values = map.get(&idx, 0).map_err(Error::map(names::COUNTERS))?;
+            let c = &mut out[slot][reason];
+            for v in values.iter() {
+                c.packets += v.packets;
+                c.bytes += v.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hits of one (proto, port), summed over CPUs.
+    pub fn port_hits(&self, proto: Proto, port: u16) -> Result<u64> {
+        let map = self.per_cpu::<u64>(names::PORT_HITS)?;
+        let values = map
+            .get(&(proto.map_base() + port as u32), 0)
+            .map_err(Error::map(names::PORT_HITS))?;
+        Ok(values.iter().sum())
+    }
+
+    /// The policy the kernel side enforces right now.
+    pub fn policy(&self) -> Result<Policy> {
+        let ports = self.array::<u8>(names::PORTS)?;
+        let mut policy = Policy::default();
+        for proto in Proto::ALL {
+            for port in 1..=65535u16 {
+                let flags = ports
+                    .get(&(proto.map_base() + port as u32), 0)
+                    .map_err(Error::map(names::PORTS))?;
+                if flags & PORT_ALLOW != 0 && flags & PORT_FROM_RESTRICTED == 0 {
+                    policy.allow(proto, crate::policy::PortRange::single(port), &[]);
+                }
+            }
+        }
+        let trie = self.allow_src()?;
+        for key in trie.keys() {
+            let key = key.map_err(Error::map(names::ALLOW_SRC))?;
+            if let Some((proto, port, net)) = decode_src(&key) {
+                policy.allow(proto, crate::policy::PortRange::single(port), &[net]);
+            }
+        }
+        Ok(policy)
+    }
+
+    /// Moves the kernel side from `old` to `new`, touching only what differs.
+    /// Order keeps every packet decided by either the old or the new rule:
+    /// new source prefixes first, then port flags, then stale prefixes.
+    pub fn write_policy(&self, old: &Policy, new: &Policy) -> Result<()> {
+        let mut trie = self.allow_src()?;
+        let old_src: BTreeSet<(Proto, u16, IpNet)> =
+            old.all_sources().map(|(p, port, n)| (p, port, *n)).collect();
+        let new_src: BTreeSet<(Proto, u16, IpNet)> =
+            new.all_sources().map(|(p, port, n)| (p, port, *n)).collect();
+        for (proto, port, net) in new_src.difference(&old_src) {
+            trie.insert(&encode_src(*proto, *port, net), 1, 0)
+                .map_err(Error::map(names::ALLOW_SRC))?;
+        }
+        let mut ports = self.array::<u8>(names::PORTS)?;
+        for proto in Proto::ALL {
+            let touched: BTreeSet<u16> = old.ports(proto).chain(new.ports(proto)).collect();
+            for port in touched {
+                let (a, b) = (port_flags(old, proto, port), port_flags(new, proto, port));
+                if a != b {
+                    ports
+                        .set(proto.map_base() + port as u32, b, 0)
+                        .map_err(Error::map(names::PORTS))?;
+                }
+            }
+        }
+        for (proto, port, net) in old_src.difference(&new_src) {
+            trie.remove(&encode_src(*proto, *port, net))
+                .map_err(Error::map(names::ALLOW_SRC))?;
+        }
+        Ok(())
+    }
+}
+
+fn port_flags(p: &Policy, proto: Proto, port: u16) -> u8 {
+    if !p.is_open(proto, port) {
+        0
+    } else if p.sources(proto, port).is_some() {
+        PORT_ALLOW | PORT_FROM_RESTRICTED
+    } else {
+        PORT_ALLOW
+    }
+}
+
+fn encode_src(proto: Proto, port: u16, net: &IpNet) -> Key<SrcKey> {
+    let mut addr = [0u8; 16];
+    let family = match net {
+        IpNet::V4(n) => {
+            addr[..4].copy_from_slice(&n.addr().octets());
+            4
+        }
+        IpNet::V6(n) => {
+            addr.copy_from_slice(&n.addr().octets());
+            6
+        }
+    };
+    Key::new(
+        SRC_KEY_FIXED_BITS + net.prefix_len() as u32,
+        SrcKey {
+            proto: proto.number(),
+            family,
+            port_be: port.to_be(),
+            addr,
+        },
+    )
+}
+
+fn decode_src(key: &Key<SrcKey>) -> Option<(Proto, u16, IpNet)> {
+    let d = key.data();
+    let proto = match d.proto {
+        fw_common::IPPROTO_TCP => Proto::Tcp,
+        fw_common::IPPROTO_UDP => Proto::Udp,
+        _ => return None,
+    };
+    let len = key.prefix_len().checked_sub(SRC_KEY_FIXED_BITS)? as u8;
+    let net = match d.family {
+        4 => {
+            let a: [u8; 4] = d.addr[..4].try_into().ok()?;
+            IpNet::new(std::net::Ipv4Addr::from(a).into(), len).ok()?
+        }
+        6 => IpNet::new(std::net::Ipv6Addr::from(d.addr).into(), len).ok()?,
+        _ => return None,
+    };
+    Some((proto, u16::from_be(d.port_be), net))
+}

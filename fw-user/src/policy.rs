@@ -1,0 +1,341 @@
+//! The policy model: which (protocol, port) pairs are open, optionally only to
+//! some source prefixes, and how everything else is answered. Parsing of the
+//! user's port and prefix syntax lives here too.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::IpAddr,
+    str::FromStr,
+};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub const ALL: [Proto; 2] = [Proto::Tcp, Proto::Udp];
+
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => fw_common::IPPROTO_TCP,
+            Proto::Udp => fw_common::IPPROTO_UDP,
+        }
+    }
+
+    /// Index of the first entry of this protocol in the PORTS map.
+    pub fn map_base(self) -> u32 {
+        match self {
+            Proto::Tcp => 0,
+            Proto::Udp => 65536,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Proto {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(Error::invalid("protocol", s, "expected `tcp` or `udp`")),
+        }
+    }
+}
+
+/// An inclusive port range; a single port is `lo == hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn single(p: u16) -> Self {
+        PortRange { lo: p, hi: p }
+    }
+
+    pub fn new(lo: u32, hi: u32, input: &str) -> Result<Self> {
+        for p in [lo, hi] {
+            if p == 0 || p > 65535 {
+                return Err(Error::invalid(
+                    "port",
+                    input,
+                    "ports are 1-65535 (port 0 is not a port a client can use)",
+                ));
+            }
+        }
+        if lo > hi {
+            return Err(Error::invalid(
+                "port range",
+                input,
+                format!("the range is inverted; did you mean {hi}-{lo}?"),
+            ));
+        }
+        Ok(PortRange {
+            lo: lo as u16,
+            hi: hi as u16,
+        })
+    }
+
+    pub fn ports(self) -> impl Iterator<Item = u16> {
+        self.lo..=self.hi
+    }
+
+    pub fn len(self) -> usize {
+        (self.hi - self.lo) as usize + 1
+    }
+
+    pub fn is_empty(self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        let num = |x: &str| -> Result<u32> {
+            x.trim().parse::<u32>().map_err(|_| {
+                Error::invalid("port", s, "expected a number 1-65535 or a range LO-HI like 8000-8080")
+            })
+        };
+        match t.split_once('-') {
+            Some((lo, hi)) => PortRange::new(num(lo)?, num(hi)?, s),
+            None => {
+                let p = num(t)?;
+                PortRange::new(p, p, s)
+            }
+        }
+    }
+}
+
+/// Parses a source prefix: `198.51.100.0/24`, `2001:db8::/32`, or a bare
+/// address (a /32 or /128). Host bits must be zero, to catch typos.
+pub fn parse_prefix(s: &str) -> Result<IpNet> {
+    let t = s.trim();
+    if let Ok(addr) = t.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    let net: IpNet = t.parse().map_err(|_| {
+        Error::invalid("source prefix", s, "expected an address or CIDR such as 198.51.100.0/24 or 2001:db8::/32")
+    })?;
+    if net.trunc() != net {
+        return Err(Error::invalid(
+            "source prefix",
+            s,
+            format!("host bits are set; did you mean {}?", net.trunc()),
+        ));
+    }
+    Ok(net)
+}
+
+/// The whole port policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Policy {
+    open: BTreeMap<Proto, BTreeSet<u16>>,
+    /// Ports open only to these sources (absent: open to everyone).
+    sources: BTreeMap<(Proto, u16), BTreeSet<IpNet>>,
+}
+
+impl Policy {
+    /// The seed policy: TCP 22 and 80, UDP 80.
+    pub fn seed() -> Self {
+        let mut p = Policy::default();
+        p.allow(Proto::Tcp, PortRange::single(22), &[]);
+        p.allow(Proto::Tcp, PortRange::single(80), &[]);
+        p.allow(Proto::Udp, PortRange::single(80), &[]);
+        p
+    }
+
+    /// Opens `range`; with `from`, only to those sources (added to any
+    /// already there). Returns the ports whose state changed.
+    pub fn allow(&mut self, proto: Proto, range: PortRange, from: &[IpNet]) -> usize {
+        let set = self.open.entry(proto).or_default();
+        let mut changed = 0;
+        for port in range.ports() {
+            let newly_open = set.insert(port);
+            if from.is_empty() {
+                // Open to all: drops any restriction.
+                if self.sources.remove(&(proto, port)).is_some() || newly_open {
+                    changed += 1;
+                }
+            } else {
+                let restricted = self.sources.contains_key(&(proto, port));
+                if newly_open || restricted {
+                    let srcs = self.sources.entry((proto, port)).or_default();
+                    let before = srcs.len();
+                    srcs.extend(from.iter().copied());
+                    if newly_open || srcs.len() != before {
+                        changed += 1;
+                    }
+                }
+                // Already open to everyone: a source list would narrow it;
+                // keep it open (the caller says so).
+            }
+        }
+        changed
+    }
+
+    /// Closes `range`. Returns the ports that were open.
+    pub fn deny(&mut self, proto: Proto, range: PortRange) -> usize {
+        let mut changed = 0;
+        if let Some(set) = self.open.get_mut(&proto) {
+            for port in range.ports() {
+                if set.remove(&port) {
+                    changed += 1;
+                }
+                self.sources.remove(&(proto, port));
+            }
+        }
+        changed
+    }
+
+    pub fn is_open(&self, proto: Proto, port: u16) -> bool {
+        self.open.get(&proto).is_some_and(|s| s.contains(&port))
+    }
+
+    pub fn ports(&self, proto: Proto) -> impl Iterator<Item = u16> + '_ {
+        self.open.get(&proto).into_iter().flatten().copied()
+    }
+
+    pub fn sources(&self, proto: Proto, port: u16) -> Option<&BTreeSet<IpNet>> {
+        self.sources.get(&(proto, port))
+    }
+
+    pub fn all_sources(&self) -> impl Iterator<Item = (Proto, u16, &IpNet)> {
+        self.sources
+            .iter()
+            .flat_map(|(&(proto, port), nets)| nets.iter().map(move |n| (proto, port, n)))
+    }
+
+    /// Open ports of `proto` collapsed into ranges; ports with the same
+    /// source list collapse together.
+    pub fn ranges(&self, proto: Proto) -> Vec<(PortRange, Option<&BTreeSet<IpNet>>)> {
+        let mut out: Vec<(PortRange, Option<&BTreeSet<IpNet>>)> = Vec::new();
+        for port in self.ports(proto) {
+            let src = self.sources(proto, port);
+            match out.last_mut() {
+                Some((r, s)) if r.hi as u32 + 1 == port as u32 && *s == src => r.hi = port,
+                _ => out.push((PortRange::single(port), src)),
+            }
+        }
+        out
+    }
+}
+
+/// How rejected packets are answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectWith {
+    #[default]
+    HostUnreachable,
+    PortUnreachable,
+    AdminProhibited,
+    TcpReset,
+    Drop,
+}
+
+impl RejectWith {
+    pub fn kind(self) -> fw_common::RejectKind {
+        use fw_common::RejectKind as K;
+        match self {
+            RejectWith::HostUnreachable => K::HostUnreachable,
+            RejectWith::PortUnreachable => K::PortUnreachable,
+            RejectWith::AdminProhibited => K::AdminProhibited,
+            RejectWith::TcpReset => K::TcpReset,
+            RejectWith::Drop => K::Drop,
+        }
+    }
+
+    pub fn from_kind(k: fw_common::RejectKind) -> Self {
+        use fw_common::RejectKind as K;
+        match k {
+            K::HostUnreachable => RejectWith::HostUnreachable,
+            K::PortUnreachable => RejectWith::PortUnreachable,
+            K::AdminProhibited => RejectWith::AdminProhibited,
+            K::TcpReset => RejectWith::TcpReset,
+            K::Drop => RejectWith::Drop,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectWith::HostUnreachable => "host-unreachable",
+            RejectWith::PortUnreachable => "port-unreachable",
+            RejectWith::AdminProhibited => "admin-prohibited",
+            RejectWith::TcpReset => "tcp-reset",
+            RejectWith::Drop => "drop",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ports_and_ranges() {
+        assert_eq!("22".parse::<PortRange>().unwrap(), PortRange::single(22));
+        assert_eq!("8000-8080".parse::<PortRange>().unwrap(), PortRange { lo: 8000, hi: 8080 });
+        for bad in ["0", "65536", "80-22", "x", "", "1-", "-5", "22-0"] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad} accepted");
+        }
+        let e = "80-22".parse::<PortRange>().unwrap_err().to_string();
+        assert!(e.contains("22-80"), "{e}");
+    }
+
+    #[test]
+    fn seed_collapses() {
+        let mut p = Policy::seed();
+        p.allow(Proto::Tcp, "23-25".parse().unwrap(), &[]);
+        let r: Vec<String> = p.ranges(Proto::Tcp).iter().map(|(r, _)| r.to_string()).collect();
+        assert_eq!(r, ["22-25", "80"]);
+        assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 3);
+        assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 0);
+        assert!(p.is_open(Proto::Udp, 80));
+    }
+
+    #[test]
+    fn sources() {
+        let mut p = Policy::default();
+        let net = parse_prefix("198.51.100.0/24").unwrap();
+        assert_eq!(p.allow(Proto::Tcp, PortRange::single(22), &[net]), 1);
+        assert_eq!(p.allow(Proto::Tcp, PortRange::single(22), &[net]), 0);
+        assert!(p.sources(Proto::Tcp, 22).is_some());
+        assert_eq!(p.allow(Proto::Tcp, PortRange::single(22), &[]), 1);
+        assert!(p.sources(Proto::Tcp, 22).is_none());
+        assert!(parse_prefix("198.51.100.1/24").is_err());
+        assert!(parse_prefix("2001:db8::/32").is_ok());
+    }
+}

@@ -1,0 +1,206 @@
+//! Statistics: counters per reason (and per interface), hits per open port,
+//! as JSON (stable shape, see README) or an aligned table.
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use fw_common::{Counter, Reason};
+use serde::Serialize;
+
+use crate::{
+    error::Result,
+    iface,
+    maps::FwMaps,
+    policy::Proto,
+};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl From<Counter> for Count {
+    fn from(c: Counter) -> Self {
+        Count {
+            packets: c.packets,
+            bytes: c.bytes,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortHits {
+    pub proto: Proto,
+    pub port: u16,
+    pub packets: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IfaceStats {
+    pub reasons: BTreeMap<&'static str, Count>,
+}
+
+/// A snapshot of every counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// All interfaces together, every reason present (zeros included).
+    pub reasons: BTreeMap<&'static str, Count>,
+    /// Packets that reached the stack / were rejected or dropped.
+    pub accepted: Count,
+    pub dropped: Count,
+    pub ports: Vec<PortHits>,
+    pub interfaces: BTreeMap<String, IfaceStats>,
+}
+
+impl Stats {
+    pub fn collect(maps: &FwMaps) -> Result<Stats> {
+        let rows = maps.counters()?;
+        let meta = maps.meta()?;
+        let mut reasons: BTreeMap<&'static str, Count> =
+            Reason::ALL.iter().map(|r| (r.name(), Count::default())).collect();
+        let (mut accepted, mut dropped) = (Count::default(), Count::default());
+        for row in &rows {
+            for r in Reason::ALL {
+                let c = row[r as usize];
+                let e = reasons.entry(r.name()).or_default();
+                e.packets += c.packets;
+                e.bytes += c.bytes;
+                let side = if r.accepted() { &mut accepted } else { &mut dropped };
+                side.packets += c.packets;
+                side.bytes += c.bytes;
+            }
+        }
+        let mut interfaces = BTreeMap::new();
+        for m in meta.ifaces.iter().filter(|m| m.slot != 0) {
+            let Some(row) = rows.get(m.slot as usize) else { continue };
+            let reasons = Reason::ALL
+                .iter()
+                .map(|&r| (r.name(), Count::from(row[r as usize])))
+                .collect();
+            interfaces.insert(iface::name_from_bytes(&m.name), IfaceStats { reasons });
+        }
+        let policy = maps.policy()?;
+        let mut ports = Vec::new();
+        for proto in Proto::ALL {
+            for port in policy.ports(proto) {
+                ports.push(PortHits {
+                    proto,
+                    port,
+                    packets: maps.port_hits(proto, port)?,
+                });
+            }
+        }
+        Ok(Stats {
+            reasons,
+            accepted,
+            dropped,
+            ports,
+            interfaces,
+        })
+    }
+
+    /// Per-second rates between two snapshots taken `secs` apart.
+    pub fn rates(&self, earlier: &Stats, secs: f64) -> BTreeMap<&'static str, (f64, f64)> {
+        self.reasons
+            .iter()
+            .map(|(k, c)| {
+                let before = earlier.reasons.get(k).copied().unwrap_or_default();
+                let pps = c.packets.saturating_sub(before.packets) as f64 / secs;
+                let bps = c.bytes.saturating_sub(before.bytes) as f64 / secs;
+                (*k, (pps, bps))
+            })
+            .collect()
+    }
+
+    /// The table `fw stats` prints, aligned like `iptables -L -v -n`.
+    pub fn render(&self, rates: Option<&BTreeMap<&'static str, (f64, f64)>>) -> String {
+        let mut out = String::new();
+        let _ = write!(out, "{:<20} {:>8} {:>8}  {:<6}", "reason", "pkts", "bytes", "verdict");
+        if rates.is_some() {
+            let _ = write!(out, " {:>9} {:>9}", "pkts/s", "bytes/s");
+        }
+        out.push('\n');
+        for r in Reason::ALL {
+            let c = self.reasons.get(r.name()).copied().unwrap_or_default();
+            let verdict = match r {
+                Reason::Reject => "answer",
+                Reason::WouldReject => "pass*",
+                r if r.accepted() => "accept",
+                _ => "drop",
+            };
+            let _ = write!(out, "{:<20} {:>8} {:>8}  {:<6}", r.name(), human(c.packets), human(c.bytes), verdict);
+            if let Some(rates) = rates {
+                let (pps, bps) = rates.get(r.name()).copied().unwrap_or_default();
+                let _ = write!(out, " {:>9} {:>9}", human(pps.round() as u64), human(bps.round() as u64));
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "{:<20} {:>8} {:>8}\n{:<20} {:>8} {:>8}",
+            "total accepted",
+            human(self.accepted.packets),
+            human(self.accepted.bytes),
+            "total rejected",
+            human(self.dropped.packets),
+            human(self.dropped.bytes)
+        );
+        if !self.ports.is_empty() {
+            let _ = writeln!(out, "\n{:<6} {:>5} {:>8}", "proto", "port", "new");
+            for p in &self.ports {
+                let _ = writeln!(out, "{:<6} {:>5} {:>8}", p.proto.name(), p.port, human(p.packets));
+            }
+        }
+        if self.interfaces.len() > 1 {
+            let _ = writeln!(out, "\n{:<16} {:>8} {:>8}", "interface", "accepted", "rejected");
+            for (name, s) in &self.interfaces {
+                let (mut a, mut d) = (0, 0);
+                for r in Reason::ALL {
+                    let c = s.reasons.get(r.name()).map(|c| c.packets).unwrap_or(0);
+                    if r.accepted() {
+                        a += c;
+                    } else {
+                        d += c;
+                    }
+                }
+                let _ = writeln!(out, "{name:<16} {:>8} {:>8}", human(a), human(d));
+            }
+        }
+        out
+    }
+}
+
+/// 1234 -> "1234", 12345 -> "12K", 1234567 -> "1.2M" (like iptables -v).
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if n < 100_000 {
+        return n.to_string();
+    }
+    let mut v = n as f64;
+    let mut unit = "";
+    for u in UNITS {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    if v < 10.0 {
+        format!("{v:.1}{unit}")
+    } else {
+        format!("{}{unit}", v.round() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    #[test]
+    fn human_numbers() {
+        assert_eq!(human(0), "0");
+        assert_eq!(human(99_999), "99999");
+        assert_eq!(human(123_456), "123K");
+        assert_eq!(human(1_234_567), "1.2M");
+        assert_eq!(human(5_000_000_000), "5.0G");
+    }
+}

@@ -1,0 +1,121 @@
+//! `fw status`: where fw is attached, how, and what it runs.
+use std::fmt::Write as _;
+
+use aya::programs::ProgramInfo;
+use fw_common::{PROG_EGRESS, PROG_INGRESS};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    iface,
+    loader::mode_name,
+    maps::FwMaps,
+    pins::PinDir,
+    policy::RejectWith,
+};
+
+#[derive(Debug, Serialize)]
+pub struct IfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    pub mode: &'static str,
+    pub egress: &'static str,
+    /// The interface vanished while fw was attached.
+    pub present: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub loaded: bool,
+    pub pin_dir: String,
+    pub interfaces: Vec<IfaceStatus>,
+    pub ingress_prog_id: Option<u32>,
+    pub egress_prog_id: Option<u32>,
+    pub loaded_at: Option<u64>,
+    pub reject_with: Option<&'static str>,
+    pub reject_rate: Option<u64>,
+    pub dry_run: bool,
+    pub conntrack_max_entries: Option<u32>,
+}
+
+impl Status {
+    pub fn collect(pins: &PinDir) -> Result<Status> {
+        let mut st = Status {
+            loaded: false,
+            pin_dir: pins.root().display().to_string(),
+            interfaces: Vec::new(),
+            ingress_prog_id: None,
+            egress_prog_id: None,
+            loaded_at: None,
+            reject_with: None,
+            reject_rate: None,
+            dry_run: false,
+            conntrack_max_entries: None,
+        };
+        if !pins.is_loaded() {
+            return Ok(st);
+        }
+        let maps = FwMaps::open(pins)?;
+        let meta = maps.meta()?;
+        let cfg = maps.config()?;
+        st.loaded = true;
+        st.loaded_at = Some(meta.loaded_at);
+        st.reject_with = Some(RejectWith::from_kind(fw_common::RejectKind::from_u32(cfg.reject_kind)).name());
+        st.reject_rate = Some(meta.reject_rate);
+        st.dry_run = cfg.flags & fw_common::CFG_DRY_RUN != 0;
+        st.conntrack_max_entries = Some(meta.ct_entries);
+        let id = |name: &'static str| -> Result<u32> {
+            ProgramInfo::from_pin(pins.prog(name))
+                .map(|i| i.id())
+                .map_err(|source| Error::Program { name, source })
+        };
+        st.ingress_prog_id = Some(id(PROG_INGRESS)?);
+        st.egress_prog_id = Some(id(PROG_EGRESS)?);
+        for m in meta.ifaces.iter().filter(|m| m.slot != 0) {
+            st.interfaces.push(IfaceStatus {
+                name: iface::name_from_bytes(&m.name),
+                ifindex: m.ifindex,
+                mode: mode_name(m.xdp_mode),
+                egress: "tcx",
+                present: iface::exists(m.ifindex),
+            });
+        }
+        Ok(st)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if !self.loaded {
+            let _ = writeln!(out, "fw is not loaded (pin dir {})", self.pin_dir);
+            return out;
+        }
+        let _ = writeln!(out, "fw is up (pin dir {})", self.pin_dir);
+        let _ = writeln!(
+            out,
+            "programs: ingress id {}, egress id {}",
+            self.ingress_prog_id.unwrap_or(0),
+            self.egress_prog_id.unwrap_or(0)
+        );
+        let _ = writeln!(
+            out,
+            "reject: {} at most {}/s{}",
+            self.reject_with.unwrap_or("?"),
+            self.reject_rate.unwrap_or(0),
+            if self.dry_run { " (dry run: nothing is rejected)" } else { "" }
+        );
+        let _ = writeln!(out, "conntrack: up to {} entries", self.conntrack_max_entries.unwrap_or(0));
+        let _ = writeln!(out, "{:<16} {:>7} {:<8} {:<6}", "interface", "ifindex", "xdp", "egress");
+        for i in &self.interfaces {
+            let _ = writeln!(
+                out,
+                "{:<16} {:>7} {:<8} {:<6}{}",
+                i.name,
+                i.ifindex,
+                i.mode,
+                i.egress,
+                if i.present { "" } else { "  (gone: run `fw down` to clean up)" }
+            );
+        }
+        out
+    }
+}
