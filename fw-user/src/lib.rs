@@ -3,6 +3,7 @@
 //! One concept per module: `policy` (the model), `config` (TOML into it),
 //! `maps` (the only map access), `loader` (up/down), `stats`, `status`.
 pub mod config;
+pub mod conntrack;
 pub mod control;
 pub mod error;
 pub mod iface;
@@ -11,6 +12,7 @@ pub mod maps;
 pub mod pins;
 pub mod policy;
 pub mod rig;
+pub mod sockets;
 pub mod stats;
 pub mod status;
 

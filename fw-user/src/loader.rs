@@ -65,6 +65,8 @@ pub fn ncpus() -> Result<u64> {
 #[derive(Debug)]
 pub struct UpReport {
     pub loaded: bool,
+    /// Conntrack entries seeded from the socket table.
+    pub seeded: usize,
     pub attached: Vec<(String, &'static str)>,
 }
 
@@ -117,9 +119,14 @@ pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>)
             return Err(Error::AlreadyUp(i.name.clone()));
         }
     }
+    // Flows that exist already (the SSH session running this, say) go into
+    // conntrack before ingress filtering starts, so nothing is cut.
+    let sockets = crate::sockets::connected()?;
+    let seeded = crate::conntrack::seed(&maps, &sockets)?;
     let mut report = UpReport {
         loaded: fresh,
         attached: Vec::new(),
+        seeded,
     };
     for i in &ifaces {
         match attach(pins, &maps, &mut meta, i, mode) {

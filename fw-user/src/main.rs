@@ -77,6 +77,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List tracked flows (state, age, time left).
+    Conntrack {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for (name, mode) in &r.attached {
                 println!("fw up on {name} (xdp {mode}, egress tcx)");
             }
+            println!("{} existing flow(s) seeded into conntrack", r.seeded);
         }
         Cmd::Down { ifaces } => {
             let r = loader::down(&pins, &ifaces)?;
@@ -154,6 +160,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let c = control::deny(&pins, proto, &ports)?;
             println!("{} port(s) changed", c.changed);
             print!("{}", control::render_ports(&c.policy));
+        }
+        Cmd::Conntrack { json } => {
+            let rows = fw_user::conntrack::list(&FwMaps::open(&pins)?)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", fw_user::conntrack::render(&rows));
+            }
         }
         Cmd::Ports { json } => {
             let p = FwMaps::open(&pins)?.policy()?;

@@ -3,7 +3,7 @@ use std::{collections::BTreeSet, mem::size_of};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, Map, MapData, MapInfo, PerCpuArray,
+    Array, HashMap, Map, MapData, MapInfo, PerCpuArray,
 };
 use fw_common::{
     maps as names, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
@@ -166,6 +166,51 @@ impl FwMaps {
             .get(&(proto.map_base() + port as u32), 0)
             .map_err(Error::map(names::PORT_HITS))?;
         Ok(values.iter().sum())
+    }
+
+    fn conntrack(&self) -> Result<HashMap<MapData, FlowKey, FlowValue>> {
+        HashMap::try_from(self.data(names::CONNTRACK)?).map_err(Error::map(names::CONNTRACK))
+    }
+
+    /// Every conntrack entry (expired ones included; the kernel side treats
+    /// those as absent until the LRU reuses them).
+    pub fn conntrack_entries(&self) -> Result<Vec<(FlowKey, FlowValue)>> {
+        let ct = self.conntrack()?;
+        let mut out = Vec::new();
+        for item in ct.iter() {
+            match item {
+                Ok(kv) => out.push(kv),
+                // Entries can vanish (LRU eviction) while we walk.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Kernel memory charged to the conntrack table (from the map's fdinfo).
+    pub fn conntrack_memlock(&self) -> Result<Option<u64>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let md = MapData::from_pin(self.pins.map(names::CONNTRACK)).map_err(Error::map(names::CONNTRACK))?;
+        let fd = md.fd().as_fd().as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .map_err(|e| Error::io("reading the conntrack map's fdinfo", e))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    pub fn conntrack_insert(&self, key: &FlowKey, value: &FlowValue) -> Result<()> {
+        self.conntrack()?
+            .insert(key, value, 0)
+            .map_err(Error::map(names::CONNTRACK))
+    }
+
+    pub fn conntrack_remove(&self, key: &FlowKey) -> Result<()> {
+        self.conntrack()?
+            .remove(key)
+            .map_err(Error::map(names::CONNTRACK))
     }
 
     /// The policy the kernel side enforces right now.

@@ -36,6 +36,8 @@ pub struct Status {
     pub reject_rate: Option<u64>,
     pub dry_run: bool,
     pub conntrack_max_entries: Option<u32>,
+    pub conntrack_entries: Option<usize>,
+    pub conntrack_memory_bytes: Option<u64>,
 }
 
 impl Status {
@@ -51,6 +53,8 @@ impl Status {
             reject_rate: None,
             dry_run: false,
             conntrack_max_entries: None,
+            conntrack_entries: None,
+            conntrack_memory_bytes: None,
         };
         if !pins.is_loaded() {
             return Ok(st);
@@ -64,6 +68,8 @@ impl Status {
         st.reject_rate = Some(meta.reject_rate);
         st.dry_run = cfg.flags & fw_common::CFG_DRY_RUN != 0;
         st.conntrack_max_entries = Some(meta.ct_entries);
+        st.conntrack_entries = Some(crate::conntrack::list(&maps)?.len());
+        st.conntrack_memory_bytes = maps.conntrack_memlock()?;
         let id = |name: &'static str| -> Result<u32> {
             ProgramInfo::from_pin(pins.prog(name))
                 .map(|i| i.id())
@@ -103,7 +109,13 @@ impl Status {
             self.reject_rate.unwrap_or(0),
             if self.dry_run { " (dry run: nothing is rejected)" } else { "" }
         );
-        let _ = writeln!(out, "conntrack: up to {} entries", self.conntrack_max_entries.unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "conntrack: {} live of {} entries, {:.1} MiB of kernel memory",
+            self.conntrack_entries.unwrap_or(0),
+            self.conntrack_max_entries.unwrap_or(0),
+            self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
+        );
         let _ = writeln!(out, "{:<16} {:>7} {:<8} {:<6}", "interface", "ifindex", "xdp", "egress");
         for i in &self.interfaces {
             let _ = writeln!(

@@ -1,0 +1,207 @@
+//! fw's connection tracking seen from userspace: seeding from the socket
+//! table at `fw up`, and the listing of `fw conntrack`.
+use std::net::IpAddr;
+
+use fw_common::{
+    ct_state_name, ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED,
+    CT_F_SEEDED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+};
+use serde::Serialize;
+
+use crate::{error::Result, maps::FwMaps, sockets::FlowSocket};
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn addr_bytes(a: IpAddr) -> ([u8; 16], u8) {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => {
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 4)
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            // A v4 peer of a dual-stack socket arrives as plain IPv4.
+            Some(v4) => {
+                b[..4].copy_from_slice(&v4.octets());
+                (b, 4)
+            }
+            None => (v6.octets(), 6),
+        },
+    }
+}
+
+fn bytes_addr(b: &[u8; 16], family: u8) -> IpAddr {
+    if family == 4 {
+        IpAddr::from([b[0], b[1], b[2], b[3]])
+    } else {
+        IpAddr::from(*b)
+    }
+}
+
+/// The conntrack entry for an existing socket, keyed as ingress sees its
+/// peer's packets.
+pub fn entry_for(s: &FlowSocket, now: u64) -> Option<(FlowKey, FlowValue)> {
+    let (src, fam_r) = addr_bytes(s.remote);
+    let (dst, fam_l) = addr_bytes(s.local);
+    if fam_r != fam_l {
+        return None;
+    }
+    // linux/tcp_states.h: 1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV, 4..=9 closing ones.
+    let state = match (s.proto, s.tcp_state) {
+        (IPPROTO_UDP, _) => CT_UDP,
+        (IPPROTO_TCP, 1) => CT_TCP_ESTABLISHED,
+        (IPPROTO_TCP, 2) => CT_TCP_SYN_SENT,
+        (IPPROTO_TCP, 3) => CT_TCP_SYN_RECV,
+        (IPPROTO_TCP, 4..=9) => CT_TCP_CLOSING,
+        _ => return None,
+    };
+    let key = FlowKey {
+        src,
+        dst,
+        sport: s.remote_port,
+        dport: s.local_port,
+        proto: s.proto,
+        family: fam_r,
+        _pad: [0; 2],
+    };
+    let value = FlowValue {
+        created_ns: now,
+        last_seen_ns: now,
+        state,
+        flags: CT_F_SEEDED | CT_F_REPLIED,
+        _pad: [0; 6],
+    };
+    Some((key, value))
+}
+
+/// Seeds conntrack with the flows of `sockets`; returns how many went in.
+pub fn seed(maps: &FwMaps, sockets: &[FlowSocket]) -> Result<usize> {
+    let now = monotonic_ns();
+    let mut n = 0;
+    for s in sockets {
+        if let Some((k, v)) = entry_for(s, now) {
+            maps.conntrack_insert(&k, &v)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// One row of `fw conntrack`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub proto: &'static str,
+    /// The peer (source of inbound packets).
+    pub remote: IpAddr,
+    pub remote_port: u16,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub state: &'static str,
+    pub origin: &'static str,
+    pub replied: bool,
+    pub age_secs: f64,
+    pub expires_in_secs: f64,
+}
+
+/// Live entries, oldest first.
+pub fn list(maps: &FwMaps) -> Result<Vec<Row>> {
+    let cfg: Config = maps.config()?;
+    let now = monotonic_ns();
+    let mut rows: Vec<Row> = maps
+        .conntrack_entries()?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let idle = now.saturating_sub(v.last_seen_ns);
+            let timeout = ct_timeout_ns(&cfg, v.state, v.flags);
+            if idle > timeout {
+                return None;
+            }
+            let proto = match k.proto {
+                IPPROTO_TCP => "tcp",
+                IPPROTO_UDP => "udp",
+                IPPROTO_ICMP => "icmp",
+                IPPROTO_ICMPV6 => "icmpv6",
+                _ => "other",
+            };
+            Some(Row {
+                proto,
+                remote: bytes_addr(&k.src, k.family),
+                remote_port: k.sport,
+                local: bytes_addr(&k.dst, k.family),
+                local_port: k.dport,
+                state: ct_state_name(v.state),
+                origin: if v.flags & CT_F_SEEDED != 0 {
+                    "seeded"
+                } else if v.flags & CT_F_OUTBOUND != 0 {
+                    "outbound"
+                } else {
+                    "inbound"
+                },
+                replied: v.flags & CT_F_REPLIED != 0,
+                age_secs: now.saturating_sub(v.created_ns) as f64 / 1e9,
+                expires_in_secs: (timeout - idle) as f64 / 1e9,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.age_secs.total_cmp(&a.age_secs));
+    Ok(rows)
+}
+
+pub fn render(rows: &[Row]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:<40} {:<40} {:<12} {:<8} {:>9} {:>10}",
+        "proto", "remote", "local", "state", "origin", "age", "expires"
+    );
+    for r in rows {
+        let remote = fmt_ep(r.remote, r.remote_port, r.proto);
+        let local = fmt_ep(r.local, r.local_port, r.proto);
+        let _ = writeln!(
+            out,
+            "{:<6} {:<40} {:<40} {:<12} {:<8} {:>8.0}s {:>9.0}s",
+            r.proto, remote, local, r.state, r.origin, r.age_secs, r.expires_in_secs
+        );
+    }
+    let _ = writeln!(out, "{} entries", rows.len());
+    out
+}
+
+fn fmt_ep(a: IpAddr, port: u16, proto: &str) -> String {
+    match (a, proto) {
+        (_, "icmp" | "icmpv6") if port != 0 => format!("{a} id {port}"),
+        (_, "icmp" | "icmpv6") => a.to_string(),
+        (IpAddr::V6(_), _) => format!("[{a}]:{port}"),
+        _ => format!("{a}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_key_is_ingress_view() {
+        let s = FlowSocket {
+            proto: IPPROTO_TCP,
+            tcp_state: 1,
+            local: "192.0.2.1".parse().unwrap(),
+            local_port: 22,
+            remote: "::ffff:198.51.100.9".parse().unwrap(),
+            remote_port: 50000,
+        };
+        let (k, v) = entry_for(&s, 5).unwrap();
+        assert_eq!(k.family, 4);
+        assert_eq!(&k.src[..4], &[198, 51, 100, 9]);
+        assert_eq!(&k.dst[..4], &[192, 0, 2, 1]);
+        assert_eq!((k.sport, k.dport), (50000, 22));
+        assert_eq!(v.state, CT_TCP_ESTABLISHED);
+    }
+}

@@ -1,0 +1,101 @@
+//! The kernel's socket table (NETLINK_SOCK_DIAG), read at `fw up` so flows
+//! that already exist are seeded into conntrack and nothing is cut.
+use std::net::IpAddr;
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_sock_diag::{
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TCP_LISTEN},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    SockDiagMessage,
+};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+use crate::error::{Error, Result};
+
+/// One connected socket of this network namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowSocket {
+    pub proto: u8,
+    /// `TCP_*` state from linux/tcp_states.h (0 for UDP).
+    pub tcp_state: u8,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
+}
+
+/// Connected TCP and UDP sockets, IPv4 and IPv6 (listeners and unconnected
+/// UDP sockets have no peer and are left out).
+pub fn connected() -> Result<Vec<FlowSocket>> {
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        for proto in [IPPROTO_TCP, IPPROTO_UDP] {
+            dump(family, proto, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn nl_err(e: std::io::Error) -> Error {
+    Error::io("reading the socket table (sock_diag)", e)
+}
+
+fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl_err)?;
+    socket.bind_auto().map_err(nl_err)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(nl_err)?;
+    let mut hdr = NetlinkHeader::default();
+    hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let mut req = NetlinkMessage::new(
+        hdr,
+        SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol: proto,
+            extensions: ExtensionFlags::empty(),
+            states: StateFlags::all(),
+            socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
+        })
+        .into(),
+    );
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0).map_err(nl_err)?;
+
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        let n = socket.recv(&mut &mut rx[..], 0).map_err(nl_err)?;
+        let mut off = 0;
+        while off < n {
+            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[off..n]).map_err(|e| {
+                Error::io("parsing a sock_diag reply", std::io::Error::other(e.to_string()))
+            })?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    let id = &r.header.socket_id;
+                    let connected = id.destination_port != 0 && !id.destination_address.is_unspecified();
+                    if connected && r.header.state != TCP_LISTEN {
+                        out.push(FlowSocket {
+                            proto,
+                            tcp_state: if proto == IPPROTO_TCP { r.header.state } else { 0 },
+                            local: id.source_address,
+                            local_port: id.source_port,
+                            remote: id.destination_address,
+                            remote_port: id.destination_port,
+                        });
+                    }
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
+                NetlinkPayload::Error(e) => {
+                    return Err(Error::io("sock_diag dump", std::io::Error::other(e.to_string())));
+                }
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            off += len;
+        }
+    }
+}
