@@ -22,6 +22,7 @@ mod error;
 mod fw;
 mod netns;
 mod probe;
+mod xdp;
 
 pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
 pub use cmd::{command, output_with_timeout, CMD_TIMEOUT};

@@ -2,6 +2,7 @@
 
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
@@ -13,6 +14,7 @@ use crate::{
     cleanup,
     cmd::{command, run, run_args},
     error::{Error, Result},
+    xdp::attach_xdp_pass,
 };
 
 /// Where `ip netns` keeps its namespace handles.
@@ -145,12 +147,19 @@ impl Drop for Netns {
 /// | server | `<prefix>-srv-P-N`  | `<short>sN` | 192.0.2.1/24, 2001:db8::1/64  |
 /// | client | `<prefix>-cli-P-N`  | `<short>cN` | 192.0.2.2/24, 2001:db8::2/64  |
 ///
-/// (P = pid, N = per-process counter). `lo` is up in both, IPv6 addresses skip
-/// DAD, and GRO is on on the client veth so frames the server's XDP program
-/// sends with `XDP_TX` reach the client's stack. Dropping the pair kills the
-/// processes in both namespaces and deletes them (and so the veth).
+/// (P = pid, N = per-process counter). `lo` is up in both and IPv6 addresses
+/// skip DAD. So that frames the server's XDP program sends back with `XDP_TX`
+/// (fw's ICMP rejects) reach the client's stack, the client veth has GRO on
+/// and a minimal native `XDP_PASS` program: on kernel 6.18 GRO alone is not
+/// enough, the frames stay queued until some later packet flushes them. A test
+/// that wants its own XDP program on the client veth calls
+/// [`Pair::release_client_xdp`] first.
+///
+/// Dropping the pair kills the processes in both namespaces and deletes them
+/// (and so the veth).
 #[derive(Debug)]
 pub struct Pair {
+    client_xdp: Option<OwnedFd>,
     srv_veth: String,
     cli_veth: String,
     // Dropped after Pair::drop, server first.
@@ -166,17 +175,19 @@ impl Pair {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let srv = Netns::create(&ns_name(prefix, Role::Server, pid, n))?;
         let cli = Netns::create(&ns_name(prefix, Role::Client, pid, n))?;
-        let pair = Pair {
+        let mut pair = Pair {
+            client_xdp: None,
             srv_veth: veth_name(prefix, Role::Server, n),
             cli_veth: veth_name(prefix, Role::Client, n),
             srv,
             cli,
         };
-        pair.wire()?;
+        pair.client_xdp = Some(pair.wire()?);
         Ok(pair)
     }
 
-    fn wire(&self) -> Result<()> {
+    /// Creates and configures the veth pair; returns the client's XDP link.
+    fn wire(&self) -> Result<OwnedFd> {
         let (srv, cli) = (self.srv.name(), self.cli.name());
         let (sv, cv) = (self.srv_veth.as_str(), self.cli_veth.as_str());
         // Both ends are created directly inside their namespaces: the names
@@ -195,8 +206,22 @@ impl Pair {
             run_args("ip", ["-n", ns, "link", "set", dev, "up"])?;
         }
         run(self.cli.command("ethtool").args(["-K", cv, "gro", "on"]))?;
+        let client_xdp = attach_xdp_pass(self.cli.path(), cv)?;
         self.wait_up(&self.srv, sv)?;
-        self.wait_up(&self.cli, cv)
+        self.wait_up(&self.cli, cv)?;
+        Ok(client_xdp)
+    }
+
+    /// Detaches the client veth's `XDP_PASS` program (see [`Pair`]), so a
+    /// test can attach its own. Without an XDP program there, frames sent by
+    /// the server with `XDP_TX` may not reach the client's stack.
+    pub fn release_client_xdp(&mut self) {
+        self.client_xdp = None;
+    }
+
+    /// True while the client veth has the testkit's `XDP_PASS` program.
+    pub fn has_client_xdp(&self) -> bool {
+        self.client_xdp.is_some()
     }
 
     fn wait_up(&self, ns: &Netns, dev: &str) -> Result<()> {

@@ -107,6 +107,12 @@ impl Outcome {
         }
     }
 
+    /// True for an ICMP host-unreachable (IPv4) or address-unreachable
+    /// (IPv6): the reference policy's answer to a rejected packet.
+    pub fn is_host_unreachable(&self) -> bool {
+        *self == Outcome::Unreachable(libc::EHOSTUNREACH)
+    }
+
     /// True for [`Outcome::Connected`] and [`Outcome::Replied`].
     pub fn is_answered(&self) -> bool {
         matches!(self, Outcome::Connected | Outcome::Replied)
@@ -474,6 +480,8 @@ mod tests {
         );
         assert_eq!(Outcome::TimedOut.to_string(), "no answer (dropped)");
         assert!(Outcome::Connected.is_answered());
+        assert!(Outcome::Unreachable(libc::EHOSTUNREACH).is_host_unreachable());
+        assert!(!Outcome::TimedOut.is_host_unreachable());
         assert!(!Outcome::Refused.is_answered());
     }
 

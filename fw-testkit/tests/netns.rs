@@ -79,6 +79,19 @@ fn pair_connects_v4_and_v6_and_cleans_up() {
     let gro = String::from_utf8_lossy(&gro.stdout);
     assert!(gro.contains("generic-receive-offload: on"), "{gro}");
 
+    // The client veth has a native XDP_PASS program, until released.
+    let xdp_attached = |pair: &fw_testkit::Pair| {
+        let out = std::process::Command::new("ip")
+            .args(["-n", pair.cli_ns(), "link", "show", "dev", pair.cli_veth()])
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    };
+    let mut pair = pair;
+    assert!(pair.has_client_xdp() && xdp_attached(&pair));
+    pair.release_client_xdp();
+    assert!(!pair.has_client_xdp() && !xdp_attached(&pair));
+
     // A process left running in a namespace is killed on drop.
     let mut sleeper = pair
         .srv()

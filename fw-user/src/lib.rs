@@ -2,6 +2,7 @@
 //!
 //! One concept per module: `policy` (the model), `config` (TOML into it),
 //! `maps` (the only map access), `loader` (up/down), `stats`, `status`.
+mod bpf_batch;
 pub mod config;
 pub mod conntrack;
 pub mod control;

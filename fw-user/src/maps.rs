@@ -1,5 +1,5 @@
 //! Typed access to fw's pinned maps: the only place that reads or writes them.
-use std::{collections::BTreeSet, mem::size_of};
+use std::{collections::BTreeSet, mem::size_of, os::fd::AsFd as _};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
@@ -8,11 +8,12 @@ use aya::maps::{
 use fw_common::{
     maps as names, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
     Bucket, COUNTER_ENTRIES, LAYOUT_VERSION, PORT_ALLOW, PORT_FROM_RESTRICTED, REASON_COUNT,
-    REASON_SLOTS, IFACE_SLOTS, SRC_KEY_FIXED_BITS,
+    REASON_SLOTS, IFACE_SLOTS, SRC_KEY_FIXED_BITS, PORT_ENTRIES,
 };
 use ipnet::IpNet;
 
 use crate::{
+    bpf_batch,
     error::{Error, Result},
     pins::PinDir,
     policy::{Policy, Proto},
@@ -213,15 +214,49 @@ impl FwMaps {
             .map_err(Error::map(names::CONNTRACK))
     }
 
+    /// Raw flags of every PORTS entry (index = protocol base + port): one
+    /// batch syscall instead of 131072 lookups (~90 ms).
+    fn port_flags_all(&self) -> Result<Vec<u8>> {
+        let md = MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        match bpf_batch::lookup_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
+            Ok(v) => return Ok(v),
+            Err(e) if bpf_batch::unsupported(&e) => {}
+            Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
+        }
+        let ports = self.array::<u8>(names::PORTS)?;
+        (0..PORT_ENTRIES)
+            .map(|i| ports.get(&i, 0).map_err(Error::map(names::PORTS)))
+            .collect()
+    }
+
+    /// Writes PORTS entries in the order given (one batch syscall when the
+    /// kernel has it; each entry is still an atomic one-byte store).
+    fn set_port_flags(&self, changes: &[(u32, u8)]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let md = MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        let keys: Vec<u32> = changes.iter().map(|c| c.0).collect();
+        let values: Vec<u8> = changes.iter().map(|c| c.1).collect();
+        match bpf_batch::update_array(md.fd().as_fd(), &keys, &values, 1) {
+            Ok(()) => return Ok(()),
+            Err(e) if bpf_batch::unsupported(&e) => {}
+            Err(e) => return Err(Error::io("writing the port policy (map PORTS)", e)),
+        }
+        let mut ports = self.array::<u8>(names::PORTS)?;
+        for &(k, v) in changes {
+            ports.set(k, v, 0).map_err(Error::map(names::PORTS))?;
+        }
+        Ok(())
+    }
+
     /// The policy the kernel side enforces right now.
     pub fn policy(&self) -> Result<Policy> {
-        let ports = self.array::<u8>(names::PORTS)?;
+        let all = self.port_flags_all()?;
         let mut policy = Policy::default();
         for proto in Proto::ALL {
             for port in 1..=65535u16 {
-                let flags = ports
-                    .get(&(proto.map_base() + port as u32), 0)
-                    .map_err(Error::map(names::PORTS))?;
+                let flags = all[(proto.map_base() + port as u32) as usize];
                 if flags & PORT_ALLOW != 0 && flags & PORT_FROM_RESTRICTED == 0 {
                     policy.allow(proto, crate::policy::PortRange::single(port), &[]);
                 }
@@ -250,18 +285,17 @@ impl FwMaps {
             trie.insert(&encode_src(*proto, *port, net), 1, 0)
                 .map_err(Error::map(names::ALLOW_SRC))?;
         }
-        let mut ports = self.array::<u8>(names::PORTS)?;
+        let mut changes: Vec<(u32, u8)> = Vec::new();
         for proto in Proto::ALL {
             let touched: BTreeSet<u16> = old.ports(proto).chain(new.ports(proto)).collect();
             for port in touched {
                 let (a, b) = (port_flags(old, proto, port), port_flags(new, proto, port));
                 if a != b {
-                    ports
-                        .set(proto.map_base() + port as u32, b, 0)
-                        .map_err(Error::map(names::PORTS))?;
+                    changes.push((proto.map_base() + port as u32, b));
                 }
             }
         }
+        self.set_port_flags(&changes)?;
         for (proto, port, net) in old_src.difference(&new_src) {
             trie.remove(&encode_src(*proto, *port, net))
                 .map_err(Error::map(names::ALLOW_SRC))?;

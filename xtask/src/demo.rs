@@ -274,11 +274,12 @@ fn print_table(probes: &[Probe], before: &[Outcome], after: Option<&[Outcome]>) 
             p.expected()
         );
         if let Some(seen) = after.and_then(|a| a.get(i)) {
-            let check = match (p.judge(seen), p.wanted) {
-                (true, true) => "ok",
-                (true, false) => "ok (blocked)",
-                (false, true) => "WRONG: not answered",
-                (false, false) => "WRONG: not blocked",
+            let check = match (p.judge(seen), p.wanted, seen) {
+                (true, true, _) => "ok",
+                (true, false, o) if o.is_host_unreachable() => "ok",
+                (true, false, _) => "blocked, but the reference answers host-unreachable",
+                (false, true, _) => "WRONG: not answered",
+                (false, false, _) => "WRONG: not blocked",
             };
             row.push_str(&format!("  {:<after_w$}  {check}", seen.to_string()));
         }
