@@ -7,7 +7,7 @@
 
 /// Bumped whenever a map's name, key or value layout changes. Userspace writes
 /// it next to the pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -174,10 +174,11 @@ pub struct Config {
     pub reject_kind: u32,
     /// `CFG_*` bits.
     pub flags: u32,
-    /// ICMP errors per second per CPU (the global rate split over CPUs).
-    pub reject_rate_per_cpu: u64,
-    /// Bucket depth per CPU, in packets.
-    pub reject_burst_per_cpu: u64,
+    /// ICMP errors (or RSTs) per second, all CPUs together: one token
+    /// bucket shared by every CPU, like the kernel's icmp_msgs_per_sec.
+    pub reject_rate: u64,
+    /// Depth of that bucket, in packets.
+    pub reject_burst: u64,
     /// Events per second per CPU into the ring buffer.
     pub event_rate_per_cpu: u64,
     /// Conntrack timeouts in nanoseconds.
@@ -196,8 +197,8 @@ impl Config {
     pub const DEFAULT: Config = Config {
         reject_kind: RejectKind::HostUnreachable as u32,
         flags: 0,
-        reject_rate_per_cpu: 1000,
-        reject_burst_per_cpu: 1000,
+        reject_rate: 1000,
+        reject_burst: 1000,
         event_rate_per_cpu: 1000,
         ct_tcp_syn_ns: 120 * SEC,
         ct_tcp_established_ns: 432_000 * SEC,
@@ -208,7 +209,8 @@ impl Config {
     };
 }
 
-/// Token bucket state, one per CPU per limiter (`RATE_STATE` index).
+/// Token bucket state: per CPU per limiter in `RATE_STATE` (events), and
+/// the reject bucket shared by all CPUs.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {

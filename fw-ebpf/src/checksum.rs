@@ -5,7 +5,10 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-use crate::maps::{SCRATCH, SCRATCH_LEN};
+use crate::{
+    frame::read,
+    maps::{SCRATCH, SCRATCH_LEN},
+};
 
 /// Adds the bytes of `b` (zero-padded to even length) to `sum`.
 #[inline(always)]
@@ -65,7 +68,11 @@ pub fn packet_sum(ctx: &XdpContext, off: usize, len: usize) -> Option<u64> {
         if done >= padded {
             break;
         }
-        let n = if padded - done > CHUNK { CHUNK } else { padded - done };
+        let n = if padded - done > CHUNK {
+            CHUNK
+        } else {
+            padded - done
+        };
         if done > MAX_SUM_LEN || n > CHUNK {
             return None;
         }
@@ -85,4 +92,23 @@ pub fn packet_sum(ctx: &XdpContext, off: usize, len: usize) -> Option<u64> {
         done += n;
     }
     Some(sum)
+}
+
+/// Whether the IPv4 header at `l3` (options included) has a valid checksum:
+/// its words sum to 0xffff. `l3` must be bounded by the caller.
+#[inline(always)]
+pub fn ipv4_header_ok(ctx: &XdpContext, l3: usize) -> bool {
+    let Some(h) = read::<[u8; 20], _>(ctx, l3) else {
+        return false;
+    };
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    let mut sum = add(0, &h);
+    if ihl > 20 {
+        // Options: 4..=40 bytes, through the scratch buffer.
+        match packet_sum(ctx, l3 + 20, ihl - 20) {
+            Some(s) => sum += s,
+            None => return false,
+        }
+    }
+    finish(sum) == [0, 0]
 }

@@ -4,9 +4,9 @@
 //! egress program creates them for flows the host starts; the ingress program
 //! for new flows its policy accepts. An expired entry counts as absent.
 use fw_common::{
-    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP,
-    CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
-    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP, CT_TCP_CLOSED,
+    CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 use crate::{
@@ -33,7 +33,11 @@ pub fn ingress_key(p: &Pkt) -> FlowKey {
         src: p.src,
         dst: p.dst,
         sport: p.sport,
-        dport: if is_echo(p.proto, p.icmp_type) { 0 } else { p.dport },
+        dport: if is_echo(p.proto, p.icmp_type) {
+            0
+        } else {
+            p.dport
+        },
         proto: p.proto,
         family: p.family,
         _pad: [0; 2],
@@ -91,7 +95,11 @@ fn next_tcp_state(state: u8, flags: u8, inbound: bool) -> u8 {
         return CT_TCP_CLOSED;
     }
     if flags & TCP_FIN != 0 {
-        return if state == CT_TCP_CLOSED { state } else { CT_TCP_CLOSING };
+        return if state == CT_TCP_CLOSED {
+            state
+        } else {
+            CT_TCP_CLOSING
+        };
     }
     let syn = flags & TCP_SYN != 0;
     let ack = flags & TCP_ACK != 0;

@@ -1,9 +1,9 @@
 //! Every map of the program, in one place. Names match `fw_common::maps`.
+use crate::parse::Pkt;
 use aya_ebpf::{
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use crate::parse::Pkt;
 use fw_common::{
     Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES,
     CT_DEFAULT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
@@ -32,9 +32,15 @@ pub static ALLOW_SRC: LpmTrie<SrcKey, u8> = LpmTrie::with_max_entries(4096, 1); 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
-/// Token buckets (reject answers, events), per CPU so no atomics are needed.
+/// Token buckets per CPU (events; slot `BUCKET_REJECT` is unused).
 #[map]
 pub static RATE_STATE: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(2, 0);
+
+/// The reject bucket: one for all CPUs, so the configured rate is the rate
+/// whatever CPU the packets land on (a per-CPU share would give a flood on
+/// one RX queue rate/ncpus). Runtime state, not pinned.
+#[map]
+pub static REJECT_BUCKET: Array<Bucket> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, FlowValue> =

@@ -292,8 +292,10 @@ pub fn is_echo_request(proto: u8, ty: u8) -> bool {
 pub fn is_icmp_error(proto: u8, ty: u8) -> bool {
     match proto {
         // Informational types are answered like any packet; everything else,
-        // including unknown types, is treated as an error (as Linux does).
-        IPPROTO_ICMP => !matches!(ty, 0 | 8 | 9 | 10 | 13..=18),
+        // including unknown types, is treated as an error, as Linux's
+        // icmp_pointers[] does: router advertisement (9) and solicitation
+        // (10) count as errors there too, so they get no answer.
+        IPPROTO_ICMP => !matches!(ty, 0 | 8 | 13..=18),
         IPPROTO_ICMPV6 => ty < 128,
         _ => false,
     }
@@ -398,21 +400,34 @@ pub fn is_martian(p: &Pkt) -> bool {
         let src_lbcast = word(&p.src, 0) == V4_LBCAST;
         let dst_lbcast = word(&p.dst, 0) == V4_LBCAST;
         // 0.0.0.0/8 is only a valid source towards the limited broadcast (DHCP).
-        s == 127 || (s & 0xf0) == 0xe0 || src_lbcast || (s == 0 && !dst_lbcast) || d == 127
+        // As a destination it is a martian for Linux (ip_route_input_slow);
+        // answering it would make it the source of the reply.
+        s == 127
+            || (s & 0xf0) == 0xe0
+            || src_lbcast
+            || (s == 0 && !dst_lbcast)
+            || d == 127
+            || d == 0
     } else {
         let s_loop = is_v6_loopback(&p.src);
-        let d_loop = is_v6_loopback(&p.dst);
+        let d_high = word(&p.dst, 0) | word(&p.dst, 1) | word(&p.dst, 2);
+        let d_low = word(&p.dst, 3);
+        // ::1 or :: as destination (the latter is nobody's address).
+        let d_bad = d_high == 0 && (d_low == u32::from_ne_bytes([0, 0, 0, 1]) || d_low == 0);
         let s_mcast = p.src[0] == 0xff;
         let s_mapped = word(&p.src, 0) == 0
             && word(&p.src, 1) == 0
             && word(&p.src, 2) == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-        s_loop || d_loop || s_mcast || s_mapped
+        s_loop || d_bad || s_mcast || s_mapped
     }
 }
 
 #[inline(always)]
 fn is_v6_loopback(a: &[u8; 16]) -> bool {
-    word(a, 0) == 0 && word(a, 1) == 0 && word(a, 2) == 0 && word(a, 3) == u32::from_ne_bytes([0, 0, 0, 1])
+    word(a, 0) == 0
+        && word(a, 1) == 0
+        && word(a, 2) == 0
+        && word(a, 3) == u32::from_ne_bytes([0, 0, 0, 1])
 }
 
 /// Destination (L2 or L3) is not a single host: no ICMP error may answer it.

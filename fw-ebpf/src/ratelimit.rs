@@ -1,8 +1,8 @@
-//! Per-CPU token buckets: userspace splits the global rate over the CPUs, so
-//! the hot path needs no atomics.
+//! Token buckets: per CPU for events (no sharing at all), one shared by all
+//! CPUs for reject answers (the configured rate is a global rate).
 use fw_common::Bucket;
 
-use crate::maps::RATE_STATE;
+use crate::maps::{RATE_STATE, REJECT_BUCKET};
 
 const NS: u64 = 1_000_000_000;
 /// Idle time after which the bucket is full anyway; keeps the product below
@@ -17,7 +17,11 @@ pub fn take(idx: u32, rate: u64, burst: u64, now: u64) -> bool {
     };
     let b: &mut Bucket = unsafe { &mut *b };
     let elapsed = now.wrapping_sub(b.last_ns);
-    let elapsed = if elapsed > MAX_ELAPSED_NS { MAX_ELAPSED_NS } else { elapsed };
+    let elapsed = if elapsed > MAX_ELAPSED_NS {
+        MAX_ELAPSED_NS
+    } else {
+        elapsed
+    };
     let cap = burst * NS;
     let mut tokens = b.tokens + elapsed * rate;
     if tokens > cap {
@@ -31,4 +35,42 @@ pub fn take(idx: u32, rate: u64, burst: u64, now: u64) -> bool {
         b.tokens = tokens;
         false
     }
+}
+
+/// Takes one token from the reject bucket shared by all CPUs; false when it
+/// is empty. Updates race between CPUs the way the kernel's
+/// icmp_global_allow accepts: two CPUs taking the last token at once both
+/// succeed. An empty bucket is only read, so a reject flood on many CPUs does
+/// not bounce its cache line.
+#[inline(always)]
+pub fn take_shared(rate: u64, burst: u64, now: u64) -> bool {
+    let Some(b) = REJECT_BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    let (tokens, last) = unsafe {
+        (
+            core::ptr::read_volatile(&(*b).tokens),
+            core::ptr::read_volatile(&(*b).last_ns),
+        )
+    };
+    // Another CPU may have stamped a later `now` than ours.
+    let elapsed = now.saturating_sub(last);
+    let elapsed = if elapsed > MAX_ELAPSED_NS {
+        MAX_ELAPSED_NS
+    } else {
+        elapsed
+    };
+    let cap = burst * NS;
+    let mut avail = tokens + elapsed * rate;
+    if avail > cap {
+        avail = cap;
+    }
+    if avail < NS {
+        return false;
+    }
+    unsafe {
+        core::ptr::write_volatile(&mut (*b).tokens, avail - NS);
+        core::ptr::write_volatile(&mut (*b).last_ns, now);
+    }
+    true
 }

@@ -5,12 +5,15 @@ use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use fw_common::{Config, Reason, RejectKind, BUCKET_REJECT, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
+use fw_common::{Config, Reason, RejectKind, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
 
 use crate::{
     checksum,
-    frame::{ptr_at, Frame},
-    parse::{dst_not_unicast, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    frame::{ptr_at, read, Frame},
+    parse::{
+        dst_not_unicast, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK, TCP_FIN,
+        TCP_RST, TCP_SYN,
+    },
     ratelimit,
 };
 
@@ -38,8 +41,13 @@ pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason
     {
         return (xdp_action::XDP_DROP, Reason::RejectSilent);
     }
-    let rate = cfg.reject_rate_per_cpu;
-    if !ratelimit::take(BUCKET_REJECT, rate, cfg.reject_burst_per_cpu, now) {
+    // Linux drops an IPv4 packet whose header checksum is wrong in ip_rcv,
+    // before netfilter sees it: it is never answered. Checked only here,
+    // off the accept path (the stack drops what fw passes anyway).
+    if p.family == 4 && (p.l3_off > MAX_L2 || !checksum::ipv4_header_ok(ctx, p.l3_off)) {
+        return (xdp_action::XDP_DROP, Reason::Malformed);
+    }
+    if !ratelimit::take_shared(cfg.reject_rate, cfg.reject_burst, now) {
         return (xdp_action::XDP_DROP, Reason::RejectRatelimited);
     }
     let built = if tcp_rst {
@@ -126,7 +134,15 @@ unsafe fn put_addr<const N: usize>(h: *mut u8, off: usize, a: &[u8; 16]) {
 
 /// IPv4 header from `src` to `dst` at `h` (20 bytes), checksum included.
 #[inline(always)]
-unsafe fn put_v4(h: *mut u8, total_len: u16, proto: u8, tos: u8, df: bool, src: &[u8; 16], dst: &[u8; 16]) {
+unsafe fn put_v4(
+    h: *mut u8,
+    total_len: u16,
+    proto: u8,
+    tos: u8,
+    df: bool,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+) {
     *h = 0x45;
     *h.add(1) = tos;
     put16(h, 2, total_len);
@@ -187,9 +203,21 @@ fn icmp_error(ctx: &XdpContext, p: &Pkt, ty: u8, code: u8) -> Option<()> {
         return None;
     }
     let v4 = p.family == 4;
-    let (ip_hdr, max_quote) = if v4 { (20, V4_MAX_QUOTE) } else { (40, V6_MAX_QUOTE) };
+    let (ip_hdr, max_quote) = if v4 {
+        (20, V4_MAX_QUOTE)
+    } else {
+        (40, V6_MAX_QUOTE)
+    };
     let grow = ip_hdr + 8;
     let q = quote_len(ctx, p, max_quote)?;
+    // Linux's TOS for errors: the request's TOS bits, precedence
+    // "internetwork control" (icmp_send).
+    let tos = if v4 {
+        let h: [u8; 2] = read(ctx, l3)?;
+        (h[1] & 0x1e) | 0xc0
+    } else {
+        0
+    };
     let icmp_len = (8 + q) as u32;
     let mut sum = checksum::packet_sum(ctx, l3, q)? + checksum::add(0, &[ty, code]);
     if !v4 {
@@ -200,7 +228,15 @@ fn icmp_error(ctx: &XdpContext, p: &Pkt, ty: u8, code: u8) -> Option<()> {
     let h = ptr_at::<[u8; 48], _>(ctx, l3)? as *mut u8;
     unsafe {
         let icmp = if v4 {
-            put_v4(h, (grow + q) as u16, IPPROTO_ICMP, 0xc0, false, &p.dst, &p.src);
+            put_v4(
+                h,
+                (grow + q) as u16,
+                IPPROTO_ICMP,
+                tos,
+                false,
+                &p.dst,
+                &p.src,
+            );
             h.add(20)
         } else {
             put_v6(h, icmp_len as u16, IPPROTO_ICMPV6, &p.dst, &p.src);
@@ -229,7 +265,11 @@ fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
         (p.tcp_ack, 0u32, TCP_RST)
     } else {
         let syn_fin = (p.tcp_flags & TCP_SYN != 0) as u32 + (p.tcp_flags & TCP_FIN != 0) as u32;
-        (0, p.tcp_seq.wrapping_add(p.tcp_payload).wrapping_add(syn_fin), TCP_RST | TCP_ACK)
+        (
+            0,
+            p.tcp_seq.wrapping_add(p.tcp_payload).wrapping_add(syn_fin),
+            TCP_RST | TCP_ACK,
+        )
     };
     let pseudo = if v4 {
         let s = checksum::add(0, &[p.dst[0], p.dst[1], p.dst[2], p.dst[3]]);
@@ -241,15 +281,21 @@ fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
     let (sport, dport) = (p.dport, p.sport);
     resize(ctx, 0, l3 + ip_hdr + 20)?;
     reply_l2(ctx, 0)?;
-    let h = ptr_at::<[u8; 60], _>(ctx, l3)? as *mut u8;
-    unsafe {
-        let t = if v4 {
+    // The reply's own size: an IPv4 RST frame ends 40 bytes after l3.
+    let t = if v4 {
+        let h = ptr_at::<[u8; 40], _>(ctx, l3)? as *mut u8;
+        unsafe {
             put_v4(h, 40, IPPROTO_TCP, 0, true, &p.dst, &p.src);
             h.add(20)
-        } else {
+        }
+    } else {
+        let h = ptr_at::<[u8; 60], _>(ctx, l3)? as *mut u8;
+        unsafe {
             put_v6(h, 20, IPPROTO_TCP, &p.dst, &p.src);
             h.add(40)
-        };
+        }
+    };
+    unsafe {
         put16(t, 0, sport);
         put16(t, 2, dport);
         put16(t, 4, (seq >> 16) as u16);

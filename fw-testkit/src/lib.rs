@@ -22,6 +22,7 @@ mod error;
 mod fw;
 mod netns;
 mod probe;
+pub mod seed;
 mod xdp;
 
 pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};

@@ -32,12 +32,19 @@ fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
 
 /// Whether an error means "this kernel has no batch ops for this map".
 pub fn unsupported(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP | libc::ENOSYS | 524))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::ENOTSUP | libc::ENOSYS | 524)
+    )
 }
 
 /// All values of an array map with u32 keys and `value_size`-byte values,
 /// in key order (`max_entries` of them).
-pub fn lookup_array(fd: BorrowedFd<'_>, value_size: usize, max_entries: u32) -> io::Result<Vec<u8>> {
+pub fn lookup_array(
+    fd: BorrowedFd<'_>,
+    value_size: usize,
+    max_entries: u32,
+) -> io::Result<Vec<u8>> {
     let n = max_entries as usize;
     let mut keys = vec![0u32; n];
     let mut values = vec![0u8; n * value_size];
@@ -81,7 +88,12 @@ pub fn lookup_array(fd: BorrowedFd<'_>, value_size: usize, max_entries: u32) -> 
 }
 
 /// Writes `values[i]` (each `value_size` bytes) at `keys[i]`, in order.
-pub fn update_array(fd: BorrowedFd<'_>, keys: &[u32], values: &[u8], value_size: usize) -> io::Result<()> {
+pub fn update_array(
+    fd: BorrowedFd<'_>,
+    keys: &[u32],
+    values: &[u8],
+    value_size: usize,
+) -> io::Result<()> {
     assert_eq!(keys.len() * value_size, values.len(), "one value per key");
     let mut done = 0usize;
     while done < keys.len() {

@@ -177,14 +177,83 @@ impl Config {
         Config::from_toml(&text, path)
     }
 
-    /// The kernel-side settings for `ncpus` CPUs.
-    pub fn kernel(&self, ncpus: u64) -> fw_common::Config {
-        let share = |v: u64| v.div_ceil(ncpus.max(1)).max(1);
+    /// What fw runs right now, as a config (policy, reject settings, dry
+    /// run, conntrack size and interfaces as loaded): what `fw apply` keeps
+    /// to roll back to.
+    pub fn from_running(maps: &crate::maps::FwMaps) -> Result<Config> {
+        let k = maps.config()?;
+        let meta = maps.meta()?;
+        Ok(Config {
+            policy: maps.policy()?,
+            reject_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(k.reject_kind)),
+            reject_rate: meta.reject_rate,
+            reject_burst: meta.reject_burst,
+            conntrack_entries: meta.ct_entries,
+            interfaces: meta
+                .ifaces
+                .iter()
+                .filter(|m| m.slot != 0)
+                .map(|m| crate::iface::name_from_bytes(&m.name))
+                .collect(),
+            dry_run: k.flags & fw_common::CFG_DRY_RUN != 0,
+        })
+    }
+
+    /// The config as TOML that [`Config::from_toml`] reads back unchanged.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let spec = |r: &PortRange| {
+            if r.lo == r.hi {
+                r.lo.to_string()
+            } else {
+                q(&r.to_string())
+            }
+        };
+        let mut out = String::new();
+        let ifaces: Vec<String> = self.interfaces.iter().map(|i| q(i)).collect();
+        let _ = writeln!(out, "interfaces = [{}]", ifaces.join(", "));
+        let _ = writeln!(out, "dry_run = {}", self.dry_run);
+        let _ = writeln!(out, "\n[ports]");
+        let mut restricted = Vec::new();
+        for proto in Proto::ALL {
+            let mut open = Vec::new();
+            for (r, src) in self.policy.ranges(proto) {
+                match src {
+                    None => open.push(spec(&r)),
+                    Some(nets) => restricted.push((proto, r, nets.clone())),
+                }
+            }
+            let _ = writeln!(out, "{proto} = [{}]", open.join(", "));
+        }
+        for (proto, r, nets) in restricted {
+            let from: Vec<String> = nets.iter().map(|n| q(&n.to_string())).collect();
+            let _ = writeln!(
+                out,
+                "\n[[sources]]\nproto = \"{proto}\"\nport = {}\nfrom = [{}]",
+                spec(&r),
+                from.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n[reject]\nwith = \"{}\"\nrate = {}\nburst = {}",
+            self.reject_with.name(),
+            self.reject_rate,
+            self.reject_burst
+        );
+        let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
+        out
+    }
+
+    /// The kernel-side settings. The reject bucket is one bucket shared by
+    /// all CPUs, so nothing is split over the `_ncpus` CPUs.
+    pub fn kernel(&self, _ncpus: u64) -> fw_common::Config {
         let mut k = fw_common::Config::DEFAULT;
         k.reject_kind = self.reject_with.kind() as u32;
         k.flags = if self.dry_run { fw_common::CFG_DRY_RUN } else { 0 };
-        k.reject_rate_per_cpu = share(self.reject_rate);
-        k.reject_burst_per_cpu = share(self.reject_burst);
+        k.reject_rate = self.reject_rate;
+        k.reject_burst = self.reject_burst;
         k
     }
 }
@@ -229,7 +298,31 @@ mod tests {
         assert_eq!(c.reject_with, RejectWith::TcpReset);
         assert_eq!(c.policy.ports(Proto::Tcp).count(), 4);
         assert_eq!(c.policy.sources(Proto::Tcp, 22).map(|s| s.len()), Some(2));
-        assert_eq!(c.kernel(2).reject_rate_per_cpu, 25);
+        assert_eq!(c.kernel(2).reject_rate, 50);
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let c = parse(
+            r#"
+            interfaces = ["veth0"]
+            [ports]
+            tcp = [22, "8000-8002", 9000]
+            udp = [53]
+            [[sources]]
+            proto = "tcp"
+            port = "443-444"
+            from = ["198.51.100.0/24", "2001:db8::/32"]
+            [reject]
+            with = "admin-prohibited"
+            rate = 50
+            burst = 70
+            "#,
+        )
+        .unwrap();
+        let text = c.to_toml();
+        assert_eq!(parse(&text).unwrap(), c, "{text}");
+        assert_eq!(parse(&Config::default().to_toml()).unwrap(), Config::default());
     }
 
     #[test]

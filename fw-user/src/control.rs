@@ -1,66 +1,241 @@
-//! Runtime policy changes (`fw allow`, `fw deny`): map writes, no reload.
+//! Runtime policy changes (`fw allow`, `fw deny`) and the `fw ports` view:
+//! map writes, no reload; the next packet sees the change.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+};
+
 use ipnet::IpNet;
 
 use crate::{
     error::Result,
+    guard,
     loader::require_root,
     maps::FwMaps,
     pins::PinDir,
-    policy::{Policy, PortRange, Proto},
+    policy::{collapse, Policy, PortRange, Proto},
 };
 
-/// What a change did.
+/// What `fw allow` / `fw deny` did, port by port, collapsed into ranges.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Change {
-    /// Ports whose state changed.
-    pub changed: usize,
+    pub proto: Proto,
+    /// Were closed, are open now.
+    pub opened: Vec<PortRange>,
+    /// Were open, are closed now.
+    pub closed: Vec<PortRange>,
+    /// Open before and after, with another source list; `None`: now open
+    /// to everyone.
+    pub sources: Vec<(PortRange, Option<BTreeSet<IpNet>>)>,
+    /// Asked for, and already in that state (nothing written).
+    pub already: Vec<PortRange>,
+    /// `--from` asked on ports already open to everyone: they stay open to
+    /// everyone (a source list would narrow them; deny them first).
+    pub kept_open_to_all: Vec<PortRange>,
+    /// The policy after the change.
     pub policy: Policy,
 }
 
+impl Change {
+    /// Ports whose state changed.
+    pub fn changed(&self) -> usize {
+        let n = |v: &[PortRange]| v.iter().map(|r| r.len()).sum::<usize>();
+        n(&self.opened) + n(&self.closed) + self.sources.iter().map(|(r, _)| r.len()).sum::<usize>()
+    }
+
+    /// One line per kind of change, e.g. `opened tcp 8080`,
+    /// `already open: tcp 22`.
+    pub fn render(&self, allow: bool) -> String {
+        let p = self.proto;
+        let mut out = String::new();
+        let list = |v: &[PortRange]| {
+            v.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        if !self.opened.is_empty() {
+            let _ = writeln!(out, "opened {p} {}", list(&self.opened));
+        }
+        if !self.closed.is_empty() {
+            let _ = writeln!(out, "closed {p} {}", list(&self.closed));
+        }
+        for (r, src) in &self.sources {
+            match src {
+                Some(nets) => {
+                    let _ = writeln!(out, "{p} {r}: now open only from {}", nets_list(nets));
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{p} {r}: now open to everyone (source restriction removed)"
+                    );
+                }
+            }
+        }
+        if !self.already.is_empty() {
+            let state = if allow { "open" } else { "closed" };
+            let _ = writeln!(out, "already {state}: {p} {}", list(&self.already));
+        }
+        if !self.kept_open_to_all.is_empty() {
+            let l = list(&self.kept_open_to_all);
+            let _ = writeln!(
+                out,
+                "already open to everyone: {p} {l} (--from does not narrow an open port: \
+                 run `fw deny {p} {l}` first)"
+            );
+        }
+        if self.changed() == 0 {
+            out.push_str("nothing changed\n");
+        }
+        out
+    }
+}
+
+fn nets_list(nets: &BTreeSet<IpNet>) -> String {
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn requested(ranges: &[PortRange]) -> BTreeSet<u16> {
+    ranges.iter().flat_map(|r| r.ports()).collect()
+}
+
+/// Port-by-port comparison of `old` and `new` over `asked`.
+fn describe(
+    proto: Proto,
+    old: &Policy,
+    new: Policy,
+    asked: &BTreeSet<u16>,
+    from: &[IpNet],
+) -> Change {
+    let (mut opened, mut closed, mut already, mut wider) = (vec![], vec![], vec![], vec![]);
+    let mut sources: Vec<(u16, Option<BTreeSet<IpNet>>)> = Vec::new();
+    for &port in asked {
+        let (was, is) = (old.is_open(proto, port), new.is_open(proto, port));
+        let (s_old, s_new) = (old.sources(proto, port), new.sources(proto, port));
+        match (was, is) {
+            (false, true) => opened.push(port),
+            (true, false) => closed.push(port),
+            (true, true) if s_old != s_new => sources.push((port, s_new.cloned())),
+            (true, true) if !from.is_empty() && s_old.is_none() => wider.push(port),
+            _ => already.push(port),
+        }
+    }
+    // Neighbouring ports with the same new source list collapse together.
+    let mut src_ranges: Vec<(PortRange, Option<BTreeSet<IpNet>>)> = Vec::new();
+    for (port, src) in sources {
+        match src_ranges.last_mut() {
+            Some((r, s)) if r.hi as u32 + 1 == port as u32 && *s == src => r.hi = port,
+            _ => src_ranges.push((PortRange::single(port), src)),
+        }
+    }
+    Change {
+        proto,
+        opened: collapse(opened),
+        closed: collapse(closed),
+        sources: src_ranges,
+        already: collapse(already),
+        kept_open_to_all: collapse(wider),
+        policy: new,
+    }
+}
+
+/// Opens `ranges` of `proto` (only to `from`, when given). Idempotent.
 pub fn allow(pins: &PinDir, proto: Proto, ranges: &[PortRange], from: &[IpNet]) -> Result<Change> {
     require_root("fw allow")?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
     let mut new = old.clone();
-    let changed = ranges.iter().map(|r| new.allow(proto, *r, from)).sum();
+    for r in ranges {
+        new.allow(proto, *r, from);
+    }
     maps.write_policy(&old, &new)?;
-    Ok(Change { changed, policy: new })
+    Ok(describe(proto, &old, new, &requested(ranges), from))
 }
 
-pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange]) -> Result<Change> {
+/// Closes `ranges` of `proto`. Established flows on them continue. Unless
+/// `force`, refuses (changing nothing) when the lockout guard finds flows
+/// or this command's own session on a port being closed.
+pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange], force: bool) -> Result<Change> {
     require_root("fw deny")?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
     let mut new = old.clone();
-    let changed = ranges.iter().map(|r| new.deny(proto, *r)).sum();
+    for r in ranges {
+        new.deny(proto, *r);
+    }
+    if !force {
+        let closing: BTreeSet<u16> = requested(ranges)
+            .into_iter()
+            .filter(|&p| old.is_open(proto, p))
+            .collect();
+        let hazards = guard::check(&maps, proto, &closing)?;
+        if !hazards.is_empty() {
+            let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+            let cmd = format!("fw deny {proto} {}", asked.join(" "));
+            return Err(guard::refuse(proto, &hazards, &cmd));
+        }
+    }
     maps.write_policy(&old, &new)?;
-    Ok(Change { changed, policy: new })
+    Ok(describe(proto, &old, new, &requested(ranges), &[]))
 }
 
-/// The policy as `fw ports` shows it.
+/// Open ports of `proto` grouped by source list (`None`: open to everyone
+/// first), each group collapsed into ranges.
+fn groups(p: &Policy, proto: Proto) -> Vec<(Option<&BTreeSet<IpNet>>, Vec<PortRange>)> {
+    let mut by_src: BTreeMap<Option<&BTreeSet<IpNet>>, Vec<u16>> = BTreeMap::new();
+    for port in p.ports(proto) {
+        by_src.entry(p.sources(proto, port)).or_default().push(port);
+    }
+    by_src
+        .into_iter()
+        .map(|(s, ports)| (s, collapse(ports)))
+        .collect()
+}
+
+/// The policy as `fw ports` shows it: one line per protocol and source list,
+/// ports ascending, neighbours collapsed into ranges:
+///
+/// ```text
+/// tcp: 22 80 8000-8080
+/// tcp: 443 from 198.51.100.0/24 2001:db8::/32
+/// udp: 80
+/// ```
+///
+/// A protocol with no open port shows `(none)`.
 pub fn render_ports(p: &Policy) -> String {
     let mut out = String::new();
     for proto in Proto::ALL {
-        let ranges = p.ranges(proto);
-        let list: Vec<String> = ranges
-            .iter()
-            .map(|(r, src)| match src {
-                None => r.to_string(),
-                Some(nets) => {
-                    let n: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
-                    format!("{r} from {}", n.join(","))
+        let g = groups(p, proto);
+        if g.is_empty() {
+            let _ = writeln!(out, "{proto}: (none)");
+        }
+        for (src, ranges) in g {
+            let list: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+            match src {
+                None => {
+                    let _ = writeln!(out, "{proto}: {}", list.join(" "));
                 }
-            })
-            .collect();
-        out.push_str(&format!(
-            "{proto}: {}\n",
-            if list.is_empty() { "(none)".to_string() } else { list.join(" ") }
-        ));
+                Some(nets) => {
+                    let _ = writeln!(out, "{proto}: {} from {}", list.join(" "), nets_list(nets));
+                }
+            }
+        }
     }
     out
 }
 
-/// JSON for `fw ports --json`: `{"tcp": [{"ports": "22", "from": [...]}, ...], "udp": [...]}`.
+/// JSON for `fw ports --json`. One key per protocol, always present; each
+/// holds the open ranges in ascending order, `lo`..=`hi` inclusive, and
+/// `from` (source prefixes) only for ports restricted to some sources:
+///
+/// ```json
+/// {"tcp": [{"lo": 22, "hi": 22}, {"lo": 443, "hi": 443, "from": ["198.51.100.0/24"]}],
+///  "udp": [{"lo": 80, "hi": 80}]}
+/// ```
 pub fn ports_json(p: &Policy) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
     for proto in Proto::ALL {
@@ -78,4 +253,91 @@ pub fn ports_json(p: &Policy) -> serde_json::Value {
         obj.insert(proto.name().to_string(), list.into());
     }
     obj.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_prefix;
+
+    fn r(s: &str) -> PortRange {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn describes_allow() {
+        let old = Policy::seed();
+        let mut new = old.clone();
+        new.allow(Proto::Tcp, r("79-81"), &[]);
+        let c = describe(Proto::Tcp, &old, new, &requested(&[r("79-81")]), &[]);
+        assert_eq!(c.opened, [r("79"), r("81")]);
+        assert_eq!(c.already, [r("80")]);
+        assert_eq!(c.changed(), 2);
+        assert_eq!(c.render(true), "opened tcp 79 81\nalready open: tcp 80\n");
+    }
+
+    #[test]
+    fn describes_noop_and_sources() {
+        let old = Policy::seed();
+        let c = describe(Proto::Tcp, &old, old.clone(), &requested(&[r("22")]), &[]);
+        assert_eq!(c.render(true), "already open: tcp 22\nnothing changed\n");
+        let net = parse_prefix("198.51.100.0/24").unwrap();
+        let c = describe(
+            Proto::Tcp,
+            &old,
+            old.clone(),
+            &requested(&[r("22")]),
+            &[net],
+        );
+        assert!(
+            c.render(true).contains("already open to everyone: tcp 22"),
+            "{}",
+            c.render(true)
+        );
+        let mut new = old.clone();
+        new.allow(Proto::Tcp, r("443"), &[net]);
+        let mut newer = new.clone();
+        newer.allow(
+            Proto::Tcp,
+            r("443"),
+            &[parse_prefix("2001:db8::/32").unwrap()],
+        );
+        let c = describe(Proto::Tcp, &new, newer, &requested(&[r("443")]), &[net]);
+        assert_eq!(
+            c.render(true),
+            "tcp 443: now open only from 198.51.100.0/24 2001:db8::/32\n"
+        );
+    }
+
+    #[test]
+    fn describes_deny() {
+        let old = Policy::seed();
+        let mut new = old.clone();
+        new.deny(Proto::Tcp, r("80-90"));
+        let c = describe(Proto::Tcp, &old, new, &requested(&[r("80-90")]), &[]);
+        assert_eq!(
+            c.render(false),
+            "closed tcp 80\nalready closed: tcp 81-90\n"
+        );
+    }
+
+    #[test]
+    fn ports_view_is_compact_and_stable() {
+        let mut p = Policy::seed();
+        p.allow(Proto::Tcp, r("8000-8080"), &[]);
+        p.allow(
+            Proto::Tcp,
+            r("443"),
+            &[parse_prefix("198.51.100.0/24").unwrap()],
+        );
+        p.deny(Proto::Udp, r("80"));
+        assert_eq!(
+            render_ports(&p),
+            "tcp: 22 80 8000-8080\ntcp: 443 from 198.51.100.0/24\nudp: (none)\n"
+        );
+        assert_eq!(
+            ports_json(&p).to_string(),
+            r#"{"tcp":[{"hi":22,"lo":22},{"hi":80,"lo":80},{"from":["198.51.100.0/24"],"hi":443,"lo":443},{"hi":8080,"lo":8000}],"udp":[]}"#
+        );
+    }
 }

@@ -93,6 +93,44 @@ pub enum Error {
 
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
+
+    #[error("only {shown} of the {wanted} events asked for (--count) arrived within {secs} s (--timeout)")]
+    TooFewEvents { shown: u64, wanted: u64, secs: f64 },
+
+    #[error("terminal: {0} (fw top needs an interactive terminal of at least 80x24)")]
+    Terminal(#[source] io::Error),
+
+    #[error("cannot read fw's state under {path} ({detail}): run as root, e.g. with sudo")]
+    NoAccess { path: PathBuf, detail: String },
+
+    /// The lockout guard refused a change; the text explains what and why.
+    #[error("{0}")]
+    Lockout(String),
+
+    #[error(
+        "{why}: rolled back to the previous config \
+         (the new one was live from the apply until the rollback)"
+    )]
+    NotConfirmed { why: String },
+
+    #[error(
+        "rolling back failed: {source}; the previous config is saved in {saved}: \
+         restore it with `fw apply {saved}`"
+    )]
+    RollbackFailed {
+        saved: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error("nothing to confirm: no `fw apply --confirm` is waiting (pin dir {0})")]
+    NothingPending(PathBuf),
+
+    #[error(
+        "another `fw apply --confirm` (pid {pid}) is waiting for confirmation: \
+         run `fw confirm` or let it roll back first"
+    )]
+    ApplyPending { pid: u32 },
 }
 
 impl Error {

@@ -2,20 +2,29 @@
 //!
 //! One concept per module: `policy` (the model), `config` (TOML into it),
 //! `maps` (the only map access), `loader` (up/down), `stats`, `status`.
+pub mod apply;
 mod bpf_batch;
 pub mod config;
 pub mod conntrack;
 pub mod control;
 pub mod error;
+pub mod events;
+pub mod exporter;
+pub mod foreground;
+pub mod guard;
 pub mod iface;
 pub mod loader;
+pub mod log;
 pub mod maps;
+pub mod metrics;
 pub mod pins;
 pub mod policy;
 pub mod rig;
+pub mod shutdown;
 pub mod sockets;
 pub mod stats;
 pub mod status;
+pub mod top;
 
 pub use error::{Error, Result};
 pub use loader::EBPF_OBJECT;

@@ -11,7 +11,7 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use fw_common::{
-    maps as names, IfaceMeta, Meta, MAX_IFACES, PROG_EGRESS, PROG_INGRESS, TC_MODE_TCX,
+    maps as names, CFG_DRY_RUN, IfaceMeta, Meta, MAX_IFACES, PROG_EGRESS, PROG_INGRESS, TC_MODE_TCX,
     XDP_MODE_GENERIC, XDP_MODE_NATIVE,
 };
 
@@ -109,8 +109,17 @@ pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>)
             let _ = pins.remove_all();
             return Err(e);
         }
-    } else if let Some(cfg) = config {
-        apply_config(pins, cfg)?;
+    } else {
+        // Refuse before changing anything, so the running policy stays.
+        let meta = FwMaps::open(pins)?.meta()?;
+        for i in &ifaces {
+            if meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name) {
+                return Err(Error::AlreadyUp(i.name.clone()));
+            }
+        }
+        if let Some(cfg) = config {
+            apply_config(pins, cfg)?;
+        }
     }
     let maps = FwMaps::open(pins)?;
     let mut meta = maps.meta()?;
@@ -204,6 +213,14 @@ where
     p.try_into().map_err(|source| Error::Program { name, source })
 }
 
+/// Kernel id of the pinned program `name` (e.g. to find the maps it uses,
+/// such as aya-log's buffer, which is not pinned).
+pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
+    aya::programs::ProgramInfo::from_pin(pins.prog(name))
+        .map(|info| info.id())
+        .map_err(|source| Error::Program { name, source })
+}
+
 /// Replaces the running policy and settings with `cfg` (no reload).
 pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     let maps = FwMaps::open(pins)?;
@@ -217,8 +234,17 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     k.ct_udp_ns = running.ct_udp_ns;
     k.ct_udp_stream_ns = running.ct_udp_stream_ns;
     k.ct_icmp_ns = running.ct_icmp_ns;
+    // Never a window where a packet both configs pass is rejected: the
+    // policy diff leaves ports open in both untouched (write_policy), and
+    // dry run goes on before the policy narrows, off only after it widened.
+    let dry_run_first = k.flags & CFG_DRY_RUN != 0 && running.flags & CFG_DRY_RUN == 0;
+    if dry_run_first {
+        maps.set_config(&k)?;
+    }
     maps.write_policy(&old, &cfg.policy)?;
-    maps.set_config(&k)?;
+    if !dry_run_first {
+        maps.set_config(&k)?;
+    }
     let mut meta = maps.meta()?;
     meta.reject_rate = cfg.reject_rate;
     meta.reject_burst = cfg.reject_burst;

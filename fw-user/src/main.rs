@@ -2,16 +2,20 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use fw_user::{
+    apply,
     config::Config,
-    control,
+    control, exporter, foreground,
     loader::{self, Mode},
+    log,
     maps::FwMaps,
     pins::{PinDir, DEFAULT_PIN_DIR},
     policy::{parse_prefix, PortRange, Proto},
+    shutdown::Shutdown,
     stats::Stats,
     status::Status,
+    top,
 };
 
 /// fw: a host firewall in XDP. Loopback open, established/related open,
@@ -41,6 +45,9 @@ enum Cmd {
         /// Count what would be rejected, but let it pass.
         #[arg(long)]
         dry_run: bool,
+        /// Stay attached, showing kernel-side messages; Ctrl-C/SIGTERM detaches.
+        #[arg(long)]
+        foreground: bool,
     },
     /// Detach from interfaces (all when none named); unload when none is left.
     Down { ifaces: Vec<String> },
@@ -48,6 +55,30 @@ enum Cmd {
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// Follow rejected/dropped packets (sampled by the kernel), one line each.
+    Log {
+        /// One JSON object per line (shape in the README, "Watching fw").
+        #[arg(long)]
+        json: bool,
+        /// Exit after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Exit after SECS seconds (an error if --count events did not arrive by then).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        /// Also show events buffered before this command started.
+        #[arg(long)]
+        backlog: bool,
+    },
+    /// Live view: rates per reason, top ports and sources; q quits.
+    Top,
+    /// Serve Prometheus metrics at http://ADDR/metrics until Ctrl-C.
+    Exporter {
+        /// Address and port to listen on (loopback by default: the metrics
+        /// describe this host's firewall).
+        #[arg(long, value_name = "ADDR", default_value = exporter::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
     },
     /// Counters per reason, per open port and per interface.
     Stats {
@@ -71,12 +102,33 @@ enum Cmd {
         proto: Proto,
         #[arg(required = true, value_name = "PORT|LO-HI")]
         ports: Vec<PortRange>,
+        /// Close them even when the lockout guard objects (established flows,
+        /// or the SSH session running this command, on a port). Established
+        /// flows keep working either way; new connections are rejected.
+        #[arg(long)]
+        force: bool,
     },
     /// List the open ports.
     Ports {
         #[arg(long)]
         json: bool,
     },
+    /// Replace the running policy and reject settings with a config file's.
+    Apply {
+        /// TOML config, validated in full before anything changes.
+        file: PathBuf,
+        /// Roll back to the current config unless confirmed within SECS
+        /// seconds (Enter here, or `fw confirm` from another shell); 1-3600.
+        #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        confirm: Option<u64>,
+        /// Apply even when the lockout guard objects to closing a port.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Keep the config of a pending `fw apply --confirm`.
+    Confirm,
+    /// Print a shell completion script (e.g. `fw completions bash > /etc/bash_completion.d/fw`).
+    Completions { shell: clap_complete::Shell },
     /// List tracked flows (state, age, time left).
     Conntrack {
         #[arg(long)]
@@ -103,7 +155,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             config,
             mode,
             dry_run,
+            foreground,
         } => {
+            loader::require_root("fw up")?;
             let mut cfg = match &config {
                 Some(path) => Some(Config::load(path)?),
                 None => None,
@@ -111,11 +165,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if dry_run {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
-            let r = loader::up(&pins, &ifaces, mode, cfg.as_ref())?;
-            for (name, mode) in &r.attached {
-                println!("fw up on {name} (xdp {mode}, egress tcx)");
+            let print_up = |r: &loader::UpReport| {
+                for (name, mode) in &r.attached {
+                    println!("fw up on {name} (xdp {mode}, egress tcx)");
+                }
+                println!("{} existing flow(s) seeded into conntrack", r.seeded);
+            };
+            if foreground {
+                let stop = Shutdown::on_signals()?;
+                foreground::init_tracing();
+                let d = foreground::run(&pins, &ifaces, mode, cfg.as_ref(), &stop, print_up)?;
+                for n in &d.detached {
+                    println!("fw down on {n}");
+                }
+                if d.unloaded {
+                    println!("fw unloaded; pins under {} removed", pins.root().display());
+                }
+            } else {
+                print_up(&loader::up(&pins, &ifaces, mode, cfg.as_ref())?);
             }
-            println!("{} existing flow(s) seeded into conntrack", r.seeded);
+        }
+        Cmd::Log {
+            json,
+            count,
+            timeout,
+            backlog,
+        } => {
+            let timeout = timeout.map(seconds).transpose()?;
+            let maps = FwMaps::open(&pins)?;
+            let opts = log::LogOptions {
+                json,
+                count,
+                timeout,
+                backlog,
+            };
+            let mut follow = log::Log::open(&maps, &opts)?;
+            eprintln!(
+                "fw log: following events under {} (Ctrl-C stops)",
+                pins.root().display()
+            );
+            follow.follow(&Shutdown::on_signals()?, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Top => top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?,
+        Cmd::Exporter { listen } => {
+            exporter::serve(&pins, listen, &Shutdown::on_signals()?, |addr| {
+                eprintln!("fw exporter: serving http://{addr}/metrics (Ctrl-C stops)")
+            })?;
         }
         Cmd::Down { ifaces } => {
             let r = loader::down(&pins, &ifaces)?;
@@ -151,15 +246,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Cmd::Allow { proto, ports, from } => {
+            loader::require_root("fw allow")?;
             let nets = from.iter().map(|s| parse_prefix(s)).collect::<Result<Vec<_>, _>>()?;
             let c = control::allow(&pins, proto, &ports, &nets)?;
-            println!("{} port(s) changed", c.changed);
-            print!("{}", control::render_ports(&c.policy));
+            print!("{}", c.render(true));
+            pending_note(&pins, c.changed());
         }
-        Cmd::Deny { proto, ports } => {
-            let c = control::deny(&pins, proto, &ports)?;
-            println!("{} port(s) changed", c.changed);
-            print!("{}", control::render_ports(&c.policy));
+        Cmd::Deny { proto, ports, force } => {
+            let c = control::deny(&pins, proto, &ports, force)?;
+            print!("{}", c.render(false));
+            pending_note(&pins, c.changed());
+        }
+        Cmd::Apply { file, confirm, force } => {
+            let plan = apply::plan(&pins, &file, force, confirm.is_some())?;
+            for n in &plan.notes {
+                eprintln!("fw: note: {n}");
+            }
+            print!("{}", plan.summary());
+            match confirm {
+                None => {
+                    apply::apply(&pins, &plan)?;
+                    println!("applied {}", file.display());
+                    pending_note(&pins, 1);
+                }
+                Some(secs) => apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?,
+            }
+        }
+        Cmd::Confirm => {
+            let r = apply::confirm(&pins)?;
+            if r.waiter_gone {
+                println!(
+                    "confirmed; note: the waiting `fw apply` (pid {}) had died, its config was live and stays",
+                    r.pid
+                );
+            } else {
+                println!("confirmed: the config applied by `fw apply` (pid {}) stays", r.pid);
+            }
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fw", &mut std::io::stdout());
         }
         Cmd::Conntrack { json } => {
             let rows = fw_user::conntrack::list(&FwMaps::open(&pins)?)?;
@@ -179,6 +304,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Warns when a pending `fw apply --confirm` would undo a change on rollback.
+fn pending_note(pins: &PinDir, changed: usize) {
+    if changed > 0 {
+        if let Some(w) = apply::pending_warning(pins) {
+            eprintln!("fw: {w}");
+        }
+    }
 }
 
 fn watch_stats(maps: &FwMaps, secs: f64, json: bool) -> anyhow::Result<()> {
@@ -203,4 +337,12 @@ fn watch_stats(maps: &FwMaps, secs: f64, json: bool) -> anyhow::Result<()> {
         prev = now;
         prev_t = std::time::Instant::now();
     }
+}
+
+/// A `--timeout`-style number of seconds (0.1 s to a day).
+fn seconds(secs: f64) -> anyhow::Result<std::time::Duration> {
+    if !(0.1..=86400.0).contains(&secs) {
+        anyhow::bail!("{secs} s: give 0.1 to 86400 seconds");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -3,7 +3,7 @@ use std::{collections::BTreeSet, mem::size_of, os::fd::AsFd as _};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
-    Array, HashMap, Map, MapData, MapInfo, PerCpuArray,
+    Array, HashMap, Map, MapData, MapInfo, PerCpuArray, RingBuf,
 };
 use fw_common::{
     maps as names, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
@@ -47,6 +47,7 @@ pub struct FwMaps {
 impl FwMaps {
     /// Opens the maps of a loaded fw, refusing pins of another layout.
     pub fn open(pins: &PinDir) -> Result<FwMaps> {
+        pins.check_readable()?;
         if !pins.is_loaded() {
             return Err(Error::NotLoaded(pins.root().to_path_buf()));
         }
@@ -70,8 +71,13 @@ impl FwMaps {
     fn check_layout(&self) -> Result<()> {
         for (name, key, value) in expected_layout() {
             let path = self.pins.map(name);
-            let info = MapInfo::from_pin(&path)
-                .map_err(|e| self.stale(format!("map {name}: {e}")))?;
+            let info = MapInfo::from_pin(&path).map_err(|e| match permission_denied(&e) {
+                Some(detail) => Error::NoAccess {
+                    path: self.pins.root().to_path_buf(),
+                    detail: format!("opening map {name}: {detail}"),
+                },
+                None => self.stale(format!("map {name}: {e}")),
+            })?;
             if name != names::EVENTS && (info.key_size() != key || info.value_size() != value) {
                 return Err(self.stale(format!(
                     "map {name} has key/value sizes {}/{}, this fw expects {key}/{value}",
@@ -167,6 +173,28 @@ impl FwMaps {
             .get(&(proto.map_base() + port as u32), 0)
             .map_err(Error::map(names::PORT_HITS))?;
         Ok(values.iter().sum())
+    }
+
+    /// The `EVENTS` ring buffer (records are `fw_common::Event`). It has one
+    /// consumer position, shared by every process that opens it: two
+    /// readers at once would each see part of the stream.
+    pub fn events(&self) -> Result<RingBuf<MapData>> {
+        RingBuf::try_from(self.data(names::EVENTS)?).map_err(Error::map(names::EVENTS))
+    }
+
+    /// Number of conntrack entries (expired ones included), counting keys
+    /// only: cheaper than reading every value.
+    pub fn conntrack_count(&self) -> Result<u64> {
+        let mut n = 0;
+        for key in self.conntrack()?.keys() {
+            match key {
+                Ok(_) => n += 1,
+                // Entries can vanish (LRU eviction) while we walk.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(n)
     }
 
     fn conntrack(&self) -> Result<HashMap<MapData, FlowKey, FlowValue>> {
@@ -302,6 +330,17 @@ impl FwMaps {
         }
         Ok(())
     }
+}
+
+/// The OS error of a map syscall refused for lack of privilege (EPERM,
+/// EACCES: not root, or kernel.unprivileged_bpf_disabled).
+fn permission_denied(e: &aya::maps::MapError) -> Option<String> {
+    if let aya::maps::MapError::SyscallError(se) = e {
+        if matches!(se.io_error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            return Some(format!("{}: {}", se.call, se.io_error));
+        }
+    }
+    None
 }
 
 fn port_flags(p: &Policy, proto: Proto, port: u16) -> u8 {

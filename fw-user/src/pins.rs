@@ -49,6 +49,18 @@ impl PinDir {
         self.map(fw_common::maps::META).exists()
     }
 
+    /// Fails with a clear message when this user cannot see the pins at all
+    /// (the pin dir is root-only), instead of reporting "not loaded".
+    pub fn check_readable(&self) -> Result<()> {
+        match fs::symlink_metadata(self.map(fw_common::maps::META)) {
+            Err(e) if matches!(e.kind(), io::ErrorKind::PermissionDenied) => Err(Error::NoAccess {
+                path: self.root.clone(),
+                detail: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Something is under the pin dir at all (maybe a half-made load).
     pub fn has_anything(&self) -> bool {
         fs::read_dir(&self.root)

@@ -140,6 +140,18 @@ impl FromStr for PortRange {
     }
 }
 
+/// Collapses ascending ports into ranges: [22, 23, 24, 80] -> 22-24, 80.
+pub fn collapse(ports: impl IntoIterator<Item = u16>) -> Vec<PortRange> {
+    let mut out: Vec<PortRange> = Vec::new();
+    for port in ports {
+        match out.last_mut() {
+            Some(r) if r.hi as u32 + 1 == port as u32 => r.hi = port,
+            _ => out.push(PortRange::single(port)),
+        }
+    }
+    out
+}
+
 /// Parses a source prefix: `198.51.100.0/24`, `2001:db8::/32`, or a bare
 /// address (a /32 or /128). Host bits must be zero, to catch typos.
 pub fn parse_prefix(s: &str) -> Result<IpNet> {
@@ -324,6 +336,13 @@ mod tests {
         assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 3);
         assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 0);
         assert!(p.is_open(Proto::Udp, 80));
+    }
+
+    #[test]
+    fn collapses_ranges() {
+        let r: Vec<String> = collapse([1, 2, 3, 5, 65534, 65535]).iter().map(|r| r.to_string()).collect();
+        assert_eq!(r, ["1-3", "5", "65534-65535"]);
+        assert!(collapse([]).is_empty());
     }
 
     #[test]

@@ -39,7 +39,31 @@ pub struct IfaceStats {
     pub reasons: BTreeMap<&'static str, Count>,
 }
 
-/// A snapshot of every counter.
+/// A snapshot of every counter. `fw stats --json` prints it as one object
+/// (keys are stable; new ones may be added):
+///
+/// ```json
+/// {
+///   "reasons": {"established": {"packets": 120, "bytes": 9800}, "port": {...}, ...},
+///   "accepted": {"packets": 130, "bytes": 10500},
+///   "dropped": {"packets": 7, "bytes": 420},
+///   "ports": [{"proto": "tcp", "port": 22, "packets": 3}, ...],
+///   "interfaces": {"eth1": {"reasons": {"established": {"packets": 120, "bytes": 9800}, ...}}}
+/// }
+/// ```
+///
+/// - `reasons`: every counter reason (DESIGN.md names), zeros included,
+///   summed over CPUs and interfaces. Each packet fw saw is in exactly one.
+/// - `accepted`: reasons that reach the stack (`non_ip`, `established`,
+///   `related`, `ndp`, `port`, `would_reject`); `dropped`: all the others
+///   (`reject` is answered with an ICMP error or RST, then dropped).
+/// - `ports`: the open ports in order (TCP, then UDP), with the packets that
+///   opened a new flow on them (reason `port`).
+/// - `interfaces`: the same `reasons` per interface fw is up on.
+///
+/// `fw stats --watch SECS --json` prints one line per interval:
+/// `{"stats": <the object above>, "rates": {"<reason>": {"packets_per_sec": 1.5,
+/// "bytes_per_sec": 90.0}, ...}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stats {
     /// All interfaces together, every reason present (zeros included).

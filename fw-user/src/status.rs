@@ -56,6 +56,7 @@ impl Status {
             conntrack_entries: None,
             conntrack_memory_bytes: None,
         };
+        pins.check_readable()?;
         if !pins.is_loaded() {
             return Ok(st);
         }

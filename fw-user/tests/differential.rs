@@ -11,29 +11,7 @@ use support::{
     raw::{self, Answer, RawPort},
 };
 
-const SEED_V4: &[&str] = &[
-    "-A INPUT -i lo -j ACCEPT",
-    "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    "-A INPUT -p tcp --dport 22 -j ACCEPT",
-    "-A INPUT -p tcp --dport 80 -j ACCEPT",
-    "-A INPUT -p udp --dport 80 -j ACCEPT",
-    "-A INPUT -j REJECT --reject-with icmp-host-unreachable",
-];
-
-/// The ip6tables twin: neighbor discovery must pass or IPv6 stops working.
-const SEED_V6: &[&str] = &[
-    "-A INPUT -i lo -j ACCEPT",
-    "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    "-A INPUT -p ipv6-icmp --icmpv6-type router-solicitation -j ACCEPT",
-    "-A INPUT -p ipv6-icmp --icmpv6-type router-advertisement -j ACCEPT",
-    "-A INPUT -p ipv6-icmp --icmpv6-type neighbour-solicitation -j ACCEPT",
-    "-A INPUT -p ipv6-icmp --icmpv6-type neighbour-advertisement -j ACCEPT",
-    "-A INPUT -p ipv6-icmp --icmpv6-type redirect -j ACCEPT",
-    "-A INPUT -p tcp --dport 22 -j ACCEPT",
-    "-A INPUT -p tcp --dport 80 -j ACCEPT",
-    "-A INPUT -p udp --dport 80 -j ACCEPT",
-    "-A INPUT -j REJECT --reject-with icmp6-addr-unreachable",
-];
+use fw_testkit::seed::{IPTABLES_V4 as SEED_V4, IPTABLES_V6 as SEED_V6};
 
 const CASES: &[Kind] = &[
     Kind::Syn(22),
@@ -170,3 +148,4 @@ fn seed_policy_matches_iptables() {
     assert_eq!(get("v6 Syn(8080)"), Some(Answer::Icmp(1, 3)), "reference rig broken:\n{report}");
     assert_eq!(diffs, 0, "fw and the seed iptables ruleset disagree:\n{report}");
 }
+

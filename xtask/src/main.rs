@@ -1,8 +1,9 @@
-//! Developer tasks for fw: `cargo xtask <setup|build|test|demo>`.
+//! Developer tasks for fw: `cargo xtask <setup|build|test|demo|bench>`.
 //!
 //! Like aya's own xtask: only what cargo alone cannot do. Run as root on a
 //! fresh machine; `setup` installs what is missing, the other tasks call it.
 
+mod bench;
 mod demo;
 mod setup;
 mod tool;
@@ -49,6 +50,10 @@ enum Task {
         #[arg(long)]
         no_build: bool,
     },
+    /// Measure fw against an empty XDP program, xdp-filter, iptables and
+    /// nftables (live, on veth pairs), per verdict path and with 1k-1M
+    /// tracked flows (needs root; reports, never asserts).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Task::Build => build(),
         Task::Test { long, args } => test(long, &args),
         Task::Demo { no_fw, no_build } => demo::run(no_fw, no_build),
+        Task::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,6 +111,8 @@ fn test(long: bool, extra: &[String]) -> Result<()> {
             "fw-ebpf",
             "--release",
             "--all-targets",
+            // The bench feature holds `cargo xtask bench`'s code.
+            "--all-features",
             "--",
             "-D",
             "warnings",

@@ -11,8 +11,9 @@ use anyhow::{bail, Context, Result};
 use crate::tool::{self, capture, command};
 
 /// Debian packages the tests, the demo and the benchmarks use.
-pub const DEBIAN_PACKAGES: [&str; 6] = [
+pub const DEBIAN_PACKAGES: [&str; 7] = [
     "iproute2",
+    "iputils-ping",
     "iptables",
     "nftables",
     "ethtool",

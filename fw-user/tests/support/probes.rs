@@ -1,7 +1,7 @@
 //! The crafted packets the differential tests send, v4 and v6.
 use std::net::IpAddr;
 
-use etherparse::{IpNumber, Ipv4Header, Ipv6FragmentHeader, Ipv6Header, PacketBuilder};
+use etherparse::{IpNumber, Ipv4Header, Ipv6Header, PacketBuilder};
 
 use super::raw::Probe;
 
@@ -151,6 +151,7 @@ fn syn_with_options(e: &Ends, sport: u16, dport: u16) -> Vec<u8> {
             .expect("header");
         // Four NOPs: a harmless option that makes IHL 6.
         ip.options = [1u8, 1, 1, 1][..].try_into().expect("options");
+        ip.total_len = (ip.header_len() + seg.len()) as u16;
         ip.header_checksum = ip.calc_header_checksum();
         f.extend_from_slice(&ip.to_bytes());
     }
@@ -185,8 +186,11 @@ fn fragmented_udp(e: &Ends, sport: u16, dport: u16) -> Vec<Vec<u8>> {
                 ..Default::default()
             };
             f.extend_from_slice(&ip.to_bytes());
-            let fh = Ipv6FragmentHeader::new(IpNumber::UDP, offset.try_into().expect("offset"), more, id);
-            f.extend_from_slice(&fh.to_bytes());
+            // By hand: offset in 8-byte units in the top 13 bits, M in bit 0.
+            let field = (offset << 3) | more as u16;
+            f.extend_from_slice(&[17, 0]);
+            f.extend_from_slice(&field.to_be_bytes());
+            f.extend_from_slice(&id.to_be_bytes());
         } else {
             let mut ip = Ipv4Header::new(chunk.len() as u16, 64, IpNumber::UDP, c[..4].try_into().expect("v4"), s[..4].try_into().expect("v4"))
                 .expect("header");

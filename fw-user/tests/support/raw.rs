@@ -211,7 +211,13 @@ fn quotes(payload: &[u8], probe: &Probe, v6: bool) -> bool {
         if payload.len() < 48 {
             return false;
         }
-        (&payload[40..], payload[6])
+        // fw quotes a first fragment as it came (fragment header included);
+        // Linux quotes the reassembled packet.
+        if payload[6] == 44 && payload.len() >= 56 {
+            (&payload[48..], payload[40])
+        } else {
+            (&payload[40..], payload[6])
+        }
     } else {
         if payload.len() < 28 {
             return false;

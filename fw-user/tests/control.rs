@@ -1,0 +1,910 @@
+//! Runtime control on real traffic, in namespaces: `fw allow/deny/ports`,
+//! the lockout guard, `fw apply` with and without `--confirm`, dry run, and
+//! bad input everywhere (message, exit code, running policy untouched).
+//!
+//! Run as root: `cargo test --release -p fw-user --test control -- --test-threads=1`.
+use std::{
+    ffi::OsStr,
+    fs,
+    io::{Read, Write},
+    net::{IpAddr, TcpStream},
+    os::fd::{FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use fw_testkit::{
+    command, fw_bin, fw_cmd, in_netns, output_with_timeout, require_root, spawn_tcp_listener,
+    spawn_udp_echo, tcp_connect, udp_probe, Netns, Outcome, Pair, PinDir,
+};
+use fw_user::{apply::pending_dir, config::Config, maps::FwMaps};
+
+const T: Duration = Duration::from_secs(2);
+const PREFIX: &str = "fwctl";
+
+/// fw up on the server veth of a fresh namespace pair, with its own pins.
+struct Rig {
+    pair: Pair,
+    pins: PinDir,
+    tmp: TempDir,
+}
+
+impl Rig {
+    fn new(up_args: &[&str]) -> Rig {
+        require_root();
+        let pair = Netns::pair(PREFIX);
+        let pins = PinDir::new();
+        let rig = Rig {
+            pair,
+            pins,
+            tmp: TempDir::new(),
+        };
+        let mut args = vec!["up", rig.pair.srv_veth()];
+        args.extend_from_slice(up_args);
+        rig.ok(&args);
+        rig
+    }
+
+    fn srv(&self) -> IpAddr {
+        self.pair.srv_v4().into()
+    }
+
+    fn srv6(&self) -> IpAddr {
+        self.pair.srv_v6().into()
+    }
+
+    fn fw<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        fw_cmd(self.pair.srv_path(), &self.pins, args)
+    }
+
+    /// Runs fw, asserts success, returns stdout.
+    #[track_caller]
+    fn ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
+        let out = self.fw(args);
+        assert!(
+            out.status.success(),
+            "fw {}: {}",
+            show(args),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn ports_json(&self) -> String {
+        self.ok(&["ports", "--json"])
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["stats", "--json"])).expect("stats JSON")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    fn connect(&self, port: u16) -> Outcome {
+        tcp_connect(self.pair.cli_path(), self.srv(), port, T)
+    }
+
+    /// A `nsenter … fw --pin-dir …` command to adjust (env, stdin, user).
+    fn command(&self) -> Command {
+        fw_command(self.pair.srv_path(), self.pins.path(), false)
+    }
+
+    fn config(&self, name: &str, body: &str) -> PathBuf {
+        self.tmp.file(name, body)
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // Best effort; the pin dir and namespaces are removed by their guards.
+        let _ = self.fw(&["down"]);
+    }
+}
+
+fn fw_command(ns: &Path, pins: &Path, as_nobody: bool) -> Command {
+    let mut c = command("nsenter");
+    c.arg(format!("--net={}", ns.display())).arg("--");
+    if as_nobody {
+        c.args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ]);
+    }
+    c.arg(fw_bin()).arg("--pin-dir").arg(pins);
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn packets(s: &serde_json::Value, reason: &str) -> u64 {
+    s["reasons"][reason]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
+}
+
+/// A directory for config files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let d = std::env::temp_dir().join(format!("fw-control-test-{}-{n}", std::process::id()));
+        fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    fn file(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.0.join(name);
+        fs::write(&p, body).expect("write config");
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Echoes `rounds` messages over `stream`, asserting each comes back.
+fn exchange(stream: &mut TcpStream, rounds: usize, tag: &str) {
+    for i in 0..rounds {
+        let msg = format!("{tag} {i}\n");
+        stream
+            .write_all(msg.as_bytes())
+            .unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
+        let mut buf = vec![0u8; msg.len()];
+        stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
+        assert_eq!(buf, msg.as_bytes(), "{tag}: echo {i} garbled");
+    }
+}
+
+/// Waits for `child` at most `limit` (killing it then) and collects its output.
+fn wait_child(mut child: Child, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(_) => return child.wait_with_output().expect("output"),
+            None if start.elapsed() > limit => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "{what} still running after {limit:?}: {}{}",
+                    text(&out.stdout),
+                    text(&out.stderr)
+                );
+            }
+            None => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Polls `f` every 50 ms for at most `limit`.
+fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn allow_and_deny_change_real_traffic_at_once() {
+    let rig = Rig::new(&[]);
+    let any: IpAddr = "::".parse().expect("addr");
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener");
+    let _udp = spawn_udp_echo(rig.pair.srv_path(), any, 5353).expect("udp echo");
+
+    let before = rig.connect(8080);
+    assert!(
+        before.is_host_unreachable(),
+        "8080 is closed by the seed: {before}"
+    );
+    assert_eq!(rig.ok(&["allow", "tcp", "8080"]), "opened tcp 8080\n");
+    assert_eq!(
+        rig.ok(&["allow", "tcp", "8080"]),
+        "already open: tcp 8080\nnothing changed\n"
+    );
+    for addr in [rig.srv(), rig.srv6()] {
+        assert_eq!(
+            tcp_connect(rig.pair.cli_path(), addr, 8080, T),
+            Outcome::Connected,
+            "allowed 8080 on {addr}"
+        );
+    }
+
+    let udp = udp_probe(rig.pair.cli_path(), rig.srv(), 5353, T);
+    assert!(udp.is_host_unreachable(), "udp 5353 closed: {udp}");
+    assert_eq!(rig.ok(&["allow", "udp", "5353"]), "opened udp 5353\n");
+    assert_eq!(
+        udp_probe(rig.pair.cli_path(), rig.srv6(), 5353, T),
+        Outcome::Replied,
+        "udp 5353 open"
+    );
+    // The answered probe is a live UDP flow: the guard objects to it too.
+    let out = rig.fw(&["deny", "udp", "5353"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("udp 5353 carries 1 established flow(s) (e.g. from [2001:db8::2]:"),
+        "{err}"
+    );
+    assert_eq!(
+        rig.ok(&["deny", "udp", "5353", "--force"]),
+        "closed udp 5353\n"
+    );
+    let udp = udp_probe(rig.pair.cli_path(), rig.srv(), 5353, T);
+    assert!(udp.is_host_unreachable(), "udp 5353 closed again: {udp}");
+
+    // An open connection on 8080: the guard refuses the deny, --force does
+    // it, the connection keeps exchanging data, new ones are refused.
+    let srv = rig.pair.srv_v4();
+    in_netns(rig.pair.cli_path(), || {
+        let mut s = TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect 8080");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        exchange(&mut s, 3, "before deny");
+        let ports = rig.ports_json();
+        let out = rig.fw(&["deny", "tcp", "8080"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "guard refuses: {err}");
+        assert!(err.contains("refusing to close tcp 8080"), "{err}");
+        assert!(err.contains("established flow"), "names the flows: {err}");
+        assert!(err.contains("--force"), "says what to do: {err}");
+        assert!(
+            err.contains("keep working"),
+            "explains what a deny does: {err}"
+        );
+        assert_eq!(rig.ports_json(), ports, "refused deny changes nothing");
+        exchange(&mut s, 3, "after refusal");
+
+        assert_eq!(
+            rig.ok(&["deny", "tcp", "8080", "--force"]),
+            "closed tcp 8080\n"
+        );
+        exchange(&mut s, 20, "after deny --force");
+        let again = TcpStream::connect_timeout(&(srv, 8080).into(), T);
+        let again = again
+            .map(|_| Outcome::Connected)
+            .unwrap_or_else(|e| Outcome::from_io(&e));
+        assert!(
+            again.is_host_unreachable(),
+            "new flow to a denied port: {again}"
+        );
+        exchange(&mut s, 3, "still");
+    })
+    .expect("setns");
+    assert_eq!(
+        rig.ok(&["deny", "tcp", "8080"]),
+        "already closed: tcp 8080\nnothing changed\n"
+    );
+}
+
+#[test]
+fn ports_view_is_compact_and_stable() {
+    let rig = Rig::new(&[]);
+    rig.ok(&["allow", "tcp", "8000-8010", "8011", "443"]);
+    rig.ok(&[
+        "allow",
+        "tcp",
+        "8443",
+        "--from",
+        "198.51.100.0/24",
+        "--from",
+        "2001:db8::/32",
+    ]);
+    rig.ok(&["deny", "udp", "80"]);
+    assert_eq!(
+        rig.ok(&["ports"]),
+        "tcp: 22 80 443 8000-8011\ntcp: 8443 from 198.51.100.0/24 2001:db8::/32\nudp: (none)\n"
+    );
+    let j: serde_json::Value = serde_json::from_str(&rig.ports_json()).expect("JSON");
+    assert_eq!(
+        j,
+        serde_json::json!({
+            "tcp": [
+                {"lo": 22, "hi": 22}, {"lo": 80, "hi": 80}, {"lo": 443, "hi": 443},
+                {"lo": 8000, "hi": 8011},
+                {"lo": 8443, "hi": 8443, "from": ["198.51.100.0/24", "2001:db8::/32"]}
+            ],
+            "udp": []
+        })
+    );
+    assert_eq!(rig.ports_json(), rig.ports_json(), "stable");
+    // Source restriction on real traffic: the client (192.0.2.2) is not in it.
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8443)
+        .expect("listener");
+    let o = rig.connect(8443);
+    assert!(
+        o.is_host_unreachable(),
+        "8443 only from 198.51.100.0/24: {o}"
+    );
+    let out = rig.ok(&["allow", "tcp", "8443", "--from", "192.0.2.0/24"]);
+    assert_eq!(
+        out,
+        "tcp 8443: now open only from 192.0.2.0/24 198.51.100.0/24 2001:db8::/32\n"
+    );
+    assert_eq!(rig.connect(8443), Outcome::Connected);
+}
+
+#[test]
+fn guard_protects_the_ssh_session_port() {
+    let rig = Rig::new(&[]);
+    rig.ok(&["allow", "tcp", "2222"]);
+    let ports = rig.ports_json();
+    // The session's server address is the server namespace's own.
+    let mut cmd = rig.command();
+    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222")
+        .args(["deny", "tcp", "2000-3000"]);
+    let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to close tcp 2222"), "{err}");
+    assert!(err.contains("SSH_CONNECTION"), "{err}");
+    assert!(err.contains("fw deny tcp 2000-3000 --force"), "{err}");
+    assert_eq!(rig.ports_json(), ports, "policy untouched");
+
+    // A session that arrives in another namespace is not this one's business.
+    let mut cmd = rig.command();
+    cmd.env("SSH_CONNECTION", "198.51.100.7 50000 198.51.100.1 22")
+        .args(["deny", "tcp", "22"]);
+    let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    rig.ok(&["allow", "tcp", "22"]);
+
+    let mut cmd = rig.command();
+    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222")
+        .args(["deny", "tcp", "2222", "--force"]);
+    let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
+    assert!(
+        out.status.success(),
+        "--force overrides: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "closed tcp 2222\n");
+}
+
+#[test]
+fn apply_swaps_policy_and_reject_settings() {
+    let rig = Rig::new(&[]);
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 9000)
+        .expect("listener");
+    let f = rig.config(
+        "new.toml",
+        "[ports]\ntcp = [22, \"9000-9001\"]\nudp = []\n[reject]\nwith = \"port-unreachable\"\nrate = 50\n",
+    );
+    let out = rig.ok(&["apply", f.to_str().expect("path")]);
+    assert!(out.contains("opened tcp 9000-9001"), "{out}");
+    assert!(out.contains("closed tcp 80"), "{out}");
+    assert!(out.contains("closed udp 80"), "{out}");
+    assert!(
+        out.contains("reject with port-unreachable (was host-unreachable)"),
+        "{out}"
+    );
+    assert_eq!(rig.ok(&["ports"]), "tcp: 22 9000-9001\nudp: (none)\n");
+    let st = rig.status();
+    assert_eq!(st["reject_with"], "port-unreachable", "{st}");
+    assert_eq!(st["reject_rate"], 50, "{st}");
+    assert_eq!(rig.connect(9000), Outcome::Connected);
+    assert_eq!(
+        rig.connect(80),
+        Outcome::Refused,
+        "port-unreachable: ECONNREFUSED"
+    );
+    // Applying the same file again changes nothing.
+    let out = rig.ok(&["apply", f.to_str().expect("path")]);
+    assert!(out.contains("no change"), "{out}");
+}
+
+/// The seed plus tcp 8080, for the --confirm tests.
+const OPEN_8080: &str = "[ports]\ntcp = [22, 80, 8080]\nudp = [80]\n";
+
+#[test]
+fn apply_confirm_rolls_back_unless_confirmed() {
+    let rig = Rig::new(&[]);
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8080)
+        .expect("listener");
+    let f = rig.config("open8080.toml", OPEN_8080);
+    let old = rig.ports_json();
+    let start = Instant::now();
+    let child = rig
+        .command()
+        .args(["apply", f.to_str().expect("path"), "--confirm", "3"])
+        .stdin(Stdio::null()) // end of input at once: not a confirmation
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fw apply");
+    let pid = child.id() as libc::pid_t;
+    wait_until(Duration::from_secs(10), "the new config to be live", || {
+        rig.ports_json() != old
+    });
+    assert_eq!(
+        rig.connect(8080),
+        Outcome::Connected,
+        "the new config is live during the countdown"
+    );
+    // The terminal going away must not stop the countdown.
+    // SAFETY: kill(2) on our own child (nsenter exec'd fw, same pid).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    let out = wait_child(child, Duration::from_secs(15), "fw apply --confirm 3");
+    let (so, se) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rollback exits non-zero (not killed by SIGHUP): {so}{se}"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "waited the full time"
+    );
+    assert!(so.contains("rolling back in"), "countdown shown: {so}");
+    assert!(se.contains("not confirmed within 3s: rolled back"), "{se}");
+    assert_eq!(rig.ports_json(), old, "old policy restored");
+    let o = rig.connect(8080);
+    assert!(o.is_host_unreachable(), "8080 closed again: {o}");
+    assert!(
+        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path())).exists(),
+        "marker removed"
+    );
+    let out = rig.fw(&["confirm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nothing to confirm"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
+    let rig = Rig::new(&[]);
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8080)
+        .expect("listener");
+    let f = rig.config("open8080.toml", OPEN_8080);
+    let old = rig.ports_json();
+    let child = rig
+        .command()
+        .args(["apply", f.to_str().expect("path"), "--confirm", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fw apply");
+    wait_until(Duration::from_secs(10), "the new config to be live", || {
+        rig.ports_json() != old
+    });
+    let new = rig.ports_json();
+    // A second probation while one runs is refused, before anything changes.
+    let out = rig.fw(&["apply", f.to_str().expect("path"), "--confirm", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is waiting for confirmation"),
+        "{}",
+        text(&out.stderr)
+    );
+    let confirmed = rig.ok(&["confirm"]);
+    assert!(confirmed.contains("confirmed"), "{confirmed}");
+    let out = wait_child(child, Duration::from_secs(10), "fw apply --confirm 30");
+    let so = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "confirmed apply exits 0: {so}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        so.contains("confirmed (fw confirm): the new config stays"),
+        "{so}"
+    );
+    assert!(so.contains("stdin is not a terminal"), "{so}");
+    assert_eq!(rig.ports_json(), new, "new policy kept");
+    assert_eq!(rig.connect(8080), Outcome::Connected);
+    let out = rig.fw(&["confirm"]);
+    assert_eq!(out.status.code(), Some(1), "nothing pending any more");
+}
+
+/// A pseudo-terminal: (master, path of the slave).
+fn pty() -> (fs::File, PathBuf) {
+    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a fresh fd, with a
+    // buffer of the size given.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (fs::File::from(OwnedFd::from_raw_fd(m)), PathBuf::from(name))
+    }
+}
+
+/// Runs `fw apply --confirm SECS` with a terminal as stdin, types `input`
+/// into it once the new config is live, and returns the output.
+fn apply_on_terminal(rig: &Rig, file: &Path, secs: &str, input: &[u8]) -> Output {
+    let old = rig.ports_json();
+    let (mut master, slave) = pty();
+    let tty = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave)
+        .expect("open pty slave");
+    let child = rig
+        .command()
+        .args(["apply", file.to_str().expect("path"), "--confirm", secs])
+        .stdin(Stdio::from(tty))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fw apply");
+    wait_until(Duration::from_secs(10), "the new config to be live", || {
+        rig.ports_json() != old
+    });
+    master.write_all(input).expect("type into the terminal");
+    let out = wait_child(child, Duration::from_secs(20), "fw apply on a terminal");
+    drop(master);
+    out
+}
+
+#[test]
+fn apply_confirm_on_the_terminal_enter_confirms_eof_does_not() {
+    let rig = Rig::new(&[]);
+    let f = rig.config("open8080.toml", OPEN_8080);
+    let old = rig.ports_json();
+    // Ctrl-D at the start of a line: end of input, not a confirmation.
+    let out = apply_on_terminal(&rig, &f, "2", b"\x04");
+    let so = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{so}{}", text(&out.stderr));
+    assert!(so.contains("end of input is not a confirmation"), "{so}");
+    assert_eq!(rig.ports_json(), old, "rolled back");
+    // Enter confirms.
+    let out = apply_on_terminal(&rig, &f, "30", b"\n");
+    let so = text(&out.stdout);
+    assert!(out.status.success(), "{so}{}", text(&out.stderr));
+    assert!(so.contains("press Enter here"), "{so}");
+    assert!(so.contains("confirmed (Enter)"), "{so}");
+    assert_ne!(rig.ports_json(), old, "kept");
+}
+
+#[test]
+fn dry_run_counts_would_reject_while_passing() {
+    let rig = Rig::new(&["--dry-run"]);
+    let any: IpAddr = "::".parse().expect("addr");
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener");
+    let _udp = spawn_udp_echo(rig.pair.srv_path(), any, 5353).expect("udp echo");
+    assert_eq!(rig.status()["dry_run"], true);
+    let before = rig.stats();
+    for addr in [rig.srv(), rig.srv6()] {
+        assert_eq!(
+            tcp_connect(rig.pair.cli_path(), addr, 8080, T),
+            Outcome::Connected,
+            "dry run passes {addr}"
+        );
+        assert_eq!(
+            udp_probe(rig.pair.cli_path(), addr, 5353, T),
+            Outcome::Replied,
+            "dry run passes udp {addr}"
+        );
+    }
+    let after = rig.stats();
+    let would = packets(&after, "would_reject") - packets(&before, "would_reject");
+    assert!(
+        would >= 4,
+        "4 first packets would have been rejected, counted {would}: {after}"
+    );
+    assert_eq!(packets(&after, "reject"), 0, "nothing rejected: {after}");
+    // Dry run off (the seed config): the same probes are rejected now.
+    let seed = rig.config("seed.toml", "");
+    let out = rig.ok(&["apply", seed.to_str().expect("path")]);
+    assert!(out.contains("dry run off"), "{out}");
+    let o = rig.connect(8080);
+    assert!(o.is_host_unreachable(), "{o}");
+    assert!(packets(&rig.stats(), "reject") >= 1);
+}
+
+#[test]
+fn dry_run_from_the_config_file() {
+    require_root();
+    let pair = Netns::pair(PREFIX);
+    let pins = PinDir::new();
+    let tmp = TempDir::new();
+    let f = tmp.file(
+        "dry.toml",
+        &format!("interfaces = [\"{}\"]\ndry_run = true\n", pair.srv_veth()),
+    );
+    let out = fw_cmd(
+        pair.srv_path(),
+        &pins,
+        ["up", "--config", f.to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let _tcp =
+        spawn_tcp_listener(pair.srv_path(), "::".parse().expect("addr"), 8080).expect("listener");
+    assert_eq!(
+        tcp_connect(pair.cli_path(), pair.srv_v4().into(), 8080, T),
+        Outcome::Connected
+    );
+    let out = fw_cmd(pair.srv_path(), &pins, ["stats", "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats");
+    assert!(packets(&s, "would_reject") >= 1, "{s}");
+    let out = fw_cmd(pair.srv_path(), &pins, ["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// One bad input: what to run, who runs it, what the message must say and
+/// the exit code (2: clap usage errors, 1: fw's own).
+struct Bad {
+    args: Vec<String>,
+    as_nobody: bool,
+    needle: &'static str,
+    code: i32,
+}
+
+fn bad(args: &[&str], needle: &'static str, code: i32) -> Bad {
+    Bad {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        as_nobody: false,
+        needle,
+        code,
+    }
+}
+
+fn bad_nobody(args: &[&str], needle: &'static str) -> Bad {
+    Bad {
+        as_nobody: true,
+        ..bad(args, needle, 1)
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
+    let rig = Rig::new(&[]);
+    rig.ok(&["allow", "tcp", "8080", "9000-9010"]);
+    let cfg = |name: &str, body: &str| rig.config(name, body).to_string_lossy().into_owned();
+    let broken = cfg("broken.toml", "[ports\ntcp = [22]\n");
+    let unknown = cfg("unknown.toml", "[ports]\ntcp = [22]\nsctp = [9]\n");
+    let unknown_top = cfg("unknown-top.toml", "colour = \"red\"\n");
+    let port0 = cfg("port0.toml", "[ports]\ntcp = [0]\n");
+    let port_big = cfg("port-big.toml", "[ports]\ntcp = [70000]\n");
+    let inverted = cfg("inverted.toml", "[ports]\ntcp = [\"90-80\"]\n");
+    let proto = cfg(
+        "proto.toml",
+        "[[sources]]\nproto = \"icmp\"\nport = 1\nfrom = [\"198.51.100.0/24\"]\n",
+    );
+    let no_iface = cfg("no-iface.toml", "interfaces = [\"nosuch0\"]\n");
+    let lo = cfg("lo.toml", "interfaces = [\"lo\"]\n");
+    let kind = cfg("kind.toml", "[reject]\nwith = \"bounce\"\n");
+    let opens_9999 = cfg("opens.toml", "[ports]\ntcp = [22, 80, 9999]\n");
+    let missing = rig
+        .tmp
+        .0
+        .join("missing.toml")
+        .to_string_lossy()
+        .into_owned();
+    let veth = rig.pair.srv_veth().to_string();
+
+    let table = [
+        bad(&["allow", "tcp", "0"], "ports are 1-65535", 2),
+        bad(&["allow", "tcp", "65536"], "ports are 1-65535", 2),
+        bad(&["deny", "udp", "70000"], "ports are 1-65535", 2),
+        bad(&["allow", "tcp", "90-80"], "did you mean 80-90", 2),
+        bad(&["allow", "sctp", "80"], "expected `tcp` or `udp`", 2),
+        bad(&["allow", "tcp", "http"], "expected a number 1-65535", 2),
+        bad(
+            &["allow", "tcp", "22", "--from", "198.51.100.1/24"],
+            "host bits are set",
+            1,
+        ),
+        bad(
+            &["allow", "tcp", "22", "--from", "nowhere"],
+            "expected an address or CIDR",
+            1,
+        ),
+        bad(&["apply", &broken], "broken.toml", 1),
+        bad(&["apply", &unknown], "unknown field `sctp`", 1),
+        bad(&["apply", &unknown_top], "unknown field `colour`", 1),
+        bad(&["apply", &port0], "ports are 1-65535", 1),
+        bad(&["apply", &port_big], "ports are 1-65535", 1),
+        bad(&["apply", &inverted], "inverted", 1),
+        bad(&["apply", &proto], "expected `tcp` or `udp`", 1),
+        bad(&["apply", &kind], "unknown variant `bounce`", 1),
+        bad(
+            &["apply", &no_iface],
+            "interface `nosuch0` does not exist",
+            1,
+        ),
+        bad(&["apply", &lo], "loopback is never filtered", 1),
+        bad(&["apply", &missing], "reading config", 1),
+        bad(&["apply", &opens_9999, "--confirm", "0"], "1..=3600", 2),
+        bad(&["up", "nosuch0"], "interface `nosuch0` does not exist", 1),
+        bad(&["up", "lo"], "loopback is never filtered", 1),
+        bad(&["up", &veth, "--config", &opens_9999], "already up", 1),
+        bad(&["up", &veth, "--config", &broken], "broken.toml", 1),
+        bad(&["down", "nosuch0"], "not up on `nosuch0`", 1),
+        bad(&["confirm"], "nothing to confirm", 1),
+        bad(&["stats", "--watch", "0"], "0.1-3600", 1),
+        bad_nobody(&["allow", "tcp", "9999"], "needs root"),
+        bad_nobody(&["allow", "tcp", "9999", "--from", "bad"], "needs root"),
+        bad_nobody(&["deny", "tcp", "22"], "needs root"),
+        bad_nobody(&["apply", &opens_9999], "needs root"),
+        bad_nobody(&["apply", &broken], "needs root"),
+        bad_nobody(&["up", &veth, "--config", &broken], "needs root"),
+        bad_nobody(&["down"], "needs root"),
+        bad_nobody(&["confirm"], "needs root"),
+        bad_nobody(&["ports"], "run as root"),
+        bad_nobody(&["status"], "run as root"),
+        bad_nobody(&["stats"], "run as root"),
+    ];
+    let ports = rig.ports_json();
+    let status = rig.status();
+    for b in &table {
+        let mut cmd = fw_command(rig.pair.srv_path(), rig.pins.path(), b.as_nobody);
+        cmd.args(&b.args);
+        let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
+        let err = text(&out.stderr);
+        let who = if b.as_nobody { " (as nobody)" } else { "" };
+        assert_eq!(
+            out.status.code(),
+            Some(b.code),
+            "fw {}{who}: exit code; stderr: {err}",
+            b.args.join(" ")
+        );
+        assert!(
+            err.contains(b.needle),
+            "fw {}{who}: expected {:?} in: {err}",
+            b.args.join(" "),
+            b.needle
+        );
+        assert!(
+            text(&out.stdout).is_empty() || b.code == 2,
+            "fw {}: nothing on stdout",
+            b.args.join(" ")
+        );
+        assert_eq!(
+            rig.ports_json(),
+            ports,
+            "fw {}{who} left the policy untouched",
+            b.args.join(" ")
+        );
+    }
+    let after = rig.status();
+    assert_eq!(after["reject_with"], status["reject_with"]);
+    assert_eq!(after["interfaces"], status["interfaces"]);
+}
+
+#[test]
+fn commands_say_when_fw_is_not_loaded() {
+    require_root();
+    let pair = Netns::pair(PREFIX);
+    let pins = PinDir::new();
+    let tmp = TempDir::new();
+    let f = tmp.file("seed.toml", "");
+    for args in [
+        vec!["ports"],
+        vec!["stats"],
+        vec!["allow", "tcp", "8080"],
+        vec!["deny", "tcp", "22"],
+        vec!["apply", f.to_str().expect("path")],
+    ] {
+        let out = fw_cmd(pair.srv_path(), &pins, &args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "fw {}: {err}", args.join(" "));
+        assert!(
+            err.contains("fw is not loaded") && err.contains("fw up"),
+            "fw {}: {err}",
+            args.join(" ")
+        );
+    }
+    let out = fw_cmd(pair.srv_path(), &pins, ["status"]);
+    assert!(out.status.success(), "status works unloaded");
+    assert!(text(&out.stdout).contains("not loaded"));
+}
+
+#[test]
+fn stale_pins_of_another_layout_are_refused() {
+    let rig = Rig::new(&[]);
+    let ports = rig.ports_json();
+    let maps = FwMaps::open(&fw_user::pins::PinDir::new(rig.pins.path())).expect("open maps");
+    let good = maps.meta().expect("meta");
+    let mut stale = good;
+    stale.layout_version = good.layout_version + 100;
+    maps.set_meta(&stale).expect("write META");
+    let f = rig.config("seed.toml", "");
+    for args in [
+        vec!["ports"],
+        vec!["status"],
+        vec!["stats"],
+        vec!["allow", "tcp", "8080"],
+        vec!["deny", "tcp", "22", "--force"],
+        vec!["apply", f.to_str().expect("path")],
+        vec!["up", rig.pair.srv_veth()],
+    ] {
+        let out = rig.fw(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "fw {}: {err}", args.join(" "));
+        assert!(
+            err.contains("different fw build"),
+            "fw {}: {err}",
+            args.join(" ")
+        );
+        assert!(
+            err.contains("run `fw down`"),
+            "fw {}: says what to do: {err}",
+            args.join(" ")
+        );
+    }
+    maps.set_meta(&good).expect("restore META");
+    assert_eq!(
+        rig.ports_json(),
+        ports,
+        "policy untouched by refused commands"
+    );
+    // What the message advises works on stale pins too.
+    maps.set_meta(&stale).expect("write META");
+    drop(maps);
+    let out = rig.ok(&["down"]);
+    assert!(out.contains("unloaded"), "{out}");
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = Command::new(fw_bin())
+        .args(["completions", "bash"])
+        .output()
+        .expect("fw runs");
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("_fw()") && s.contains("confirm"),
+        "bash completion: {}",
+        &s[..s.len().min(200)]
+    );
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(fw_bin())
+            .args(["completions", shell])
+            .output()
+            .expect("fw runs");
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+    let out = Command::new(fw_bin())
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("fw runs");
+    assert_eq!(out.status.code(), Some(2), "unknown shell is a usage error");
+}
+
+#[test]
+fn shipped_config_is_the_seed_policy() {
+    let path = fw_testkit::workspace_dir().join("contrib/fw.toml");
+    let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(cfg, Config::default(), "contrib/fw.toml is the seed policy");
+    let unit =
+        fs::read_to_string(fw_testkit::workspace_dir().join("contrib/fw.service")).expect("unit");
+    for line in [
+        "ExecStart=/usr/local/bin/fw up --config /etc/fw/fw.toml",
+        "ExecStop=/usr/local/bin/fw down",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "fw.service has {line}");
+    }
+}

@@ -1,0 +1,1443 @@
+//! Verdict tests: fw's programs run through BPF_PROG_TEST_RUN (no interface,
+//! no traffic), checking the exact XDP action, the counter deltas per reason
+//! and, for answers sent with XDP_TX, every field of the reply.
+//!
+//! Run as root: `cargo test --release -p fw-user --test verdict -- --test-threads=1`.
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use common::{
+    check::{assert_icmp_error, assert_tcp_reset},
+    flow_key,
+    frames::*,
+    malformed::{fix_v4_header_checksum, malformed_frames},
+    now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX,
+};
+use fw_common::{
+    FlowValue, Reason, CT_F_OUTBOUND, CT_TCP_ESTABLISHED, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_TCP,
+    IPPROTO_UDP,
+};
+use fw_user::{
+    config::Config,
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+};
+
+const SEC: u64 = 1_000_000_000;
+
+/// Runs `pkt` and expects the seed's reject: ICMP host unreachable, XDP_TX.
+#[track_caller]
+fn expect_host_unreach(fw: &Fw, what: &str, pkt: &Pkt) {
+    let f = pkt.frame();
+    let out = fw.expect(what, &f, XDP_TX, Reason::Reject);
+    let fam = pkt.fam();
+    assert_icmp_error(&f, &out, fam.unreach(), fam.host_unreach_code());
+}
+
+#[test]
+fn allowed_ports_pass_and_count_hits() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        for (i, (proto, port)) in [(Proto::Tcp, 22), (Proto::Tcp, 80), (Proto::Udp, 80)]
+            .into_iter()
+            .enumerate()
+        {
+            let sport = 40000 + i as u16;
+            let pkt = match proto {
+                Proto::Tcp => Pkt::tcp(fam, sport, port, SYN),
+                Proto::Udp => Pkt::udp(fam, sport, port),
+            };
+            let hits = fw.port_hits(proto, port);
+            fw.expect(
+                &format!("{fam:?} {proto} {port}"),
+                &pkt.frame(),
+                XDP_PASS,
+                Reason::Port,
+            );
+            assert_eq!(
+                fw.port_hits(proto, port),
+                hits + 1,
+                "{fam:?} {proto} {port}: one port hit"
+            );
+        }
+    }
+    // Nothing else was hit.
+    assert_eq!(fw.port_hits(Proto::Tcp, 23), 0);
+    assert_eq!(fw.port_hits(Proto::Udp, 22), 0);
+}
+
+#[test]
+fn closed_ports_get_host_unreachable() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        let cases = [
+            ("tcp syn 23", Pkt::syn(fam, 23)),
+            ("tcp syn 443", Pkt::syn(fam, 443)),
+            (
+                "tcp ack mid-stream 443",
+                Pkt::tcp(fam, 40100, 443, ACK | PSH).payload(100),
+            ),
+            ("udp 22", Pkt::udp(fam, 40101, 22)),
+            ("udp 53", Pkt::udp(fam, 40102, 53)),
+            ("udp 81", Pkt::udp(fam, 40103, 81)),
+            ("tcp 80 is tcp only: udp 81", Pkt::udp(fam, 40104, 81)),
+            ("icmp echo request", Pkt::echo_request(fam, 7)),
+            (
+                "other protocol (GRE)",
+                Pkt::new(
+                    fam,
+                    L4::Raw {
+                        proto: 47,
+                        bytes: vec![0; 24],
+                    },
+                ),
+            ),
+        ];
+        for (what, pkt) in cases {
+            expect_host_unreach(&fw, &format!("{fam:?} {what}"), &pkt);
+        }
+    }
+    // Quotes are cut at the RFC limits; L2 padding is not quoted.
+    expect_host_unreach(
+        &fw,
+        "v4 big udp",
+        &Pkt::udp(Fam::V4, 40200, 9).payload(1000),
+    );
+    expect_host_unreach(
+        &fw,
+        "v6 big udp",
+        &Pkt::udp(Fam::V6, 40200, 9).payload(1400),
+    );
+    expect_host_unreach(
+        &fw,
+        "v4 udp one byte over",
+        &Pkt::udp(Fam::V4, 40201, 9).payload(549 - 28 + 1),
+    );
+    expect_host_unreach(&fw, "v4 padded syn", &Pkt::syn(Fam::V4, 23).trailer(6));
+    expect_host_unreach(
+        &fw,
+        "v6 padded",
+        &Pkt::udp(Fam::V6, 40202, 9).payload(1).trailer(5),
+    );
+    expect_host_unreach(
+        &fw,
+        "v4 odd length",
+        &Pkt::udp(Fam::V4, 40203, 9).payload(33),
+    );
+    expect_host_unreach(
+        &fw,
+        "v6 odd length",
+        &Pkt::udp(Fam::V6, 40203, 9).payload(33),
+    );
+    // A TOS on the request shows in the reply like Linux does it.
+    let mut f = Pkt::syn(Fam::V4, 25).frame();
+    f[15] = 0x10; // IPTOS_LOWDELAY
+    fix_v4_header_checksum(&mut f, 14);
+    let out = fw.expect("v4 with tos", &f, XDP_TX, Reason::Reject);
+    assert_icmp_error(&f, &out, 3, 1);
+}
+
+#[test]
+fn non_ip_passes() {
+    let fw = Fw::seed();
+    fw.expect("arp request", &arp_request(), XDP_PASS, Reason::NonIp);
+    fw.expect("lldp", &other_ethertype(0x88cc), XDP_PASS, Reason::NonIp);
+    fw.expect("ipx", &other_ethertype(0x8137), XDP_PASS, Reason::NonIp);
+    let mut tagged = l2(PEER_MAC, BROADCAST_MAC, &[(TPID_8021Q, 5)], 0x0806);
+    tagged.extend_from_slice(&arp_request()[14..]);
+    fw.expect("arp in a vlan", &tagged, XDP_PASS, Reason::NonIp);
+}
+
+#[test]
+fn neighbor_discovery_passes() {
+    let fw = Fw::seed();
+    let (snm, snm_mac) = solicited_node(HOST6);
+    let mut target = HOST6.octets().to_vec();
+    target.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 2]); // source link-layer address option
+    let ns = Pkt::icmp(Fam::V6, 135, 0, [0; 4], target.clone())
+        .to(snm)
+        .l2_dst(snm_mac);
+    let mut ns = ns;
+    ns.ttl = 255;
+    fw.expect("neighbor solicitation", &ns.frame(), XDP_PASS, Reason::Ndp);
+    let dad = Pkt {
+        src: Ipv6Addr::UNSPECIFIED.into(),
+        ..ns.clone()
+    };
+    fw.expect(
+        "duplicate address detection (from ::)",
+        &dad.frame(),
+        XDP_PASS,
+        Reason::Ndp,
+    );
+    let mut na = Pkt::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec());
+    na.ttl = 255;
+    fw.expect("neighbor advertisement", &na.frame(), XDP_PASS, Reason::Ndp);
+    let ll: Ipv6Addr = "fe80::2".parse().unwrap();
+    let all_routers: Ipv6Addr = "ff02::2".parse().unwrap();
+    let mut rs = Pkt::icmp(Fam::V6, 133, 0, [0; 4], vec![])
+        .from(ll)
+        .to(all_routers)
+        .l2_dst([0x33, 0x33, 0, 0, 0, 2]);
+    rs.ttl = 255;
+    fw.expect("router solicitation", &rs.frame(), XDP_PASS, Reason::Ndp);
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    let mut ra = Pkt::icmp(Fam::V6, 134, 0, [64, 0, 0x07, 0x08], vec![0; 8])
+        .from(ll)
+        .to(all_nodes)
+        .l2_dst([0x33, 0x33, 0, 0, 0, 1]);
+    ra.ttl = 255;
+    fw.expect("router advertisement", &ra.frame(), XDP_PASS, Reason::Ndp);
+    let mut redirect = Pkt::icmp(Fam::V6, 137, 0, [0; 4], vec![0; 32]).from(ll);
+    redirect.ttl = 255;
+    fw.expect("redirect", &redirect.frame(), XDP_PASS, Reason::Ndp);
+    let vlan_ns = ns.clone().vlan(7);
+    fw.expect(
+        "neighbor solicitation in a vlan",
+        &vlan_ns.frame(),
+        XDP_PASS,
+        Reason::Ndp,
+    );
+}
+
+#[test]
+fn malformed_frames_are_dropped() {
+    let fw = Fw::seed();
+    for (what, f) in malformed_frames() {
+        fw.expect(&what, &f, XDP_DROP, Reason::Malformed);
+    }
+}
+
+#[test]
+fn martians_are_dropped() {
+    let fw = Fw::seed();
+    let v4 = |s: [u8; 4], d: [u8; 4]| -> Pkt {
+        Pkt::syn(Fam::V4, 22)
+            .from(Ipv4Addr::from(s))
+            .to(Ipv4Addr::from(d))
+    };
+    let v6 = |s: &str, d: &str| -> Pkt {
+        Pkt::syn(Fam::V6, 22)
+            .from(s.parse::<Ipv6Addr>().unwrap())
+            .to(d.parse::<Ipv6Addr>().unwrap())
+    };
+    let host4 = HOST4.octets();
+    let cases = [
+        ("127.0.0.1 source", v4([127, 0, 0, 1], host4)),
+        ("127.1.2.3 source", v4([127, 1, 2, 3], host4)),
+        ("multicast source", v4([224, 0, 0, 1], host4)),
+        ("multicast source 239/8", v4([239, 1, 2, 3], host4)),
+        ("limited broadcast source", v4([255, 255, 255, 255], host4)),
+        ("0.0.0.0 source to unicast", v4([0, 0, 0, 0], host4)),
+        ("0.1.2.3 source", v4([0, 1, 2, 3], host4)),
+        ("loopback destination", v4([192, 0, 2, 2], [127, 0, 0, 1])),
+        ("::1 source", v6("::1", "2001:db8::1")),
+        ("multicast source", v6("ff02::1", "2001:db8::1")),
+        ("v4-mapped source", v6("::ffff:192.0.2.2", "2001:db8::1")),
+        ("::1 destination", v6("2001:db8::2", "::1")),
+        ("0.0.0.0 destination", v4([192, 0, 2, 2], [0, 0, 0, 0])),
+        ("0.1.2.3 destination", v4([192, 0, 2, 2], [0, 1, 2, 3])),
+        (":: destination", v6("2001:db8::2", "::")),
+        (
+            "::1 source, udp",
+            Pkt::udp(Fam::V6, 1, 80).from("::1".parse::<Ipv6Addr>().unwrap()),
+        ),
+        (
+            "127/8 source, icmp",
+            Pkt::echo_request(Fam::V4, 1).from(Ipv4Addr::new(127, 0, 0, 1)),
+        ),
+        ("127/8 source in a vlan", v4([127, 0, 0, 1], host4).vlan(9)),
+    ];
+    for (what, pkt) in cases {
+        fw.expect(what, &pkt.frame(), XDP_DROP, Reason::Martian);
+    }
+}
+
+#[test]
+fn broadcast_and_multicast_are_never_answered() {
+    let fw = Fw::seed();
+    let bcast = Ipv4Addr::BROADCAST;
+    let mdns4 = Ipv4Addr::new(224, 0, 0, 251);
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    let mdns6: Ipv6Addr = "ff02::fb".parse().unwrap();
+    let mut mld = Pkt::icmp(Fam::V6, 143, 0, [0; 4], vec![0; 20])
+        .from(Ipv6Addr::UNSPECIFIED)
+        .to("ff02::16".parse::<Ipv6Addr>().unwrap())
+        .l2_dst([0x33, 0x33, 0, 0, 0, 0x16]);
+    mld.ttl = 1;
+    let cases = [
+        (
+            "v4 udp to 255.255.255.255",
+            Pkt::udp(Fam::V4, 1000, 9).to(bcast).l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "v4 dhcp discover from 0.0.0.0",
+            Pkt::udp(Fam::V4, 68, 67)
+                .from(Ipv4Addr::UNSPECIFIED)
+                .to(bcast)
+                .l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "v4 mdns",
+            Pkt::udp(Fam::V4, 5353, 5353)
+                .to(mdns4)
+                .l2_dst([1, 0, 0x5e, 0, 0, 0xfb]),
+        ),
+        (
+            "v4 tcp syn to a multicast group",
+            Pkt::syn(Fam::V4, 23)
+                .to(mdns4)
+                .l2_dst([1, 0, 0x5e, 0, 0, 0xfb]),
+        ),
+        (
+            "v4 unicast ip in an L2 broadcast",
+            Pkt::udp(Fam::V4, 1000, 9).l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "v4 subnet broadcast",
+            Pkt::udp(Fam::V4, 1000, 9)
+                .to(Ipv4Addr::new(192, 0, 2, 255))
+                .l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "v6 udp to ff02::1",
+            Pkt::udp(Fam::V6, 1000, 9)
+                .to(all_nodes)
+                .l2_dst([0x33, 0x33, 0, 0, 0, 1]),
+        ),
+        (
+            "v6 mdns",
+            Pkt::udp(Fam::V6, 5353, 5353)
+                .to(mdns6)
+                .l2_dst([0x33, 0x33, 0, 0, 0, 0xfb]),
+        ),
+        (
+            "v6 unicast ip in an L2 multicast",
+            Pkt::udp(Fam::V6, 1000, 9).l2_dst([0x33, 0x33, 0, 0, 0, 1]),
+        ),
+        ("v6 mld report from ::", mld),
+        (
+            "v6 tcp syn from ::",
+            Pkt::syn(Fam::V6, 23).from(Ipv6Addr::UNSPECIFIED),
+        ),
+        (
+            "v4 vlan broadcast",
+            Pkt::udp(Fam::V4, 1000, 9)
+                .to(bcast)
+                .l2_dst(BROADCAST_MAC)
+                .vlan(3),
+        ),
+    ];
+    for (what, pkt) in cases {
+        fw.expect(what, &pkt.frame(), XDP_DROP, Reason::RejectSilent);
+    }
+}
+
+#[test]
+fn icmp_errors_are_never_answered() {
+    let fw = Fw::seed();
+    // Quoting flows fw never saw: not RELATED, and an error never gets an error.
+    for fam in Fam::ALL {
+        let quoted = Pkt::tcp(fam, 40000, 40001, ACK).outbound();
+        let errs: &[(u8, u8)] = match fam {
+            Fam::V4 => &[
+                (3, 1),
+                (3, 3),
+                (3, 4),
+                (4, 0),
+                (5, 1),
+                (11, 0),
+                (12, 0),
+                (1, 0),
+                (9, 0),
+                (10, 0),
+                (42, 0),
+            ],
+            Fam::V6 => &[(1, 3), (1, 4), (2, 0), (3, 0), (4, 1), (100, 0), (127, 0)],
+        };
+        for &(ty, code) in errs {
+            let pkt = Pkt::icmp_error(fam, fam.router(), ty, code, [0, 0, 5, 0xdc], &quoted);
+            fw.expect(
+                &format!("{fam:?} icmp error {ty}/{code}, unknown flow"),
+                &pkt.frame(),
+                XDP_DROP,
+                Reason::RejectSilent,
+            );
+        }
+    }
+    // Informational messages are rejected like any other packet.
+    for (fam, ty) in [
+        (Fam::V4, 13),
+        (Fam::V4, 17),
+        (Fam::V4, 0),
+        (Fam::V6, 129),
+        (Fam::V6, 200),
+    ] {
+        let pkt = Pkt::icmp(fam, ty, 0, [0, 1, 0, 1], vec![0; 12]);
+        expect_host_unreach(&fw, &format!("{fam:?} icmp informational type {ty}"), &pkt);
+    }
+}
+
+#[test]
+fn vlan_and_qinq_tags_are_followed_and_kept() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        for (i, tags) in [
+            vec![(TPID_8021Q, 100)],
+            vec![(TPID_8021AD, 200), (TPID_8021Q, 300)],
+            vec![(TPID_8021Q, 10), (TPID_8021Q, 20)],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sport = 41000 + i as u16;
+            let mut ok = Pkt::tcp(fam, sport, 22, SYN);
+            ok.vlans = tags.clone();
+            fw.expect(
+                &format!("{fam:?} {tags:?} ssh"),
+                &ok.frame(),
+                XDP_PASS,
+                Reason::Port,
+            );
+            let mut bad = Pkt::tcp(fam, sport, 23, SYN);
+            bad.vlans = tags.clone();
+            expect_host_unreach(&fw, &format!("{fam:?} {tags:?} telnet"), &bad);
+            let mut bad_udp = Pkt::udp(fam, sport, 53).payload(300);
+            bad_udp.vlans = tags.clone();
+            expect_host_unreach(&fw, &format!("{fam:?} {tags:?} udp"), &bad_udp);
+        }
+    }
+}
+
+#[test]
+fn ipv4_options_and_ipv6_extension_headers() {
+    let fw = Fw::seed();
+    // Router alert (4 bytes) and a record-route option with room for 2 hops + EOL.
+    let ra = [0x94, 0x04, 0, 0];
+    let rr = [7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for (i, opts) in [
+        ra.to_vec(),
+        rr.to_vec(),
+        [ra.to_vec(), rr.to_vec(), vec![0; 4]].concat(),
+        vec![1; 40],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sport = 42000 + i as u16;
+        let ok = Pkt::tcp(Fam::V4, sport, 80, SYN).v4_options(&opts);
+        fw.expect(
+            &format!("v4 options {opts:?} to 80"),
+            &ok.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let ok = Pkt::udp(Fam::V4, sport, 80).v4_options(&opts);
+        fw.expect(
+            &format!("v4 options {opts:?} udp 80"),
+            &ok.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let bad = Pkt::tcp(Fam::V4, sport, 81, SYN).v4_options(&opts);
+        expect_host_unreach(&fw, &format!("v4 options {opts:?} to 81"), &bad);
+        let bad = Pkt::udp(Fam::V4, sport, 81).v4_options(&opts).payload(600);
+        expect_host_unreach(&fw, &format!("v4 options {opts:?} big udp to 81"), &bad);
+    }
+    let chains: [&[u8]; 5] = [
+        &[HOP_BY_HOP],
+        &[ROUTING],
+        &[DEST_OPTS],
+        &[HOP_BY_HOP, ROUTING, DEST_OPTS],
+        &[
+            HOP_BY_HOP, DEST_OPTS, ROUTING, DEST_OPTS, DEST_OPTS, DEST_OPTS,
+        ],
+    ];
+    for (i, chain) in chains.into_iter().enumerate() {
+        let sport = 42100 + i as u16;
+        let ok = Pkt::tcp(Fam::V6, sport, 22, SYN).v6_exts(chain);
+        fw.expect(
+            &format!("v6 {chain:?} ssh"),
+            &ok.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let ok = Pkt::udp(Fam::V6, sport, 80).v6_exts(chain);
+        fw.expect(
+            &format!("v6 {chain:?} udp 80"),
+            &ok.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let bad = Pkt::tcp(Fam::V6, sport, 23, SYN).v6_exts(chain);
+        expect_host_unreach(&fw, &format!("v6 {chain:?} telnet"), &bad);
+        let bad = Pkt::udp(Fam::V6, sport, 23).v6_exts(chain).payload(1300);
+        expect_host_unreach(&fw, &format!("v6 {chain:?} big udp"), &bad);
+        let echo = Pkt::echo_request(Fam::V6, 9).v6_exts(chain);
+        expect_host_unreach(&fw, &format!("v6 {chain:?} echo request"), &echo);
+    }
+    // An ICMPv6 error behind extension headers is still an error.
+    let quoted = Pkt::tcp(Fam::V6, 1, 2, ACK).outbound();
+    let err = Pkt::icmp_error(Fam::V6, ROUTER6.into(), 1, 0, [0; 4], &quoted).v6_exts(&[DEST_OPTS]);
+    fw.expect(
+        "v6 error behind dest opts",
+        &err.frame(),
+        XDP_DROP,
+        Reason::RejectSilent,
+    );
+    // NDP behind a hop-by-hop header.
+    let mut na =
+        Pkt::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec()).v6_exts(&[HOP_BY_HOP]);
+    na.ttl = 255;
+    fw.expect("ndp behind hop-by-hop", &na.frame(), XDP_PASS, Reason::Ndp);
+}
+
+#[test]
+fn fragments_follow_their_first_fragment() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        let later = |id: u32, offset: u16, more: bool| {
+            let mut p = Pkt::new(
+                fam,
+                L4::Raw {
+                    proto: IPPROTO_TCP,
+                    bytes: vec![0xab; 64],
+                },
+            );
+            p.frag = Frag::Later { id, offset, more };
+            p
+        };
+        // Accepted first fragment: its followers pass under its reason.
+        let first = Pkt::tcp(fam, 43000, 80, ACK | PSH)
+            .payload(64)
+            .frag(Frag::First { id: 0x1001 });
+        fw.expect(
+            &format!("{fam:?} first fragment to 80"),
+            &first.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.expect(
+            &format!("{fam:?} middle fragment"),
+            &later(0x1001, 11, true).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.expect(
+            &format!("{fam:?} last fragment"),
+            &later(0x1001, 22, false).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        // Rejected first fragment: answered; its followers are dropped.
+        let first = Pkt::tcp(fam, 43001, 81, ACK | PSH)
+            .payload(64)
+            .frag(Frag::First { id: 0x1002 });
+        expect_host_unreach(&fw, &format!("{fam:?} first fragment to 81"), &first);
+        fw.expect(
+            &format!("{fam:?} fragment after a rejected one"),
+            &later(0x1002, 11, false).frame(),
+            XDP_DROP,
+            Reason::Fragment,
+        );
+        // Never saw the first fragment.
+        fw.expect(
+            &format!("{fam:?} fragment of unknown datagram"),
+            &later(0x1003, 11, true).frame(),
+            XDP_DROP,
+            Reason::Fragment,
+        );
+        // Same id, another source: another datagram.
+        let other = later(0x1001, 11, true).from(fam.router());
+        fw.expect(
+            &format!("{fam:?} fragment id reused by another source"),
+            &other.frame(),
+            XDP_DROP,
+            Reason::Fragment,
+        );
+        // Established flow: fragments follow `established`.
+        let syn = Pkt::tcp(fam, 43002, 22, SYN);
+        fw.expect(
+            &format!("{fam:?} ssh syn"),
+            &syn.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let first = Pkt::tcp(fam, 43002, 22, ACK)
+            .payload(64)
+            .frag(Frag::First { id: 0x1004 });
+        fw.expect(
+            &format!("{fam:?} first fragment, established"),
+            &first.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.expect(
+            &format!("{fam:?} later fragment, established"),
+            &later(0x1004, 9, false).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // A martian's fragments are martians.
+        let m = later(0x1001, 11, true).from(match fam {
+            Fam::V4 => IpAddr::from(Ipv4Addr::LOCALHOST),
+            Fam::V6 => IpAddr::from(Ipv6Addr::LOCALHOST),
+        });
+        fw.expect(
+            &format!("{fam:?} martian fragment"),
+            &m.frame(),
+            XDP_DROP,
+            Reason::Martian,
+        );
+        // A later fragment of a rejected protocol is never answered.
+        let first = Pkt::udp(fam, 43003, 9)
+            .payload(64)
+            .frag(Frag::First { id: 0x1005 });
+        expect_host_unreach(&fw, &format!("{fam:?} udp first fragment"), &first);
+        let mut l = later(0x1005, 9, false);
+        l.l4 = L4::Raw {
+            proto: IPPROTO_UDP,
+            bytes: vec![1; 16],
+        };
+        fw.expect(
+            &format!("{fam:?} udp later fragment"),
+            &l.frame(),
+            XDP_DROP,
+            Reason::Fragment,
+        );
+    }
+    // IPv6 atomic fragment (offset 0, no more fragments): an ordinary packet.
+    let atomic = Pkt::tcp(Fam::V6, 43010, 80, SYN).frag(Frag::Later {
+        id: 7,
+        offset: 0,
+        more: false,
+    });
+    fw.expect(
+        "v6 atomic fragment",
+        &atomic.frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+}
+
+#[test]
+fn reject_kinds() {
+    for (with, v4, v6) in [
+        (RejectWith::HostUnreachable, (3, 1), (1, 3)),
+        (RejectWith::PortUnreachable, (3, 3), (1, 4)),
+        (RejectWith::AdminProhibited, (3, 13), (1, 1)),
+    ] {
+        let fw = Fw::load(Config {
+            reject_with: with,
+            ..Config::default()
+        });
+        for (fam, (ty, code)) in [(Fam::V4, v4), (Fam::V6, v6)] {
+            for pkt in [
+                Pkt::syn(fam, 23),
+                Pkt::udp(fam, 1, 23),
+                Pkt::echo_request(fam, 3),
+            ] {
+                let f = pkt.frame();
+                let out = fw.expect(
+                    &format!("{} {fam:?}", with.name()),
+                    &f,
+                    XDP_TX,
+                    Reason::Reject,
+                );
+                assert_icmp_error(&f, &out, ty, code);
+            }
+        }
+    }
+
+    let fw = Fw::load(Config {
+        reject_with: RejectWith::TcpReset,
+        ..Config::default()
+    });
+    for fam in Fam::ALL {
+        let tcp_cases = [
+            ("syn", Pkt::syn(fam, 23)),
+            ("syn with payload", Pkt::syn(fam, 23).payload(10)),
+            ("ack", Pkt::tcp(fam, 40000, 443, ACK)),
+            (
+                "ack+psh with data",
+                Pkt::tcp(fam, 40000, 443, ACK | PSH).payload(100),
+            ),
+            ("fin", Pkt::tcp(fam, 40000, 443, FIN).payload(3)),
+            ("fin+ack", Pkt::tcp(fam, 40000, 443, FIN | ACK)),
+            (
+                "bare segment, no flags",
+                Pkt::tcp(fam, 40000, 443, 0).payload(7),
+            ),
+            (
+                "seq wraps",
+                Pkt::tcp(fam, 40000, 443, SYN | FIN).seq_ack(0xffff_ffff, 0),
+            ),
+            ("in a qinq", Pkt::syn(fam, 23).qinq(1, 2)),
+            (
+                "padded frame",
+                Pkt::tcp(fam, 40000, 443, PSH).payload(1).trailer(9),
+            ),
+        ];
+        for (what, pkt) in tcp_cases {
+            let f = pkt.frame();
+            let out = fw.expect(
+                &format!("tcp-reset {fam:?} {what}"),
+                &f,
+                XDP_TX,
+                Reason::Reject,
+            );
+            assert_tcp_reset(&f, &out);
+        }
+        let opts = match fam {
+            Fam::V4 => Pkt::syn(fam, 23).v4_options(&[1, 1, 1, 0]),
+            Fam::V6 => Pkt::syn(fam, 23).v6_exts(&[HOP_BY_HOP, DEST_OPTS]),
+        };
+        let f = opts.frame();
+        let out = fw.expect(
+            &format!("tcp-reset {fam:?} options"),
+            &f,
+            XDP_TX,
+            Reason::Reject,
+        );
+        assert_tcp_reset(&f, &out);
+        // No RST for a RST.
+        fw.expect(
+            &format!("tcp-reset {fam:?} rst"),
+            &Pkt::tcp(fam, 40000, 443, RST).frame(),
+            XDP_DROP,
+            Reason::RejectSilent,
+        );
+        fw.expect(
+            &format!("tcp-reset {fam:?} rst+ack"),
+            &Pkt::tcp(fam, 40000, 443, RST | ACK).frame(),
+            XDP_DROP,
+            Reason::RejectSilent,
+        );
+        // Not TCP: the ICMP error of the seed.
+        expect_host_unreach(
+            &fw,
+            &format!("tcp-reset {fam:?} udp"),
+            &Pkt::udp(fam, 1, 23),
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("tcp-reset {fam:?} echo"),
+            &Pkt::echo_request(fam, 1),
+        );
+    }
+
+    let fw = Fw::load(Config {
+        reject_with: RejectWith::Drop,
+        ..Config::default()
+    });
+    for fam in Fam::ALL {
+        for pkt in [
+            Pkt::syn(fam, 23),
+            Pkt::udp(fam, 1, 23),
+            Pkt::echo_request(fam, 3),
+        ] {
+            fw.expect(
+                &format!("drop {fam:?}"),
+                &pkt.frame(),
+                XDP_DROP,
+                Reason::RejectSilent,
+            );
+        }
+        fw.expect(
+            &format!("drop {fam:?}: allowed still passes"),
+            &Pkt::syn(fam, 22).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+}
+
+#[test]
+fn rejects_are_rate_limited() {
+    let fw = Fw::load(Config {
+        reject_rate: 5,
+        reject_burst: 5,
+        ..Config::default()
+    });
+    // The bucket is global: spread the rejects over every CPU.
+    let pin = CpuPin::new();
+    let cpus = pin.allowed();
+    let burst = 5;
+    let start = now_ns();
+    for i in 0..burst + 3 {
+        pin.run_on(cpus[i % cpus.len()]);
+        let fam = if i % 2 == 0 { Fam::V4 } else { Fam::V6 };
+        let pkt = Pkt::udp(fam, 1000 + i as u16, 9);
+        if i < burst {
+            expect_host_unreach(&fw, &format!("reject #{i} (within the burst)"), &pkt);
+        } else {
+            let what = format!("reject #{i} (over the burst)");
+            fw.expect(&what, &pkt.frame(), XDP_DROP, Reason::RejectRatelimited);
+        }
+    }
+    // Accepted and silently dropped packets take no token.
+    fw.expect(
+        "allowed while limited",
+        &Pkt::syn(Fam::V4, 22).frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+    // 5 per second: one token back after 200 ms.
+    let elapsed = now_ns() - start;
+    assert!(
+        elapsed < 150_000_000,
+        "test too slow to check the refill ({elapsed} ns)"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    pin.run_on(cpus[cpus.len() - 1]);
+    expect_host_unreach(&fw, "reject after a refill", &Pkt::syn(Fam::V4, 23));
+    pin.run_on(cpus[0]);
+    let again = Pkt::syn(Fam::V4, 24).frame();
+    fw.expect(
+        "reject right after",
+        &again,
+        XDP_DROP,
+        Reason::RejectRatelimited,
+    );
+}
+
+#[test]
+fn dry_run_passes_what_it_would_reject() {
+    let fw = Fw::load(Config {
+        dry_run: true,
+        ..Config::default()
+    });
+    for fam in Fam::ALL {
+        fw.expect(
+            &format!("{fam:?} allowed"),
+            &Pkt::syn(fam, 22).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.expect(
+            &format!("{fam:?} closed tcp"),
+            &Pkt::syn(fam, 23).frame(),
+            XDP_PASS,
+            Reason::WouldReject,
+        );
+        fw.expect(
+            &format!("{fam:?} closed udp"),
+            &Pkt::udp(fam, 5, 53).frame(),
+            XDP_PASS,
+            Reason::WouldReject,
+        );
+        fw.expect(
+            &format!("{fam:?} echo"),
+            &Pkt::echo_request(fam, 5).frame(),
+            XDP_PASS,
+            Reason::WouldReject,
+        );
+    }
+    fw.expect(
+        "malformed is still dropped",
+        &malformed_frames()[1].1,
+        XDP_DROP,
+        Reason::Malformed,
+    );
+}
+
+#[test]
+fn source_restricted_ports() {
+    let mut fw = Fw::seed();
+    let mut p = Policy::seed();
+    p.deny(Proto::Tcp, PortRange::single(22));
+    let nets = [
+        parse_prefix("198.51.100.0/24").unwrap(),
+        parse_prefix("2001:db8:1::/48").unwrap(),
+    ];
+    p.allow(Proto::Tcp, PortRange::single(22), &nets);
+    fw.set_policy(p);
+    let ok4 = Pkt::syn(Fam::V4, 22).from(Ipv4Addr::new(198, 51, 100, 7));
+    fw.expect(
+        "v4 ssh from the allowed prefix",
+        &ok4.frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+    expect_host_unreach(&fw, "v4 ssh from elsewhere", &Pkt::syn(Fam::V4, 22));
+    let ok6 = Pkt::syn(Fam::V6, 22).from("2001:db8:1:2::7".parse::<Ipv6Addr>().unwrap());
+    fw.expect(
+        "v6 ssh from the allowed prefix",
+        &ok6.frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+    expect_host_unreach(&fw, "v6 ssh from elsewhere", &Pkt::syn(Fam::V6, 22));
+    let near6 = Pkt::syn(Fam::V6, 22).from("2001:db8:2::7".parse::<Ipv6Addr>().unwrap());
+    expect_host_unreach(&fw, "v6 ssh from just outside the prefix", &near6);
+    // The restriction is per port and protocol: 80 stays open to all.
+    fw.expect(
+        "v4 http from anywhere",
+        &Pkt::syn(Fam::V4, 80).frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+    let udp22 = Pkt::udp(Fam::V4, 5, 22).from(Ipv4Addr::new(198, 51, 100, 7));
+    expect_host_unreach(
+        &fw,
+        "udp 22 from the allowed prefix is still closed",
+        &udp22,
+    );
+    assert_eq!(fw.port_hits(Proto::Tcp, 22), 2);
+}
+
+#[test]
+fn outbound_flows_let_their_replies_in() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        // TCP: SYN out, SYN-ACK and data back.
+        fw.egress(&Pkt::tcp(fam, 443, 44000, SYN).outbound().frame());
+        let synack = Pkt::tcp(fam, 443, 44000, SYN | ACK);
+        fw.expect(
+            &format!("{fam:?} syn-ack"),
+            &synack.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.egress(&Pkt::tcp(fam, 443, 44000, ACK).outbound().frame());
+        let data = Pkt::tcp(fam, 443, 44000, ACK | PSH).payload(500);
+        fw.expect(
+            &format!("{fam:?} data back"),
+            &data.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // Another peer port, or another peer: not this flow.
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} syn-ack from another port"),
+            &Pkt::tcp(fam, 444, 44000, SYN | ACK),
+        );
+        let other_peer = Pkt::tcp(fam, 443, 44000, SYN | ACK).from(fam.router());
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} syn-ack from another peer"),
+            &other_peer,
+        );
+        // The same 4-tuple as UDP is another flow.
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} udp on the tcp flow's ports"),
+            &Pkt::udp(fam, 443, 44000),
+        );
+
+        // UDP: query out, answer back.
+        fw.egress(&Pkt::udp(fam, 53, 44001).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} dns answer"),
+            &Pkt::udp(fam, 53, 44001).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.expect(
+            &format!("{fam:?} second answer"),
+            &Pkt::udp(fam, 53, 44001).payload(200).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+
+        // ICMP echo: request out, reply back (by identifier).
+        fw.egress(&Pkt::echo_request(fam, 0x4242).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} echo reply"),
+            &Pkt::echo_reply(fam, 0x4242).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} echo reply, other id"),
+            &Pkt::echo_reply(fam, 0x4243),
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} echo request reusing our id"),
+            &Pkt::echo_request(fam, 0x4242),
+        );
+
+        // In a VLAN, the same.
+        fw.egress(&Pkt::udp(fam, 123, 44002).outbound().vlan(12).frame());
+        fw.expect(
+            &format!("{fam:?} ntp answer in a vlan"),
+            &Pkt::udp(fam, 123, 44002).vlan(12).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+    }
+}
+
+#[test]
+fn accepted_inbound_flows_become_established() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        let hits = fw.port_hits(Proto::Tcp, 80);
+        fw.expect(
+            &format!("{fam:?} syn to 80"),
+            &Pkt::tcp(fam, 45000, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.egress(&Pkt::tcp(fam, 45000, 80, SYN | ACK).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} ack to 80"),
+            &Pkt::tcp(fam, 45000, 80, ACK).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        let get = Pkt::tcp(fam, 45000, 80, ACK | PSH).payload(300);
+        fw.expect(
+            &format!("{fam:?} request to 80"),
+            &get.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        assert_eq!(
+            fw.port_hits(Proto::Tcp, 80),
+            hits + 1,
+            "{fam:?}: only the first packet is a port hit"
+        );
+
+        fw.expect(
+            &format!("{fam:?} udp to 80"),
+            &Pkt::udp(fam, 45001, 80).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.expect(
+            &format!("{fam:?} udp to 80 again"),
+            &Pkt::udp(fam, 45001, 80).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+    }
+}
+
+#[test]
+fn icmp_errors_about_known_flows_are_related() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        // Flows the host opened (egress) and one it accepted (ingress).
+        let tcp_out = Pkt::tcp(fam, 443, 46000, SYN).outbound();
+        fw.egress(&tcp_out.frame());
+        let udp_out = Pkt::udp(fam, 53, 46001).outbound().payload(40);
+        fw.egress(&udp_out.frame());
+        let echo_out = Pkt::echo_request(fam, 0x777).outbound();
+        fw.egress(&echo_out.frame());
+        fw.expect(
+            &format!("{fam:?} syn to 80"),
+            &Pkt::tcp(fam, 46002, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let synack_out = Pkt::tcp(fam, 46002, 80, SYN | ACK).outbound();
+
+        let errs: &[(u8, u8, [u8; 4])] = match fam {
+            Fam::V4 => &[
+                (3, 1, [0; 4]),
+                (3, 4, [0, 0, 0x05, 0xdc]),
+                (11, 0, [0; 4]),
+                (12, 0, [20, 0, 0, 0]),
+            ],
+            Fam::V6 => &[
+                (1, 3, [0; 4]),
+                (2, 0, [0, 0, 0x05, 0x00]),
+                (3, 0, [0; 4]),
+                (4, 0, [0, 0, 0, 40]),
+            ],
+        };
+        for &(ty, code, rest) in errs {
+            for (what, q) in [
+                ("tcp out", &tcp_out),
+                ("udp out", &udp_out),
+                ("echo out", &echo_out),
+                ("tcp in", &synack_out),
+            ] {
+                let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, q);
+                fw.expect(
+                    &format!("{fam:?} {ty}/{code} about {what}"),
+                    &e.frame(),
+                    XDP_PASS,
+                    Reason::Related,
+                );
+                // From the peer itself, too (e.g. port unreachable).
+                let e = Pkt::icmp_error(fam, fam.peer(), ty, code, rest, q);
+                fw.expect(
+                    &format!("{fam:?} {ty}/{code} from the peer about {what}"),
+                    &e.frame(),
+                    XDP_PASS,
+                    Reason::Related,
+                );
+            }
+            // Quoting only the first 8 bytes after the IP header is enough.
+            let mut short = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &tcp_out);
+            if let L4::Icmp { payload, .. } = &mut short.l4 {
+                let ip_hdr = if fam == Fam::V4 { 20 } else { 40 };
+                payload.truncate(ip_hdr + 8);
+            }
+            fw.expect(
+                &format!("{fam:?} {ty}/{code} short quote"),
+                &short.frame(),
+                XDP_PASS,
+                Reason::Related,
+            );
+            // Unknown flows: silently dropped.
+            let unknown = Pkt::tcp(fam, 443, 46099, SYN).outbound();
+            let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &unknown);
+            fw.expect(
+                &format!("{fam:?} {ty}/{code} about an unknown flow"),
+                &e.frame(),
+                XDP_DROP,
+                Reason::RejectSilent,
+            );
+            // A quote of the flow in the wrong direction is not this flow.
+            let reversed = Pkt::tcp(fam, 443, 46000, SYN);
+            let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &reversed);
+            fw.expect(
+                &format!("{fam:?} {ty}/{code} quoting the reply direction"),
+                &e.frame(),
+                XDP_DROP,
+                Reason::RejectSilent,
+            );
+        }
+    }
+}
+
+#[test]
+fn deny_keeps_established_flows() {
+    let mut fw = Fw::seed();
+    for fam in Fam::ALL {
+        fw.expect(
+            &format!("{fam:?} syn to 80"),
+            &Pkt::tcp(fam, 47000, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.egress(&Pkt::tcp(fam, 47000, 80, SYN | ACK).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} ack"),
+            &Pkt::tcp(fam, 47000, 80, ACK).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.expect(
+            &format!("{fam:?} udp to 80"),
+            &Pkt::udp(fam, 47001, 80).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+    let mut p = fw.cfg.policy.clone();
+    p.deny(Proto::Tcp, PortRange::single(80));
+    p.deny(Proto::Udp, PortRange::single(80));
+    fw.set_policy(p);
+    for fam in Fam::ALL {
+        let data = Pkt::tcp(fam, 47000, 80, ACK | PSH).payload(100);
+        fw.expect(
+            &format!("{fam:?} data on the established flow"),
+            &data.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.expect(
+            &format!("{fam:?} udp flow"),
+            &Pkt::udp(fam, 47001, 80).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} new syn to 80"),
+            &Pkt::tcp(fam, 47002, 80, SYN),
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} new udp to 80"),
+            &Pkt::udp(fam, 47003, 80),
+        );
+        fw.expect(
+            &format!("{fam:?} 22 still open"),
+            &Pkt::tcp(fam, 47004, 22, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+    // And `fw allow` opens it again.
+    let mut p = fw.cfg.policy.clone();
+    p.allow(Proto::Tcp, PortRange::single(80), &[]);
+    fw.set_policy(p);
+    fw.expect(
+        "v4 syn to 80 after allow",
+        &Pkt::tcp(Fam::V4, 47005, 80, SYN).frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+}
+
+#[test]
+fn expired_conntrack_entries_count_as_absent() {
+    let fw = Fw::seed();
+    let now = now_ns();
+    assert!(now > 200 * SEC, "uptime too short to fake old entries");
+    let value = |state: u8, age: u64| FlowValue {
+        created_ns: now - age,
+        last_seen_ns: now - age,
+        state,
+        flags: CT_F_OUTBOUND,
+        _pad: [0; 6],
+    };
+    for fam in Fam::ALL {
+        // SYN sent 121 s ago (timeout 120 s): the SYN-ACK is not a reply any more.
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_TCP, 443, 48000),
+            &value(CT_TCP_SYN_SENT, 121 * SEC),
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} syn-ack after expiry"),
+            &Pkt::tcp(fam, 443, 48000, SYN | ACK),
+        );
+        // 119 s: still live.
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_TCP, 443, 48001),
+            &value(CT_TCP_SYN_SENT, 119 * SEC),
+        );
+        fw.expect(
+            &format!("{fam:?} syn-ack before expiry"),
+            &Pkt::tcp(fam, 443, 48001, SYN | ACK).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // Established: idle for a day is fine (timeout 5 days).
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_TCP, 443, 48002),
+            &value(CT_TCP_ESTABLISHED, 150 * SEC),
+        );
+        fw.expect(
+            &format!("{fam:?} established, idle"),
+            &Pkt::tcp(fam, 443, 48002, ACK).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // UDP without a reply: 30 s.
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_UDP, 53, 48003),
+            &value(CT_UDP, 31 * SEC),
+        );
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} udp after 31 s"),
+            &Pkt::udp(fam, 53, 48003),
+        );
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_UDP, 53, 48004),
+            &value(CT_UDP, 29 * SEC),
+        );
+        fw.expect(
+            &format!("{fam:?} udp after 29 s"),
+            &Pkt::udp(fam, 53, 48004).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // An expired flow is not RELATED either.
+        let quoted = Pkt::tcp(fam, 443, 48000, SYN).outbound();
+        let e = Pkt::icmp_error(fam, fam.router(), fam.unreach(), 0, [0; 4], &quoted);
+        fw.expect(
+            &format!("{fam:?} icmp error about an expired flow"),
+            &e.frame(),
+            XDP_DROP,
+            Reason::RejectSilent,
+        );
+        // Egress revives an expired flow as a new one.
+        fw.egress(&Pkt::tcp(fam, 443, 48000, SYN).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} syn-ack after a new syn"),
+            &Pkt::tcp(fam, 443, 48000, SYN | ACK).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+    }
+    // The refreshed entry has a fresh last_seen.
+    let k = flow_key(Fam::V4, IPPROTO_TCP, 443, 48000);
+    let (_, v) = fw
+        .ct_entries()
+        .into_iter()
+        .find(|(key, _)| *key == k)
+        .expect("entry present");
+    assert!(v.last_seen_ns >= now, "egress refreshed the entry");
+}
+
+#[test]
+fn counters_add_up() {
+    let fw = Fw::seed();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for fam in Fam::ALL {
+        frames.push(Pkt::syn(fam, 22).frame());
+        frames.push(Pkt::syn(fam, 22).frame()); // established now
+        frames.push(Pkt::syn(fam, 23).frame());
+        frames.push(Pkt::udp(fam, 9, 80).payload(700).frame());
+        frames.push(Pkt::udp(fam, 9, 81).payload(1000).frame());
+        frames.push(Pkt::echo_request(fam, 1).vlan(4).frame());
+        frames.push(
+            Pkt::syn(fam, 23)
+                .from(fam.router())
+                .l2_dst(BROADCAST_MAC)
+                .to(match fam {
+                    Fam::V4 => IpAddr::from(Ipv4Addr::BROADCAST),
+                    Fam::V6 => "ff02::1".parse::<IpAddr>().unwrap(),
+                })
+                .frame(),
+        );
+        let mut l = Pkt::new(
+            fam,
+            L4::Raw {
+                proto: IPPROTO_TCP,
+                bytes: vec![0; 40],
+            },
+        );
+        l.frag = Frag::Later {
+            id: 99,
+            offset: 3,
+            more: false,
+        };
+        frames.push(l.frame());
+    }
+    frames.push(arp_request());
+    frames.extend(malformed_frames().into_iter().map(|(_, f)| f));
+    frames.push(Pkt::syn(Fam::V4, 22).from(Ipv4Addr::LOCALHOST).frame());
+    let before = fw.totals();
+    for f in &frames {
+        fw.ingress(f);
+    }
+    let after = fw.totals();
+    let packets: u64 = after
+        .iter()
+        .zip(before.iter())
+        .map(|(a, b)| a.packets - b.packets)
+        .sum();
+    let bytes: u64 = after
+        .iter()
+        .zip(before.iter())
+        .map(|(a, b)| a.bytes - b.bytes)
+        .sum();
+    assert_eq!(
+        packets,
+        frames.len() as u64,
+        "every packet is counted exactly once"
+    );
+    assert_eq!(
+        bytes,
+        frames.iter().map(|f| f.len() as u64).sum::<u64>(),
+        "bytes are the frame lengths"
+    );
+    let got = |r: Reason| after[r as usize].packets - before[r as usize].packets;
+    assert_eq!(got(Reason::Port), 4);
+    assert_eq!(got(Reason::Established), 2);
+    assert_eq!(got(Reason::Reject), 6);
+    assert_eq!(got(Reason::RejectSilent), 2);
+    assert_eq!(got(Reason::Fragment), 2);
+    assert_eq!(got(Reason::NonIp), 1);
+    assert_eq!(got(Reason::Martian), 1);
+    assert_eq!(got(Reason::Malformed), malformed_frames().len() as u64);
+}
+
+#[test]
+fn bad_ipv4_header_checksum_is_never_answered() {
+    let fw = Fw::seed();
+    // Linux drops these in ip_rcv, before the firewall: no ICMP error.
+    let mut f = Pkt::syn(Fam::V4, 23).frame();
+    f[14 + 10] ^= 0x5a;
+    fw.expect(
+        "closed port, bad header checksum",
+        &f,
+        XDP_DROP,
+        Reason::Malformed,
+    );
+    let mut f = Pkt::syn(Fam::V4, 23)
+        .v4_options(&[1, 1, 1, 0])
+        .vlan(8)
+        .frame();
+    f[18 + 20] = 0; // an option byte, not covered by the checksum any more
+    fw.expect(
+        "closed port, bad checksum over the options",
+        &f,
+        XDP_DROP,
+        Reason::Malformed,
+    );
+    let mut f = Pkt::syn(Fam::V4, 23).frame();
+    f[14 + 10] ^= 0x5a;
+    let fw_drop = Fw::load(Config {
+        reject_with: RejectWith::TcpReset,
+        ..Config::default()
+    });
+    fw_drop.expect(
+        "tcp-reset, bad header checksum",
+        &f,
+        XDP_DROP,
+        Reason::Malformed,
+    );
+    // Accepted ones pass: the stack drops them, as without fw.
+    let mut f = Pkt::syn(Fam::V4, 22).frame();
+    f[14 + 10] ^= 0x5a;
+    fw.expect("open port, bad header checksum", &f, XDP_PASS, Reason::Port);
+}
+
+#[test]
+fn closed_tcp_flows_go_back_to_the_policy() {
+    let fw = Fw::seed();
+    for fam in Fam::ALL {
+        // Accepted on 80, then reset by the peer: the RST belongs to the flow,
+        // a new SYN on the same ports is a new connection for the policy.
+        let syn = Pkt::tcp(fam, 49000, 80, SYN);
+        fw.expect(
+            &format!("{fam:?} syn to 80"),
+            &syn.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.egress(&Pkt::tcp(fam, 49000, 80, SYN | ACK).outbound().frame());
+        let ack = Pkt::tcp(fam, 49000, 80, ACK).frame();
+        fw.expect(&format!("{fam:?} ack"), &ack, XDP_PASS, Reason::Established);
+        let rst = Pkt::tcp(fam, 49000, 80, RST).frame();
+        fw.expect(&format!("{fam:?} rst"), &rst, XDP_PASS, Reason::Established);
+        fw.expect(
+            &format!("{fam:?} syn again"),
+            &syn.frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+
+        // Opened by the host, reset by the peer: a SYN from the peer to the
+        // host's ephemeral port afterwards is no reply.
+        fw.egress(&Pkt::tcp(fam, 443, 49001, SYN).outbound().frame());
+        let rst = Pkt::tcp(fam, 443, 49001, RST | ACK).frame();
+        fw.expect(
+            &format!("{fam:?} rst+ack"),
+            &rst,
+            XDP_PASS,
+            Reason::Established,
+        );
+        let syn = Pkt::tcp(fam, 443, 49001, SYN);
+        expect_host_unreach(&fw, &format!("{fam:?} syn to the closed flow"), &syn);
+
+        // FIN: the last packets of a closing flow still pass.
+        fw.egress(&Pkt::tcp(fam, 443, 49002, SYN).outbound().frame());
+        for (what, flags) in [
+            ("syn-ack", SYN | ACK),
+            ("fin", FIN | ACK),
+            ("last ack", ACK),
+        ] {
+            let f = Pkt::tcp(fam, 443, 49002, flags).frame();
+            fw.expect(
+                &format!("{fam:?} {what}"),
+                &f,
+                XDP_PASS,
+                Reason::Established,
+            );
+        }
+    }
+}

@@ -1,0 +1,807 @@
+//! Watching fw on real traffic from a peer namespace: exact counter deltas in
+//! `fw stats --json` and in the exporter's /metrics, the rejected flows in
+//! `fw log --json`, the `fw top` rows (ratatui TestBackend), and
+//! `fw up --foreground` (kernel log message, detach on SIGTERM).
+//!
+//! The client sends crafted IPv4 packets through a raw socket, each with its
+//! own source port, so every packet meets fw exactly once as a new flow. To
+//! make the counts exact, the rig has no background chatter: static ARP
+//! entries on both sides and IPv6 off on the client veth.
+//!
+//! Run as root: `cargo test --release -p fw-user --test watch -- --test-threads=1`.
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{mpsc, Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use fw_testkit::{command, fw_bin, fw_cmd, in_netns, require_root, Netns, Pair, PinDir};
+use fw_user::{
+    events::EventReader,
+    maps::FwMaps,
+    pins,
+    stats::Stats,
+    top::{view, TopModel},
+};
+use ratatui::{backend::TestBackend, Terminal};
+
+const PREFIX: &str = "fwwatch";
+/// Packets of each kind.
+const N: u64 = 5;
+/// Frame sizes on the wire (Ethernet + IPv4 + L4 + payload).
+const SYN_LEN: u64 = 14 + 20 + 20;
+const UDP_LEN: u64 = 14 + 20 + 8 + 4;
+const ICMP_LEN: u64 = 14 + 20 + 8 + 8;
+const EXPORTER: &str = "127.0.0.1:9788";
+
+/// A namespace pair with fw up on the server veth and nothing else talking.
+struct Rig {
+    pair: Pair,
+    pins: PinDir,
+    _client_xdp: Option<fw_user::rig::RigProgram>,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        require_root();
+        let pair = Netns::pair(PREFIX);
+        quiet(&pair);
+        // XDP_TX replies (fw's ICMP errors) reach the client's stack only if
+        // its veth runs an XDP program; newer testkits attach one themselves.
+        let client_xdp = if pair.has_client_xdp() {
+            None
+        } else {
+            let cv = pair.cli_veth().to_string();
+            Some(
+                in_netns(pair.cli_path(), move || fw_user::rig::attach(&cv, false))
+                    .expect("enter the client namespace")
+                    .expect("rig_pass on the client veth"),
+            )
+        };
+        let pins = PinDir::new();
+        let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
+        assert!(
+            out.status.success(),
+            "fw up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Rig {
+            pair,
+            pins,
+            _client_xdp: client_xdp,
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let out = fw_cmd(self.pair.srv_path(), &self.pins, ["stats", "--json"]);
+        assert!(
+            out.status.success(),
+            "fw stats: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("fw stats --json prints JSON")
+    }
+
+    /// `fw ARGS` in the server namespace, in the background.
+    fn spawn_fw(&self, args: &[&str]) -> Bg {
+        let mut cmd = self.pair.srv().command(&fw_bin().to_string_lossy());
+        cmd.arg("--pin-dir").arg(self.pins.path()).args(args);
+        Bg::spawn(cmd)
+    }
+
+    /// Sends N packets of each kind from the client and waits until fw
+    /// counted them all (and a little longer, so a stray extra would show).
+    fn send_traffic(&self, before: &serde_json::Value) {
+        send_raw(self.pair.cli_path(), &traffic());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = self.stats();
+            let d = |r| packets(&now, r) - packets(before, r);
+            if d("port") >= 2 * N && d("reject") >= 3 * N {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fw did not count the traffic: {now}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Static neighbours (no ARP) and no IPv6 (no NDP, MLD, router
+/// solicitations) between the two veth ends.
+fn quiet(pair: &Pair) {
+    let srv_mac = mac(pair.srv(), pair.srv_veth());
+    let cli_mac = mac(pair.cli(), pair.cli_veth());
+    for (ns, addr, lladdr, dev) in [
+        (pair.cli_ns(), pair.srv_v4(), &srv_mac, pair.cli_veth()),
+        (pair.srv_ns(), pair.cli_v4(), &cli_mac, pair.srv_veth()),
+    ] {
+        let a = addr.to_string();
+        run(command("ip").args([
+            "-n",
+            ns,
+            "neigh",
+            "replace",
+            &a,
+            "lladdr",
+            lladdr,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]));
+    }
+    let key = format!("net.ipv6.conf.{}.disable_ipv6=1", pair.cli_veth());
+    run(pair.cli().command("sysctl").args(["-q", "-w", &key]));
+}
+
+fn mac(ns: &Netns, dev: &str) -> String {
+    let out = run(command("ip").args(["-n", ns.name(), "-o", "link", "show", "dev", dev]));
+    out.split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC for {dev} in {out}"))
+        .to_string()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = fw_testkit::output_with_timeout(cmd, Duration::from_secs(20)).expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One kind of packet the client sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Syn(u16),
+    Udp(u16),
+    Echo,
+}
+
+/// N of each: SYN to 22 (open), SYN to 8080, UDP to 80 (open), UDP to 53,
+/// ICMP echo; every packet with its own source port / echo id.
+fn traffic() -> Vec<(Kind, u16, Vec<u8>)> {
+    let (cli, srv) = ([192, 0, 2, 2], [192, 0, 2, 1]);
+    let mut v = Vec::new();
+    for (k, kind) in [
+        Kind::Syn(22),
+        Kind::Syn(8080),
+        Kind::Udp(80),
+        Kind::Udp(53),
+        Kind::Echo,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for i in 0..N as u16 {
+            let id = 40000 + 1000 * k as u16 + i;
+            let b = etherparse::PacketBuilder::ipv4(cli, srv, 64);
+            let mut pkt = Vec::new();
+            match kind {
+                Kind::Syn(port) => b.tcp(id, port, 1, 64240).syn().write(&mut pkt, &[]),
+                Kind::Udp(port) => b.udp(id, port).write(&mut pkt, b"fw!\n"),
+                Kind::Echo => b.icmpv4_echo_request(id, 1).write(&mut pkt, b"fw-watch"),
+            }
+            .expect("build packet");
+            v.push((kind, id, pkt));
+        }
+    }
+    v
+}
+
+/// Sends IPv4 packets (headers included) from namespace `ns` through a raw socket.
+fn send_raw(ns: &Path, packets: &[(Kind, u16, Vec<u8>)]) {
+    let packets: Vec<Vec<u8>> = packets.iter().map(|p| p.2.clone()).collect();
+    in_netns(ns, move || {
+        // SAFETY: plain socket calls; the fd is closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        for p in &packets {
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes([p[16], p[17], p[18], p[19]]),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: valid buffer and sockaddr of the given sizes.
+            let rc = unsafe {
+                libc::sendto(
+                    fd,
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&dst as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                rc,
+                p.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+    })
+    .expect("enter the client namespace");
+}
+
+fn packets(s: &serde_json::Value, reason: &str) -> u64 {
+    s["reasons"][reason]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
+}
+
+fn bytes(s: &serde_json::Value, reason: &str) -> u64 {
+    s["reasons"][reason]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
+}
+
+fn port_hits(s: &serde_json::Value, proto: &str, port: u64) -> u64 {
+    s["ports"]
+        .as_array()
+        .expect("ports is a list")
+        .iter()
+        .find(|p| p["proto"] == proto && p["port"] == port)
+        .and_then(|p| p["packets"].as_u64())
+        .unwrap_or_else(|| panic!("no {proto}/{port} in {s}"))
+}
+
+/// What the traffic must add per reason: (packets, bytes).
+fn expected_reasons() -> BTreeMap<&'static str, (u64, u64)> {
+    let mut m: BTreeMap<&'static str, (u64, u64)> = fw_common::Reason::ALL
+        .iter()
+        .map(|r| (r.name(), (0, 0)))
+        .collect();
+    m.insert("port", (2 * N, N * (SYN_LEN + UDP_LEN)));
+    m.insert("reject", (3 * N, N * (SYN_LEN + UDP_LEN + ICMP_LEN)));
+    m
+}
+
+/// A background process with its output collected line by line.
+struct Bg {
+    child: Child,
+    lines: Arc<Mutex<Vec<(bool, String)>>>,
+    news: mpsc::Receiver<()>,
+}
+
+impl Bg {
+    fn spawn(mut cmd: Command) -> Bg {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, news) = mpsc::channel();
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout"));
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().expect("stderr"));
+        for (is_err, pipe) in [(false, out), (true, err)] {
+            let (lines, tx) = (Arc::clone(&lines), tx.clone());
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines").push((is_err, line));
+                    let _ = tx.send(());
+                }
+            });
+        }
+        Bg { child, lines, news }
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        let l = self.lines.lock().expect("lines");
+        l.iter()
+            .filter(|(e, _)| !e)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    fn all(&self) -> String {
+        let l = self.lines.lock().expect("lines");
+        l.iter()
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits for a line (stdout or stderr) containing `needle`.
+    fn wait_for(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .lines
+                .lock()
+                .expect("lines")
+                .iter()
+                .any(|(_, s)| s.contains(needle))
+            {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no {needle:?} within {timeout:?}; output:\n{}",
+                self.all()
+            );
+            let _ = self.news.recv_timeout(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                // Let the readers take the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {timeout:?}:\n{}",
+                self.all()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        // nsenter execs fw (no --fork): the child is fw itself.
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        self.wait(Duration::from_secs(10))
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET /metrics from inside the server namespace, plain HTTP/1.0.
+fn scrape(pair: &Pair) -> HashMap<String, u64> {
+    let text = in_netns(pair.srv_path(), || {
+        let addr: SocketAddr = EXPORTER.parse().expect("addr");
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .expect("send");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).expect("read");
+        buf
+    })
+    .expect("enter the server namespace");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("series value");
+            (
+                series.to_string(),
+                value.parse().unwrap_or_else(|_| panic!("value in {l}")),
+            )
+        })
+        .collect()
+}
+
+fn metric(m: &HashMap<String, u64>, series: &str) -> u64 {
+    *m.get(series)
+        .unwrap_or_else(|| panic!("no {series} in /metrics: {m:?}"))
+}
+
+#[test]
+fn stats_and_metrics_count_every_packet_exactly() {
+    let rig = Rig::new();
+    let sv = rig.pair.srv_veth();
+    let mut exporter = rig.spawn_fw(&["exporter"]);
+    exporter.wait_for(
+        &format!("serving http://{EXPORTER}/metrics"),
+        Duration::from_secs(10),
+    );
+    let m0 = scrape(&rig.pair);
+    let s0 = rig.stats();
+
+    rig.send_traffic(&s0);
+    let s1 = rig.stats();
+    let m1 = scrape(&rig.pair);
+
+    for (reason, (p, b)) in expected_reasons() {
+        let got = (
+            packets(&s1, reason) - packets(&s0, reason),
+            bytes(&s1, reason) - bytes(&s0, reason),
+        );
+        assert_eq!(
+            got,
+            (p, b),
+            "fw stats: reason {reason} (packets, bytes)\nbefore {s0}\nafter {s1}"
+        );
+        let iface = |s: &serde_json::Value, what: &str| {
+            s["interfaces"][sv]["reasons"][reason][what]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{sv} in {s}"))
+        };
+        let got = (
+            iface(&s1, "packets") - iface(&s0, "packets"),
+            iface(&s1, "bytes") - iface(&s0, "bytes"),
+        );
+        assert_eq!(got, (p, b), "fw stats: {sv} reason {reason}");
+        let series = |name: &str| format!("{name}{{interface=\"{sv}\",reason=\"{reason}\"}}");
+        let got = (
+            metric(&m1, &series("fw_packets_total")) - metric(&m0, &series("fw_packets_total")),
+            metric(&m1, &series("fw_bytes_total")) - metric(&m0, &series("fw_bytes_total")),
+        );
+        assert_eq!(got, (p, b), "/metrics: reason {reason}");
+    }
+    for (proto, port, n) in [("tcp", 22, N), ("udp", 80, N), ("tcp", 80, 0)] {
+        let got = port_hits(&s1, proto, port) - port_hits(&s0, proto, port);
+        assert_eq!(got, n, "fw stats: {proto}/{port}");
+        let series = format!("fw_port_packets_total{{proto=\"{proto}\",port=\"{port}\"}}");
+        assert_eq!(
+            metric(&m1, &series) - metric(&m0, &series),
+            n,
+            "/metrics: {proto}/{port}"
+        );
+    }
+    // The whole stream of accepted packets is also the sum of the reasons.
+    assert_eq!(
+        s1["accepted"]["packets"].as_u64().unwrap() - s0["accepted"]["packets"].as_u64().unwrap(),
+        2 * N
+    );
+    // Conntrack: the 2N accepted flows (at least), as the map says right now.
+    let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
+    let ct = maps.conntrack_count().expect("count conntrack");
+    assert!(ct >= 2 * N, "conntrack has {ct} entries");
+    assert_eq!(metric(&m1, "fw_conntrack_entries"), ct);
+    let up = format!(
+        "fw_up{{version=\"{}\",interfaces=\"{sv}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric(&m1, &up), 1);
+
+    // Graceful shutdown on SIGTERM: exit status 0.
+    let st = exporter.terminate();
+    assert!(st.success(), "exporter exit {st}:\n{}", exporter.all());
+}
+
+#[test]
+fn log_json_shows_each_rejected_flow() {
+    let rig = Rig::new();
+    let k = 3 * N;
+    let mut log = rig.spawn_fw(&[
+        "log",
+        "--json",
+        "--count",
+        &k.to_string(),
+        "--timeout",
+        "20",
+    ]);
+    log.wait_for("fw log: following events", Duration::from_secs(10));
+    let s0 = rig.stats();
+    rig.send_traffic(&s0);
+    let st = log.wait(Duration::from_secs(25));
+    assert!(st.success(), "fw log exit {st}:\n{}", log.all());
+
+    let events: Vec<serde_json::Value> = log
+        .stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len() as u64, k, "{events:?}");
+    let mut seen = Vec::new();
+    for e in &events {
+        assert_eq!(e["reason"], "reject", "{e}");
+        assert_eq!(e["interface"], rig.pair.srv_veth(), "{e}");
+        assert_eq!(e["family"], "ipv4", "{e}");
+        assert_eq!(e["src"], "192.0.2.2", "{e}");
+        assert_eq!(e["dst"], "192.0.2.1", "{e}");
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+        let kind = match (
+            e["proto"].as_str(),
+            e["dport"].as_u64(),
+            e["icmp_type"].as_u64(),
+        ) {
+            (Some("tcp"), Some(port), None) => (
+                Kind::Syn(port as u16),
+                e["sport"].as_u64().unwrap(),
+                SYN_LEN,
+            ),
+            (Some("udp"), Some(port), None) => (
+                Kind::Udp(port as u16),
+                e["sport"].as_u64().unwrap(),
+                UDP_LEN,
+            ),
+            (Some("icmp"), None, Some(8)) => (Kind::Echo, 0, ICMP_LEN),
+            _ => panic!("unexpected event {e}"),
+        };
+        assert_eq!(e["len"].as_u64(), Some(kind.2), "{e}");
+        seen.push((kind.0, kind.1));
+    }
+    let mut want: Vec<(Kind, u64)> = traffic()
+        .into_iter()
+        .filter(|(kind, _, _)| !matches!(kind, Kind::Syn(22) | Kind::Udp(80)))
+        .map(|(kind, id, _)| (kind, if kind == Kind::Echo { 0 } else { id as u64 }))
+        .collect();
+    seen.sort();
+    want.sort();
+    assert_eq!(seen, want);
+
+    // Text lines, and --count not reached by --timeout is an error.
+    let mut text = rig.spawn_fw(&["log", "--count", "1", "--timeout", "20"]);
+    text.wait_for("fw log: following events", Duration::from_secs(10));
+    send_raw(rig.pair.cli_path(), &traffic()[5..6]); // one SYN to 8080
+    assert!(
+        text.wait(Duration::from_secs(25)).success(),
+        "{}",
+        text.all()
+    );
+    let line = text.stdout().join("\n");
+    assert!(
+        line.contains(&format!(
+            " {} reject ipv4 tcp 192.0.2.2:41000 -> 192.0.2.1:8080 len=54",
+            rig.pair.srv_veth()
+        )),
+        "{line}"
+    );
+    let out = fw_cmd(
+        rig.pair.srv_path(),
+        &rig.pins,
+        ["log", "--count", "1", "--timeout", "0.5"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("only 0 of the 1 events"), "{err}");
+}
+
+fn render(model: &TopModel, w: u16, h: u16) -> Vec<String> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    t.draw(|f| view::draw(f, model)).expect("draw");
+    let buf = t.backend().buffer().clone();
+    (0..h)
+        .map(|y| {
+            (0..w)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+/// Columns of the reasons table; the ports and sources tables are right of it.
+const LEFT: usize = 38;
+
+/// The screen's lines cut to the left (reasons) or right (ports, sources) column.
+fn column(screen: &[String], left: bool) -> Vec<String> {
+    screen
+        .iter()
+        .map(|l| {
+            let chars = l.chars();
+            if left {
+                chars.take(LEFT).collect()
+            } else {
+                chars.skip(LEFT).collect()
+            }
+        })
+        .collect()
+}
+
+fn row(lines: &[String], needle: &str) -> String {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row with {needle:?}:\n{}", lines.join("\n")))
+}
+
+/// The numbers of a screen row, left to right.
+fn numbers(row: &str) -> Vec<String> {
+    row.split(|c: char| c.is_whitespace() || c == '│')
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn top_shows_reasons_ports_and_sources_of_real_traffic() {
+    let rig = Rig::new();
+    let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
+    let mut events = EventReader::open(&maps, false).expect("events");
+    let mut model = TopModel::new();
+    model.observe(Stats::collect(&maps).expect("stats"), 1.0);
+    let t0 = Instant::now();
+    rig.send_traffic(&rig.stats());
+    model.observe(
+        Stats::collect(&maps).expect("stats"),
+        t0.elapsed().as_secs_f64(),
+    );
+    for e in events.drain(1000) {
+        model.observe_event(&e);
+    }
+
+    let screen = render(&model, 80, 24);
+    let text = screen.join("\n");
+    assert!(
+        screen[0].contains("fw top") && screen[0].contains(rig.pair.srv_veth()),
+        "{text}"
+    );
+    assert!(screen[0].contains("q quits"), "{text}");
+    let (left, right) = (column(&screen, true), column(&screen, false));
+    for r in fw_common::Reason::ALL {
+        row(&left, r.name());
+    }
+    // reason, rate, total: the totals since fw up are exactly the traffic.
+    assert_eq!(
+        numbers(&row(&left, "reject "))[1],
+        (3 * N).to_string(),
+        "{text}"
+    );
+    assert_eq!(
+        numbers(&row(&left, "port "))[1],
+        (2 * N).to_string(),
+        "{text}"
+    );
+    assert_eq!(numbers(&row(&left, "malformed "))[1], "0", "{text}");
+    // port, rate, new flows.
+    assert_eq!(numbers(&row(&right, "tcp/22"))[1], N.to_string(), "{text}");
+    assert_eq!(numbers(&row(&right, "udp/80"))[1], N.to_string(), "{text}");
+    // source, events, last.
+    let src = row(&right, "192.0.2.2");
+    assert_eq!(numbers(&src)[1], (3 * N).to_string(), "{text}");
+    // The last event was an ICMP echo.
+    assert!(src.contains("icmp type 8"), "{text}");
+    assert!(
+        text.contains("accepted/s") && text.contains("rejected/s"),
+        "{text}"
+    );
+    assert_eq!(model.accepted.len(), 1);
+    assert_eq!(model.rejected.len(), 1);
+}
+
+#[test]
+fn top_fits_80x24_and_grows() {
+    let mut model = TopModel::new();
+    let snap = |n: u64| {
+        let mut s = Stats {
+            reasons: fw_common::Reason::ALL
+                .iter()
+                .map(|r| (r.name(), fw_user::stats::Count::default()))
+                .collect(),
+            accepted: Default::default(),
+            dropped: Default::default(),
+            ports: vec![],
+            interfaces: BTreeMap::new(),
+        };
+        s.reasons.get_mut("established").expect("reason").packets = 1_234_567 * n;
+        s.accepted.packets = 1_234_567 * n;
+        s
+    };
+    for n in 0..100 {
+        model.observe(snap(n), 1.0);
+    }
+    for (w, h) in [(80, 24), (120, 40)] {
+        let screen = render(&model, w, h);
+        let text = screen.join("\n");
+        // Every reason row and both sparkline titles are on screen.
+        let left = column(&screen, true);
+        for r in fw_common::Reason::ALL {
+            row(&left, r.name());
+        }
+        assert!(row(&left, "established").contains("1.2M"), "{text}");
+        assert!(text.contains("accepted/s · max 1.2M"), "{text}");
+        assert!(screen[h as usize - 1].contains('└'), "{text}");
+    }
+}
+
+#[test]
+fn foreground_logs_kernel_messages_and_detaches_on_sigterm() {
+    require_root();
+    let pair = Netns::pair(PREFIX);
+    quiet(&pair);
+    let pins = PinDir::new();
+    let mut cmd = pair.srv().command(&fw_bin().to_string_lossy());
+    cmd.arg("--pin-dir")
+        .arg(pins.path())
+        .args(["up", "--foreground", pair.srv_veth()]);
+    let mut fg = Bg::spawn(cmd);
+    fg.wait_for(
+        &format!("fw up on {}", pair.srv_veth()),
+        Duration::from_secs(20),
+    );
+    assert!(pins.path().join("maps/META").exists());
+
+    // Overflow the event ring buffer (nobody reads it): 256 KiB holds about
+    // 3300 events, the kernel lets 1000/s per CPU through. The overflow is
+    // reported through aya-log, once per power of two.
+    let flood: Vec<(Kind, u16, Vec<u8>)> = (0..100u16)
+        .map(|i| {
+            let mut pkt = Vec::new();
+            etherparse::PacketBuilder::ipv4([192, 0, 2, 2], [192, 0, 2, 1], 64)
+                .udp(10000 + i, 53)
+                .write(&mut pkt, b"x")
+                .expect("build");
+            (Kind::Udp(53), i, pkt)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !fg.all().contains("event ring buffer full") {
+        assert!(
+            Instant::now() < deadline,
+            "no overflow message:\n{}",
+            fg.all()
+        );
+        send_raw(pair.cli_path(), &flood);
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fg.all().contains("fw::kernel"), "{}", fg.all());
+
+    let st = fg.terminate();
+    assert!(st.success(), "exit {st}:\n{}", fg.all());
+    let out = fg.stdout().join("\n");
+    assert!(
+        out.contains(&format!("fw down on {}", pair.srv_veth())),
+        "{out}"
+    );
+    assert!(out.contains("fw unloaded"), "{out}");
+    assert!(!pins.path().exists(), "pins left behind");
+    let link =
+        run(command("ip").args(["-n", pair.srv_ns(), "link", "show", "dev", pair.srv_veth()]));
+    assert!(!link.contains("xdp"), "XDP still attached: {link}");
+}
+
+#[test]
+fn exporter_refuses_a_busy_address_and_reports_fw_down() {
+    require_root();
+    let pair = Netns::pair(PREFIX);
+    let pins = PinDir::new();
+    // Not loaded: the exporter still serves, scrapes fail with 503.
+    let mut cmd = pair.srv().command(&fw_bin().to_string_lossy());
+    cmd.arg("--pin-dir")
+        .arg(pins.path())
+        .args(["exporter", "--listen", EXPORTER]);
+    let mut exporter = Bg::spawn(cmd);
+    exporter.wait_for("serving", Duration::from_secs(10));
+    let head = in_netns(pair.srv_path(), || {
+        let mut s = TcpStream::connect(EXPORTER).expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("send");
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).expect("read");
+        buf
+    })
+    .expect("netns");
+    assert!(
+        head.contains(" 503 ") && head.contains("fw is not loaded"),
+        "{head}"
+    );
+    // A second exporter on the same address fails with a clear message.
+    let out = fw_cmd(pair.srv_path(), &pins, ["exporter", "--listen", EXPORTER]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listening on 127.0.0.1:9788"), "{err}");
+    assert!(exporter.terminate().success(), "{}", exporter.all());
+}

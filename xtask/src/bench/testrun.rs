@@ -1,0 +1,554 @@
+//! CPU cost of each of fw's verdict paths: `fw_ingress` through
+//! BPF_PROG_TEST_RUN (no interface, no traffic) next to `rig_drop`, the
+//! empty program, loaded from the same object in the same run.
+//!
+//! Two methods:
+//! - bulk: one call with `repeat` = N, for paths that leave the packet and
+//!   fw's state as they found them (the kernel reruns the same buffer, so a
+//!   path that rewrites the packet would see its own output next time);
+//! - per call: N calls of one packet each, for the paths that cannot be
+//!   repeated in place: `reject` builds the ICMP error over the packet, and
+//!   `port` records the flow (its next packet would be `established`; the
+//!   entry is removed between calls, outside the timed region). The kernel
+//!   times each call; what a single call adds over a bulk one (timer reads,
+//!   colder caches) is measured on the empty program the same way and taken
+//!   out: ns = empty_bulk + (path_per_call - empty_per_call).
+//!
+//! Every path is checked: the program's return value and the counter of
+//! the reason it must be counted under.
+
+use std::{net::IpAddr, time::Instant};
+
+use anyhow::{bail, Context, Result};
+use aya::{
+    programs::{TestRun, TestRunOptions, Xdp},
+    Ebpf,
+};
+use fw_common::{
+    FlowKey, FlowValue, Reason, CT_F_REPLIED, CT_TCP_ESTABLISHED, IPPROTO_TCP, PROG_INGRESS,
+};
+use fw_testkit::PinDir as TestPinDir;
+use fw_user::{
+    config::{Config, MAX_RATE},
+    conntrack::monotonic_ns,
+    loader,
+    maps::FwMaps,
+    pins::PinDir,
+};
+
+use super::{
+    frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
+    generator::pin_cpu,
+    Plan,
+};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+const EMPTY: &str = "rig_drop";
+
+/// fw loaded and pinned (nothing attached) with `rig_drop` next to it.
+pub struct Loaded {
+    ebpf: Ebpf,
+    pub maps: FwMaps,
+    // Removes the pins (and so the maps) when dropped, after `ebpf`.
+    _pins: TestPinDir,
+}
+
+impl Loaded {
+    pub fn new(cfg: &Config) -> Result<Loaded> {
+        let test_pins = TestPinDir::new();
+        let pins = PinDir::new(test_pins.path());
+        let mut ebpf = loader::load_and_pin(&pins, cfg).context("loading fw")?;
+        let empty: &mut Xdp = ebpf
+            .program_mut(EMPTY)
+            .context("no rig_drop in fw's object")?
+            .try_into()
+            .context("rig_drop is not XDP")?;
+        empty.load().context("loading rig_drop")?;
+        let maps = FwMaps::open(&pins)?;
+        Ok(Loaded {
+            ebpf,
+            maps,
+            _pins: test_pins,
+        })
+    }
+
+    fn prog(&self, name: &str) -> Result<&Xdp> {
+        self.ebpf
+            .program(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()
+            .with_context(|| format!("{name} is not XDP"))
+    }
+
+    pub fn fw(&self) -> Result<&Xdp> {
+        self.prog(PROG_INGRESS)
+    }
+
+    pub fn empty(&self) -> Result<&Xdp> {
+        self.prog(EMPTY)
+    }
+
+    /// Packets counted under `reason`, all interface slots and CPUs.
+    pub fn counted(&self, reason: Reason) -> Result<u64> {
+        Ok(self
+            .maps
+            .counters()?
+            .iter()
+            .map(|slot| slot[reason as usize].packets)
+            .sum())
+    }
+
+    pub fn configure(&self, cfg: &Config) -> Result<()> {
+        self.maps.set_config(&cfg.kernel(loader::ncpus()?))?;
+        Ok(())
+    }
+}
+
+/// ns per packet of one bulk run, and the program's return value. The
+/// kernel's own figure is an integer (truncated); the wall clock is finer
+/// but also counts time the thread was interrupted: use it unless it
+/// disagrees with the kernel's by a nanosecond or more.
+pub fn bulk(prog: &Xdp, frame: &[u8], repeat: u32) -> Result<(f64, u32)> {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    let start = Instant::now();
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+    let wall = start.elapsed().as_nanos() as f64 / repeat as f64;
+    let kernel = r.duration.as_nanos() as f64;
+    let ns = if wall >= kernel && wall < kernel + 1.0 {
+        wall
+    } else {
+        kernel + 0.5
+    };
+    Ok((ns, r.return_value))
+}
+
+/// One packet through `prog`: (kernel-timed ns, return value).
+pub fn single(prog: &Xdp, frame: &[u8]) -> Result<(u64, u32)> {
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat: 1,
+        ..TestRunOptions::new()
+    };
+    let r = prog.test_run(opts).context("BPF_PROG_TEST_RUN")?;
+    Ok((r.duration.as_nanos() as u64, r.return_value))
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Runs `path` and `empty` alternately, `runs` times each: the medians.
+pub fn bulk_pair(
+    path: &Xdp,
+    empty: &Xdp,
+    frame: &[u8],
+    repeat: u32,
+    runs: usize,
+) -> Result<(f64, f64, u32)> {
+    let (mut p, mut e) = (Vec::new(), Vec::new());
+    let mut ret = u32::MAX;
+    for _ in 0..runs {
+        e.push(bulk(empty, frame, repeat)?.0);
+        let (ns, r) = bulk(path, frame, repeat)?;
+        p.push(ns);
+        ret = r;
+    }
+    Ok((median(&mut p), median(&mut e), ret))
+}
+
+/// The conntrack key of a TCP flow `src:sport -> dst:dport` as ingress sees it.
+pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> FlowKey {
+    let bytes = |a: IpAddr| {
+        let mut b = [0u8; 16];
+        match a {
+            IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => b = v6.octets(),
+        }
+        b
+    };
+    FlowKey {
+        src: bytes(src),
+        dst: bytes(dst),
+        sport,
+        dport,
+        proto: IPPROTO_TCP,
+        family: if src.is_ipv6() { 6 } else { 4 },
+        _pad: [0; 2],
+    }
+}
+
+/// A live established entry (as if seeded at `fw up`).
+pub fn established_value() -> FlowValue {
+    let now = monotonic_ns();
+    FlowValue {
+        created_ns: now,
+        last_seen_ns: now,
+        state: CT_TCP_ESTABLISHED,
+        flags: CT_F_REPLIED,
+        _pad: [0; 6],
+    }
+}
+
+/// The settings a path needs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Default,
+    /// A reject rate so high the bucket never empties (every reject is answered).
+    Unlimited,
+    /// Rate 1/s and the bucket drained first (every reject is rate-limited).
+    Drained,
+    DryRun,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Bulk,
+    PerCall,
+}
+
+struct Spec {
+    name: String,
+    frame: Vec<u8>,
+    reason: Reason,
+    action: u32,
+    setting: Setting,
+    method: Method,
+    /// Conntrack entry to remove after each call (the `port` path records one).
+    forget: Option<FlowKey>,
+}
+
+fn specs() -> Result<Vec<Spec>> {
+    let mut v = Vec::new();
+    let mut add = |name: String, frame, reason, action, setting, method, forget| {
+        v.push(Spec {
+            name,
+            frame,
+            reason,
+            action,
+            setting,
+            method,
+            forget,
+        })
+    };
+    add(
+        "non_ip".into(),
+        frames::arp_request(),
+        Reason::NonIp,
+        XDP_PASS,
+        Setting::Default,
+        Method::Bulk,
+        None,
+    );
+    add(
+        "ndp".into(),
+        frames::neighbor_solicitation()?,
+        Reason::Ndp,
+        XDP_PASS,
+        Setting::Default,
+        Method::Bulk,
+        None,
+    );
+    for v6 in [false, true] {
+        let fam = if v6 { "v6" } else { "v4" };
+        let (peer, host) = (frames::peer(v6), frames::host(v6));
+        let syn_closed = frames::syn(v6, CLOSED_PORT)?;
+        let bulk = Method::Bulk;
+        let d = Setting::Default;
+        add(
+            format!("established_{fam}"),
+            frames::established_ack(v6, PEER_PORT)?,
+            Reason::Established,
+            XDP_PASS,
+            d,
+            bulk,
+            None,
+        );
+        add(
+            format!("related_{fam}"),
+            frames::icmp_error(v6, PEER_PORT)?,
+            Reason::Related,
+            XDP_PASS,
+            d,
+            bulk,
+            None,
+        );
+        let mut port = frames::syn(v6, OPEN_PORT)?;
+        // Another source port than the established flow's.
+        let sport = PEER_PORT + 1;
+        let l4 = 14 + if v6 { 40 } else { 20 };
+        port[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        let port = fix_tcp_checksum(port, v6)?;
+        let key = flow_key(peer, host, sport, OPEN_PORT);
+        add(
+            format!("port_{fam}"),
+            port,
+            Reason::Port,
+            XDP_PASS,
+            d,
+            Method::PerCall,
+            Some(key),
+        );
+        add(
+            format!("reject_{fam}"),
+            syn_closed.clone(),
+            Reason::Reject,
+            XDP_TX,
+            Setting::Unlimited,
+            Method::PerCall,
+            None,
+        );
+        add(
+            format!("reject_ratelimited_{fam}"),
+            syn_closed.clone(),
+            Reason::RejectRatelimited,
+            XDP_DROP,
+            Setting::Drained,
+            bulk,
+            None,
+        );
+        add(
+            format!("reject_silent_{fam}"),
+            frames::icmp_error(v6, PEER_PORT + 999)?,
+            Reason::RejectSilent,
+            XDP_DROP,
+            d,
+            bulk,
+            None,
+        );
+        add(
+            format!("malformed_{fam}"),
+            frames::malformed(v6)?,
+            Reason::Malformed,
+            XDP_DROP,
+            d,
+            bulk,
+            None,
+        );
+        add(
+            format!("martian_{fam}"),
+            frames::martian(v6)?,
+            Reason::Martian,
+            XDP_DROP,
+            d,
+            bulk,
+            None,
+        );
+        add(
+            format!("fragment_{fam}"),
+            frames::later_fragment(v6)?,
+            Reason::Fragment,
+            XDP_DROP,
+            d,
+            bulk,
+            None,
+        );
+        add(
+            format!("would_reject_{fam}"),
+            syn_closed,
+            Reason::WouldReject,
+            XDP_PASS,
+            Setting::DryRun,
+            bulk,
+            None,
+        );
+    }
+    Ok(v)
+}
+
+/// Rebuilds a TCP frame from its parsed headers so the checksum matches
+/// after a field was patched.
+fn fix_tcp_checksum(frame: Vec<u8>, v6: bool) -> Result<Vec<u8>> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let p = SlicedPacket::from_ethernet(&frame).context("parsing a built frame")?;
+    let Some(TransportSlice::Tcp(t)) = &p.transport else {
+        bail!("not a TCP frame");
+    };
+    let mut h = t.to_header();
+    h.checksum = match &p.net {
+        Some(NetSlice::Ipv4(ip)) if !v6 => h.calc_checksum_ipv4(&ip.header().to_header(), &[])?,
+        Some(NetSlice::Ipv6(ip)) if v6 => h.calc_checksum_ipv6(&ip.header().to_header(), &[])?,
+        _ => bail!("unexpected network layer"),
+    };
+    let l4 = 14 + if v6 { 40 } else { 20 };
+    let mut out = frame[..l4].to_vec();
+    out.extend_from_slice(&h.to_bytes());
+    Ok(out)
+}
+
+/// What one path cost.
+#[derive(Clone, Debug)]
+pub struct PathCost {
+    pub name: String,
+    pub ns: f64,
+    pub per_call: bool,
+    /// Packets the path's reason counted / packets run.
+    pub counted: u64,
+    pub ran: u64,
+    /// The program returned the expected action every time.
+    pub action_ok: bool,
+}
+
+/// The empty program's costs, and every path's.
+#[derive(Clone, Debug)]
+pub struct TestRunResults {
+    pub empty_ns: f64,
+    /// The empty program per call (the per-call method's baseline).
+    pub empty_call_ns: f64,
+    pub paths: Vec<PathCost>,
+}
+
+fn config_for(s: Setting) -> Config {
+    let mut c = Config::default();
+    match s {
+        Setting::Default => {}
+        Setting::Unlimited => {
+            c.reject_rate = MAX_RATE;
+            c.reject_burst = MAX_RATE;
+        }
+        Setting::Drained => {
+            c.reject_rate = 1;
+            c.reject_burst = 1;
+        }
+        Setting::DryRun => c.dry_run = true,
+    }
+    c
+}
+
+/// Mean kernel-timed ns per call over `n` single-packet calls, calling
+/// `between` after each (outside the timed region); false in the flag if a
+/// call returned something else than `action`.
+pub fn per_call(
+    prog: &Xdp,
+    frame: &[u8],
+    n: u32,
+    action: Option<u32>,
+    mut between: impl FnMut() -> Result<()>,
+) -> Result<(f64, bool)> {
+    let mut total: u64 = 0;
+    let mut ok = true;
+    for _ in 0..n {
+        let (ns, ret) = single(prog, frame)?;
+        total += ns;
+        if action.is_some_and(|a| a != ret) {
+            ok = false;
+        }
+        between()?;
+    }
+    Ok((total as f64 / n.max(1) as f64, ok))
+}
+
+pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
+    pin_cpu(cpu)?;
+    let fw = Loaded::new(&Config::default())?;
+    // The flow the established and related paths belong to.
+    for v6 in [false, true] {
+        let key = flow_key(frames::peer(v6), frames::host(v6), PEER_PORT, OPEN_PORT);
+        fw.maps.conntrack_insert(&key, &established_value())?;
+    }
+    let (prog, empty) = (fw.fw()?, fw.empty()?);
+    let probe = frames::syn(false, CLOSED_PORT)?;
+    // Warm up both programs (and the CPU's caches).
+    bulk(empty, &probe, plan.repeat)?;
+    bulk(prog, &probe, plan.repeat / 10)?;
+    let mut empty_bulk = Vec::new();
+    let (empty_call, _) = per_call(empty, &probe, plan.per_call, Some(XDP_DROP), || Ok(()))?;
+    let mut paths = Vec::new();
+    for s in specs()? {
+        eprint!("  {:<22}", s.name);
+        fw.configure(&config_for(s.setting))?;
+        let (ns, ran, counted, action_ok) = match s.method {
+            Method::Bulk => {
+                let (mut p, mut e) = (Vec::new(), Vec::new());
+                let (mut counted, mut ok) = (0, true);
+                for _ in 0..plan.testrun_runs {
+                    e.push(bulk(empty, &s.frame, plan.repeat)?.0);
+                    // A token earned since the last run would answer one
+                    // packet, rewriting it in place for the rest of the run.
+                    if s.setting == Setting::Drained {
+                        drain(prog, &s.frame)?;
+                    }
+                    let before = fw.counted(s.reason)?;
+                    let (ns, ret) = bulk(prog, &s.frame, plan.repeat)?;
+                    counted += fw.counted(s.reason)? - before;
+                    ok &= ret == s.action;
+                    p.push(ns);
+                }
+                empty_bulk.push(median(&mut e));
+                let ran = plan.repeat as u64 * plan.testrun_runs as u64;
+                (median(&mut p), ran, counted, ok)
+            }
+            Method::PerCall => {
+                let before = fw.counted(s.reason)?;
+                let (mean, ok) =
+                    per_call(prog, &s.frame, plan.per_call, Some(s.action), || {
+                        match &s.forget {
+                            Some(k) => fw.maps.conntrack_remove(k).map_err(Into::into),
+                            None => Ok(()),
+                        }
+                    })?;
+                let counted = fw.counted(s.reason)? - before;
+                (mean, plan.per_call as u64, counted, ok)
+            }
+        };
+        let how = if s.method == Method::PerCall {
+            " per call, uncorrected"
+        } else {
+            ""
+        };
+        let check = if counted == ran && action_ok {
+            ""
+        } else {
+            "  (CHECK FAILED)"
+        };
+        eprintln!(" {ns:>8.1} ns{how}{check}");
+        paths.push((
+            s.method,
+            PathCost {
+                name: s.name,
+                ns,
+                per_call: s.method == Method::PerCall,
+                counted,
+                ran,
+                action_ok,
+            },
+        ));
+    }
+    fw.configure(&Config::default())?;
+    let empty_ns = median(&mut empty_bulk);
+    let paths = paths
+        .into_iter()
+        .map(|(m, mut p)| {
+            if m == Method::PerCall {
+                p.ns = empty_ns + (p.ns - empty_call);
+            }
+            p
+        })
+        .collect();
+    Ok(TestRunResults {
+        empty_ns,
+        empty_call_ns: empty_call,
+        paths,
+    })
+}
+
+/// Takes the reject bucket's last token (rate 1/s): single calls until one
+/// is rate-limited.
+fn drain(prog: &Xdp, frame: &[u8]) -> Result<()> {
+    for _ in 0..100 {
+        if single(prog, frame)?.1 == XDP_DROP {
+            return Ok(());
+        }
+    }
+    bail!("the reject bucket does not empty at a rate of 1/s")
+}
