@@ -60,8 +60,3 @@ pub fn u8_at<F: Frame>(f: &F, off: usize) -> Option<u8> {
 pub fn be16_at<F: Frame>(f: &F, off: usize) -> Option<u16> {
     read::<[u8; 2], F>(f, off).map(u16::from_be_bytes)
 }
-
-#[inline(always)]
-pub fn be32_at<F: Frame>(f: &F, off: usize) -> Option<u32> {
-    read::<[u8; 4], F>(f, off).map(u32::from_be_bytes)
-}

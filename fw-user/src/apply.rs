@@ -66,8 +66,6 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: bool) -> Result<Pl
         }
     }
     let old = Config::from_running(&maps)?;
-    // The kernel form must be computable before we start writing.
-    new.kernel(loader::ncpus()?);
     if !force {
         for proto in Proto::ALL {
             let closing: BTreeSet<u16> = old

@@ -122,10 +122,15 @@ impl Config {
             }
         }
         for src in &file.sources {
-            let proto: Proto = src.proto.parse().map_err(|e| bad(format!("[[sources]]: {e}")))?;
+            let proto: Proto = src
+                .proto
+                .parse()
+                .map_err(|e| bad(format!("[[sources]]: {e}")))?;
             let range = port_range(&src.port).map_err(|e| bad(format!("[[sources]]: {e}")))?;
             if src.from.is_empty() {
-                return Err(bad("[[sources]] `from` is empty: list at least one prefix".into()));
+                return Err(bad(
+                    "[[sources]] `from` is empty: list at least one prefix".into()
+                ));
             }
             let nets = src
                 .from
@@ -143,14 +148,18 @@ impl Config {
             }
             if let Some(rate) = r.rate {
                 if rate == 0 || rate > MAX_RATE {
-                    return Err(bad(format!("[reject] rate = {rate}: must be 1-{MAX_RATE} per second")));
+                    return Err(bad(format!(
+                        "[reject] rate = {rate}: must be 1-{MAX_RATE} per second"
+                    )));
                 }
                 cfg.reject_rate = rate;
                 cfg.reject_burst = rate;
             }
             if let Some(burst) = r.burst {
                 if burst == 0 || burst > MAX_RATE {
-                    return Err(bad(format!("[reject] burst = {burst}: must be 1-{MAX_RATE}")));
+                    return Err(bad(format!(
+                        "[reject] burst = {burst}: must be 1-{MAX_RATE}"
+                    )));
                 }
                 cfg.reject_burst = burst;
             }
@@ -158,7 +167,9 @@ impl Config {
         if let Some(ct) = &file.conntrack {
             if let Some(n) = ct.entries {
                 if !(1024..=16_777_216).contains(&n) {
-                    return Err(bad(format!("[conntrack] entries = {n}: must be 1024-16777216")));
+                    return Err(bad(format!(
+                        "[conntrack] entries = {n}: must be 1024-16777216"
+                    )));
                 }
                 cfg.conntrack_entries = n;
             }
@@ -246,12 +257,16 @@ impl Config {
         out
     }
 
-    /// The kernel-side settings. The reject bucket is one bucket shared by
-    /// all CPUs, so nothing is split over the `_ncpus` CPUs.
-    pub fn kernel(&self, _ncpus: u64) -> fw_common::Config {
+    /// The kernel-side settings (the reject bucket is one bucket shared by
+    /// all CPUs, so the rate is given as configured).
+    pub fn kernel(&self) -> fw_common::Config {
         let mut k = fw_common::Config::DEFAULT;
         k.reject_kind = self.reject_with.kind() as u32;
-        k.flags = if self.dry_run { fw_common::CFG_DRY_RUN } else { 0 };
+        k.flags = if self.dry_run {
+            fw_common::CFG_DRY_RUN
+        } else {
+            0
+        };
         k.reject_rate = self.reject_rate;
         k.reject_burst = self.reject_burst;
         k
@@ -298,7 +313,7 @@ mod tests {
         assert_eq!(c.reject_with, RejectWith::TcpReset);
         assert_eq!(c.policy.ports(Proto::Tcp).count(), 4);
         assert_eq!(c.policy.sources(Proto::Tcp, 22).map(|s| s.len()), Some(2));
-        assert_eq!(c.kernel(2).reject_rate, 50);
+        assert_eq!(c.kernel().reject_rate, 50);
     }
 
     #[test]
@@ -322,7 +337,10 @@ mod tests {
         .unwrap();
         let text = c.to_toml();
         assert_eq!(parse(&text).unwrap(), c, "{text}");
-        assert_eq!(parse(&Config::default().to_toml()).unwrap(), Config::default());
+        assert_eq!(
+            parse(&Config::default().to_toml()).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]

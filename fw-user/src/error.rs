@@ -36,45 +36,45 @@ pub enum Error {
         mode: &'static str,
         hint: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 
     #[error("attaching the TC egress program to `{iface}` failed: {source}")]
     TcAttach {
         iface: String,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 
     #[error("loading the eBPF object failed: {0}")]
-    Load(#[from] aya::EbpfError),
+    Load(Box<aya::EbpfError>),
 
     #[error("eBPF program `{name}`: {source}")]
     Program {
         name: &'static str,
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
 
     #[error("map `{name}`: {source}")]
     Map {
         name: &'static str,
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
 
     #[error("pinning {path}: {source}")]
     Pin {
         path: PathBuf,
         #[source]
-        source: aya::pin::PinError,
+        source: Box<aya::pin::PinError>,
     },
 
     #[error("link {path}: {source}")]
     Link {
         path: PathBuf,
         #[source]
-        source: aya::programs::links::LinkError,
+        source: Box<aya::programs::links::LinkError>,
     },
 
     #[error("{what}: {source}")]
@@ -141,7 +141,11 @@ impl Error {
         }
     }
 
-    pub fn invalid(what: &'static str, input: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn invalid(
+        what: &'static str,
+        input: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Invalid {
             what,
             input: input.into(),
@@ -150,7 +154,17 @@ impl Error {
     }
 
     pub fn map(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {
-        move |source| Error::Map { name, source }
+        move |source| Error::Map {
+            name,
+            source: Box::new(source),
+        }
+    }
+}
+
+// aya's errors are large; boxing them keeps every `Result` of fw small.
+impl From<aya::EbpfError> for Error {
+    fn from(e: aya::EbpfError) -> Self {
+        Error::Load(Box::new(e))
     }
 }
 

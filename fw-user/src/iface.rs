@@ -44,7 +44,10 @@ pub fn resolve(name: &str) -> Result<Iface> {
 fn is_loopback(name: &str) -> Result<bool> {
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Err(Error::io("socket for SIOCGIFFLAGS", io::Error::last_os_error()));
+        return Err(Error::io(
+            "socket for SIOCGIFFLAGS",
+            io::Error::last_os_error(),
+        ));
     }
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {

@@ -4,15 +4,15 @@ use std::{fs, time::SystemTime};
 
 use aya::{
     programs::{
-        tc::{TcAttachOptions, TcAttachType},
         links::FdLink,
+        tc::{TcAttachOptions, TcAttachType},
         LinkOrder, SchedClassifier, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
 use fw_common::{
-    maps as names, CFG_DRY_RUN, IfaceMeta, Meta, MAX_IFACES, PROG_EGRESS, PROG_INGRESS, TC_MODE_TCX,
-    XDP_MODE_GENERIC, XDP_MODE_NATIVE,
+    maps as names, IfaceMeta, Meta, CFG_DRY_RUN, MAX_IFACES, PROG_EGRESS, PROG_INGRESS,
+    TC_MODE_TCX, XDP_MODE_GENERIC, XDP_MODE_NATIVE,
 };
 
 use crate::{
@@ -55,12 +55,6 @@ pub fn require_root(what: &'static str) -> Result<()> {
     Ok(())
 }
 
-pub fn ncpus() -> Result<u64> {
-    aya::util::nr_cpus()
-        .map(|n| n as u64)
-        .map_err(|(what, e)| Error::io(what.to_string(), e))
-}
-
 /// What `fw up` did.
 #[derive(Debug)]
 pub struct UpReport {
@@ -72,7 +66,12 @@ pub struct UpReport {
 
 /// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
 /// `config` is applied on a fresh load, or when given explicitly.
-pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>) -> Result<UpReport> {
+pub fn up(
+    pins: &PinDir,
+    names_: &[String],
+    mode: Mode,
+    config: Option<&Config>,
+) -> Result<UpReport> {
     require_root("fw up")?;
     let default_cfg = Config::default();
     let mut wanted: Vec<String> = names_.to_vec();
@@ -113,7 +112,11 @@ pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>)
         // Refuse before changing anything, so the running policy stays.
         let meta = FwMaps::open(pins)?.meta()?;
         for i in &ifaces {
-            if meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name) {
+            if meta
+                .ifaces
+                .iter()
+                .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name)
+            {
                 return Err(Error::AlreadyUp(i.name.clone()));
             }
         }
@@ -124,7 +127,11 @@ pub fn up(pins: &PinDir, names_: &[String], mode: Mode, config: Option<&Config>)
     let maps = FwMaps::open(pins)?;
     let mut meta = maps.meta()?;
     for i in &ifaces {
-        if meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name) {
+        if meta
+            .ifaces
+            .iter()
+            .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name)
+        {
             return Err(Error::AlreadyUp(i.name.clone()));
         }
     }
@@ -170,22 +177,39 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
     for name in names::PINNED {
         let map = ebpf.map(name).ok_or_else(|| Error::Map {
             name,
-            source: aya::maps::MapError::InvalidName { name: name.to_string() },
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: name.to_string(),
+            }),
         })?;
         let path = pins.map(name);
-        map.pin(&path).map_err(|source| Error::Pin { path, source })?;
+        map.pin(&path).map_err(|source| Error::Pin {
+            path,
+            source: Box::new(source),
+        })?;
     }
     let xdp: &mut Xdp = program(&mut ebpf, PROG_INGRESS)?;
-    xdp.load().map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+    xdp.load().map_err(|source| Error::Program {
+        name: PROG_INGRESS,
+        source: Box::new(source),
+    })?;
     let path = pins.prog(PROG_INGRESS);
-    xdp.pin(&path).map_err(|source| Error::Pin { path, source })?;
+    xdp.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
     let tc: &mut SchedClassifier = program(&mut ebpf, PROG_EGRESS)?;
-    tc.load().map_err(|source| Error::Program { name: PROG_EGRESS, source })?;
+    tc.load().map_err(|source| Error::Program {
+        name: PROG_EGRESS,
+        source: Box::new(source),
+    })?;
     let path = pins.prog(PROG_EGRESS);
-    tc.pin(&path).map_err(|source| Error::Pin { path, source })?;
+    tc.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
 
     let maps = FwMaps::new_unchecked(pins);
-    maps.set_config(&cfg.kernel(ncpus()?))?;
+    maps.set_config(&cfg.kernel())?;
     maps.write_policy(&Policy::default(), &cfg.policy)?;
     // META last: its presence is what marks fw as loaded.
     let meta = Meta {
@@ -208,9 +232,12 @@ where
 {
     let p = ebpf.program_mut(name).ok_or(Error::Program {
         name,
-        source: aya::programs::ProgramError::UnexpectedProgramType,
+        source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
     })?;
-    p.try_into().map_err(|source| Error::Program { name, source })
+    p.try_into().map_err(|source| Error::Program {
+        name,
+        source: Box::new(source),
+    })
 }
 
 /// Kernel id of the pinned program `name` (e.g. to find the maps it uses,
@@ -218,14 +245,17 @@ where
 pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
     aya::programs::ProgramInfo::from_pin(pins.prog(name))
         .map(|info| info.id())
-        .map_err(|source| Error::Program { name, source })
+        .map_err(|source| Error::Program {
+            name,
+            source: Box::new(source),
+        })
 }
 
 /// Replaces the running policy and settings with `cfg` (no reload).
 pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
-    let mut k = cfg.kernel(ncpus()?);
+    let mut k = cfg.kernel();
     // Keep timeouts the running instance was loaded with.
     let running = maps.config()?;
     k.ct_tcp_syn_ns = running.ct_tcp_syn_ns;
@@ -251,7 +281,13 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     maps.set_meta(&meta)
 }
 
-fn attach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, i: &Iface, mode: Mode) -> Result<&'static str> {
+fn attach(
+    pins: &PinDir,
+    maps: &FwMaps,
+    meta: &mut Meta,
+    i: &Iface,
+    mode: Mode,
+) -> Result<&'static str> {
     let slot_idx = meta
         .ifaces
         .iter()
@@ -263,20 +299,36 @@ fn attach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, i: &Iface, mode: Mode) 
 
     // Egress before ingress: replies to what the host sends must be known
     // before the ingress policy starts judging them.
-    let mut tc = SchedClassifier::from_pin(pins.prog(PROG_EGRESS))
-        .map_err(|source| Error::Program { name: PROG_EGRESS, source })?;
+    let mut tc =
+        SchedClassifier::from_pin(pins.prog(PROG_EGRESS)).map_err(|source| Error::Program {
+            name: PROG_EGRESS,
+            source: Box::new(source),
+        })?;
     let id = tc
-        .attach_with_options(&i.name, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .map_err(|source| Error::TcAttach { iface: i.name.clone(), source })?;
-    let link = tc
-        .take_link(id)
-        .map_err(|source| Error::TcAttach { iface: i.name.clone(), source })?;
-    let fd: FdLink = link.try_into().map_err(|e: aya::programs::links::LinkError| Error::Link {
-        path: pins.tc_link(i.index),
-        source: e,
+        .attach_with_options(
+            &i.name,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(|source| Error::TcAttach {
+            iface: i.name.clone(),
+            source: Box::new(source),
+        })?;
+    let link = tc.take_link(id).map_err(|source| Error::TcAttach {
+        iface: i.name.clone(),
+        source: Box::new(source),
     })?;
+    let fd: FdLink = link
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| Error::Link {
+            path: pins.tc_link(i.index),
+            source: Box::new(e),
+        })?;
     let path = pins.tc_link(i.index);
-    fd.pin(&path).map_err(|source| Error::Pin { path: path.clone(), source })?;
+    fd.pin(&path).map_err(|source| Error::Pin {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
 
     let xdp_result = attach_xdp(pins, i, mode);
     let (xdp_mode, name) = match xdp_result {
@@ -299,8 +351,14 @@ fn attach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, i: &Iface, mode: Mode) 
 }
 
 fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str)> {
-    let mut xdp = Xdp::from_pin(pins.prog(PROG_INGRESS), aya_obj::programs::XdpAttachType::Interface)
-        .map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+    let mut xdp = Xdp::from_pin(
+        pins.prog(PROG_INGRESS),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .map_err(|source| Error::Program {
+        name: PROG_INGRESS,
+        source: Box::new(source),
+    })?;
     let tries: &[(XdpMode, u32, &'static str)] = match mode {
         Mode::Auto => &[
             (XdpMode::Driver, XDP_MODE_NATIVE, "native"),
@@ -313,15 +371,19 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
     for &(m, code, name) in tries {
         match xdp.attach_to_if_index(i.index, m) {
             Ok(id) => {
-                let link = xdp
-                    .take_link(id)
-                    .map_err(|source| Error::Program { name: PROG_INGRESS, source })?;
+                let link = xdp.take_link(id).map_err(|source| Error::Program {
+                    name: PROG_INGRESS,
+                    source: Box::new(source),
+                })?;
                 let path = pins.xdp_link(i.index);
                 let fd: FdLink = link.try_into().map_err(|e| Error::Link {
                     path: path.clone(),
-                    source: e,
+                    source: Box::new(e),
                 })?;
-                fd.pin(&path).map_err(|source| Error::Pin { path, source })?;
+                fd.pin(&path).map_err(|source| Error::Pin {
+                    path,
+                    source: Box::new(source),
+                })?;
                 return Ok((code, name));
             }
             Err(e) => last = Some((name, e)),
@@ -336,7 +398,7 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
         } else {
             " (is another XDP program attached? see `ip link show`)"
         },
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -408,7 +470,11 @@ pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
         names_.to_vec()
     };
     for n in &targets {
-        if !meta.ifaces.iter().any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *n) {
+        if !meta
+            .ifaces
+            .iter()
+            .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *n)
+        {
             return Err(Error::NotUpOn(n.clone()));
         }
     }

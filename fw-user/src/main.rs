@@ -247,17 +247,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Allow { proto, ports, from } => {
             loader::require_root("fw allow")?;
-            let nets = from.iter().map(|s| parse_prefix(s)).collect::<Result<Vec<_>, _>>()?;
+            let nets = from
+                .iter()
+                .map(|s| parse_prefix(s))
+                .collect::<Result<Vec<_>, _>>()?;
             let c = control::allow(&pins, proto, &ports, &nets)?;
             print!("{}", c.render(true));
             pending_note(&pins, c.changed());
         }
-        Cmd::Deny { proto, ports, force } => {
+        Cmd::Deny {
+            proto,
+            ports,
+            force,
+        } => {
             let c = control::deny(&pins, proto, &ports, force)?;
             print!("{}", c.render(false));
             pending_note(&pins, c.changed());
         }
-        Cmd::Apply { file, confirm, force } => {
+        Cmd::Apply {
+            file,
+            confirm,
+            force,
+        } => {
             let plan = apply::plan(&pins, &file, force, confirm.is_some())?;
             for n in &plan.notes {
                 eprintln!("fw: note: {n}");
@@ -269,7 +280,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("applied {}", file.display());
                     pending_note(&pins, 1);
                 }
-                Some(secs) => apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?,
+                Some(secs) => {
+                    apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?
+                }
             }
         }
         Cmd::Confirm => {
@@ -280,7 +293,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.pid
                 );
             } else {
-                println!("confirmed: the config applied by `fw apply` (pid {}) stays", r.pid);
+                println!(
+                    "confirmed: the config applied by `fw apply` (pid {}) stays",
+                    r.pid
+                );
             }
         }
         Cmd::Completions { shell } => {
@@ -297,7 +313,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ports { json } => {
             let p = FwMaps::open(&pins)?.policy()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&control::ports_json(&p))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&control::ports_json(&p))?
+                );
             } else {
                 print!("{}", control::render_ports(&p));
             }

@@ -6,9 +6,9 @@ use aya::maps::{
     Array, HashMap, Map, MapData, MapInfo, PerCpuArray, RingBuf,
 };
 use fw_common::{
-    maps as names, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
-    Bucket, COUNTER_ENTRIES, LAYOUT_VERSION, PORT_ALLOW, PORT_FROM_RESTRICTED, REASON_COUNT,
-    REASON_SLOTS, IFACE_SLOTS, SRC_KEY_FIXED_BITS, PORT_ENTRIES,
+    maps as names, Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
+    COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ALLOW, PORT_ENTRIES, PORT_FROM_RESTRICTED,
+    REASON_COUNT, REASON_SLOTS, SRC_KEY_FIXED_BITS,
 };
 use ipnet::IpNet;
 
@@ -30,8 +30,16 @@ fn expected_layout() -> [(&'static str, u32, u32); 11] {
         (names::ALLOW_SRC, 4 + size_of::<SrcKey>() as u32, 1),
         (names::CONFIG, 4, size_of::<Config>() as u32),
         (names::RATE_STATE, 4, size_of::<Bucket>() as u32),
-        (names::CONNTRACK, size_of::<FlowKey>() as u32, size_of::<FlowValue>() as u32),
-        (names::FRAGS, size_of::<FragKey>() as u32, size_of::<FragValue>() as u32),
+        (
+            names::CONNTRACK,
+            size_of::<FlowKey>() as u32,
+            size_of::<FlowValue>() as u32,
+        ),
+        (
+            names::FRAGS,
+            size_of::<FragKey>() as u32,
+            size_of::<FragValue>() as u32,
+        ),
         (names::EVENTS, 0, 0),
         (names::META, 4, size_of::<Meta>() as u32),
     ]
@@ -220,7 +228,8 @@ impl FwMaps {
     /// Kernel memory charged to the conntrack table (from the map's fdinfo).
     pub fn conntrack_memlock(&self) -> Result<Option<u64>> {
         use std::os::fd::{AsFd, AsRawFd};
-        let md = MapData::from_pin(self.pins.map(names::CONNTRACK)).map_err(Error::map(names::CONNTRACK))?;
+        let md = MapData::from_pin(self.pins.map(names::CONNTRACK))
+            .map_err(Error::map(names::CONNTRACK))?;
         let fd = md.fd().as_fd().as_raw_fd();
         let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
             .map_err(|e| Error::io("reading the conntrack map's fdinfo", e))?;
@@ -245,7 +254,8 @@ impl FwMaps {
     /// Raw flags of every PORTS entry (index = protocol base + port): one
     /// batch syscall instead of 131072 lookups (~90 ms).
     fn port_flags_all(&self) -> Result<Vec<u8>> {
-        let md = MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        let md =
+            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
         match bpf_batch::lookup_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
             Ok(v) => return Ok(v),
             Err(e) if bpf_batch::unsupported(&e) => {}
@@ -263,7 +273,8 @@ impl FwMaps {
         if changes.is_empty() {
             return Ok(());
         }
-        let md = MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        let md =
+            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
         let keys: Vec<u32> = changes.iter().map(|c| c.0).collect();
         let values: Vec<u8> = changes.iter().map(|c| c.1).collect();
         match bpf_batch::update_array(md.fd().as_fd(), &keys, &values, 1) {
@@ -305,10 +316,14 @@ impl FwMaps {
     /// new source prefixes first, then port flags, then stale prefixes.
     pub fn write_policy(&self, old: &Policy, new: &Policy) -> Result<()> {
         let mut trie = self.allow_src()?;
-        let old_src: BTreeSet<(Proto, u16, IpNet)> =
-            old.all_sources().map(|(p, port, n)| (p, port, *n)).collect();
-        let new_src: BTreeSet<(Proto, u16, IpNet)> =
-            new.all_sources().map(|(p, port, n)| (p, port, *n)).collect();
+        let old_src: BTreeSet<(Proto, u16, IpNet)> = old
+            .all_sources()
+            .map(|(p, port, n)| (p, port, *n))
+            .collect();
+        let new_src: BTreeSet<(Proto, u16, IpNet)> = new
+            .all_sources()
+            .map(|(p, port, n)| (p, port, *n))
+            .collect();
         for (proto, port, net) in new_src.difference(&old_src) {
             trie.insert(&encode_src(*proto, *port, net), 1, 0)
                 .map_err(Error::map(names::ALLOW_SRC))?;

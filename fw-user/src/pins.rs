@@ -1,8 +1,7 @@
 //! Where fw keeps its state: pinned maps, programs and links under one
 //! directory of bpffs (default /sys/fs/bpf/fw).
 use std::{
-    fs,
-    io,
+    fs, io,
     os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
@@ -71,10 +70,13 @@ impl PinDir {
     /// Makes sure the pin dir sits on a mounted bpffs and exists (mode 0700:
     /// the pins are fw's control surface).
     pub fn prepare(&self) -> Result<()> {
-        let parent = self
-            .root
-            .parent()
-            .ok_or_else(|| Error::invalid("pin dir", self.root.display().to_string(), "needs a parent directory on bpffs"))?;
+        let parent = self.root.parent().ok_or_else(|| {
+            Error::invalid(
+                "pin dir",
+                self.root.display().to_string(),
+                "needs a parent directory on bpffs",
+            )
+        })?;
         if !is_bpffs(parent) {
             if parent == Path::new("/sys/fs/bpf") {
                 mount_bpffs(parent)?;
@@ -134,7 +136,10 @@ fn mount_bpffs(at: &Path) -> Result<()> {
     };
     if rc != 0 {
         return Err(Error::io(
-            format!("mounting bpffs at {} (needed to pin fw's state)", at.display()),
+            format!(
+                "mounting bpffs at {} (needed to pin fw's state)",
+                at.display()
+            ),
             io::Error::last_os_error(),
         ));
     }

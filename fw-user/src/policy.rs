@@ -127,7 +127,11 @@ impl FromStr for PortRange {
         let t = s.trim();
         let num = |x: &str| -> Result<u32> {
             x.trim().parse::<u32>().map_err(|_| {
-                Error::invalid("port", s, "expected a number 1-65535 or a range LO-HI like 8000-8080")
+                Error::invalid(
+                    "port",
+                    s,
+                    "expected a number 1-65535 or a range LO-HI like 8000-8080",
+                )
             })
         };
         match t.split_once('-') {
@@ -160,7 +164,11 @@ pub fn parse_prefix(s: &str) -> Result<IpNet> {
         return Ok(IpNet::from(addr));
     }
     let net: IpNet = t.parse().map_err(|_| {
-        Error::invalid("source prefix", s, "expected an address or CIDR such as 198.51.100.0/24 or 2001:db8::/32")
+        Error::invalid(
+            "source prefix",
+            s,
+            "expected an address or CIDR such as 198.51.100.0/24 or 2001:db8::/32",
+        )
     })?;
     if net.trunc() != net {
         return Err(Error::invalid(
@@ -319,7 +327,10 @@ mod tests {
     #[test]
     fn parses_ports_and_ranges() {
         assert_eq!("22".parse::<PortRange>().unwrap(), PortRange::single(22));
-        assert_eq!("8000-8080".parse::<PortRange>().unwrap(), PortRange { lo: 8000, hi: 8080 });
+        assert_eq!(
+            "8000-8080".parse::<PortRange>().unwrap(),
+            PortRange { lo: 8000, hi: 8080 }
+        );
         for bad in ["0", "65536", "80-22", "x", "", "1-", "-5", "22-0"] {
             assert!(bad.parse::<PortRange>().is_err(), "{bad} accepted");
         }
@@ -331,7 +342,11 @@ mod tests {
     fn seed_collapses() {
         let mut p = Policy::seed();
         p.allow(Proto::Tcp, "23-25".parse().unwrap(), &[]);
-        let r: Vec<String> = p.ranges(Proto::Tcp).iter().map(|(r, _)| r.to_string()).collect();
+        let r: Vec<String> = p
+            .ranges(Proto::Tcp)
+            .iter()
+            .map(|(r, _)| r.to_string())
+            .collect();
         assert_eq!(r, ["22-25", "80"]);
         assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 3);
         assert_eq!(p.deny(Proto::Tcp, "22-24".parse().unwrap()), 0);
@@ -340,7 +355,10 @@ mod tests {
 
     #[test]
     fn collapses_ranges() {
-        let r: Vec<String> = collapse([1, 2, 3, 5, 65534, 65535]).iter().map(|r| r.to_string()).collect();
+        let r: Vec<String> = collapse([1, 2, 3, 5, 65534, 65535])
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
         assert_eq!(r, ["1-3", "5", "65534-65535"]);
         assert!(collapse([]).is_empty());
     }

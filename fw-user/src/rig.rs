@@ -25,16 +25,23 @@ pub fn attach(iface: &str, drop_all: bool) -> Result<RigProgram> {
         .program_mut(name)
         .ok_or(Error::Program {
             name: "rig",
-            source: aya::programs::ProgramError::UnexpectedProgramType,
+            source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
         })?
         .try_into()
-        .map_err(|source| Error::Program { name: "rig", source })?;
-    prog.load().map_err(|source| Error::Program { name: "rig", source })?;
-    prog.attach(iface, XdpMode::Driver).map_err(|source| Error::XdpAttach {
-        iface: iface.to_string(),
-        mode: "native",
-        hint: "",
-        source,
+        .map_err(|source| Error::Program {
+            name: "rig",
+            source: Box::new(source),
+        })?;
+    prog.load().map_err(|source| Error::Program {
+        name: "rig",
+        source: Box::new(source),
     })?;
+    prog.attach(iface, XdpMode::Driver)
+        .map_err(|source| Error::XdpAttach {
+            iface: iface.to_string(),
+            mode: "native",
+            hint: "",
+            source: Box::new(source),
+        })?;
     Ok(RigProgram { _ebpf: ebpf })
 }

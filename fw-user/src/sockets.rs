@@ -2,7 +2,9 @@
 //! that already exist are seeded into conntrack and nothing is cut.
 use std::net::IpAddr;
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+};
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TCP_LISTEN},
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
@@ -53,7 +55,11 @@ fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
             protocol: proto,
             extensions: ExtensionFlags::empty(),
             states: StateFlags::all(),
-            socket_id: if family == AF_INET { SocketId::new_v4() } else { SocketId::new_v6() },
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
         })
         .into(),
     );
@@ -68,17 +74,25 @@ fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
         let mut off = 0;
         while off < n {
             let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[off..n]).map_err(|e| {
-                Error::io("parsing a sock_diag reply", std::io::Error::other(e.to_string()))
+                Error::io(
+                    "parsing a sock_diag reply",
+                    std::io::Error::other(e.to_string()),
+                )
             })?;
             let len = msg.header.length as usize;
             match msg.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
                     let id = &r.header.socket_id;
-                    let connected = id.destination_port != 0 && !id.destination_address.is_unspecified();
+                    let connected =
+                        id.destination_port != 0 && !id.destination_address.is_unspecified();
                     if connected && r.header.state != TCP_LISTEN {
                         out.push(FlowSocket {
                             proto,
-                            tcp_state: if proto == IPPROTO_TCP { r.header.state } else { 0 },
+                            tcp_state: if proto == IPPROTO_TCP {
+                                r.header.state
+                            } else {
+                                0
+                            },
                             local: id.source_address,
                             local_port: id.source_port,
                             remote: id.destination_address,
@@ -88,7 +102,10 @@ fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
                 }
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
-                    return Err(Error::io("sock_diag dump", std::io::Error::other(e.to_string())));
+                    return Err(Error::io(
+                        "sock_diag dump",
+                        std::io::Error::other(e.to_string()),
+                    ));
                 }
                 _ => {}
             }

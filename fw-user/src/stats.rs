@@ -5,12 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use fw_common::{Counter, Reason};
 use serde::Serialize;
 
-use crate::{
-    error::Result,
-    iface,
-    maps::FwMaps,
-    policy::Proto,
-};
+use crate::{error::Result, iface, maps::FwMaps, policy::Proto};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Count {
@@ -79,8 +74,10 @@ impl Stats {
     pub fn collect(maps: &FwMaps) -> Result<Stats> {
         let rows = maps.counters()?;
         let meta = maps.meta()?;
-        let mut reasons: BTreeMap<&'static str, Count> =
-            Reason::ALL.iter().map(|r| (r.name(), Count::default())).collect();
+        let mut reasons: BTreeMap<&'static str, Count> = Reason::ALL
+            .iter()
+            .map(|r| (r.name(), Count::default()))
+            .collect();
         let (mut accepted, mut dropped) = (Count::default(), Count::default());
         for row in &rows {
             for r in Reason::ALL {
@@ -88,14 +85,20 @@ impl Stats {
                 let e = reasons.entry(r.name()).or_default();
                 e.packets += c.packets;
                 e.bytes += c.bytes;
-                let side = if r.accepted() { &mut accepted } else { &mut dropped };
+                let side = if r.accepted() {
+                    &mut accepted
+                } else {
+                    &mut dropped
+                };
                 side.packets += c.packets;
                 side.bytes += c.bytes;
             }
         }
         let mut interfaces = BTreeMap::new();
         for m in meta.ifaces.iter().filter(|m| m.slot != 0) {
-            let Some(row) = rows.get(m.slot as usize) else { continue };
+            let Some(row) = rows.get(m.slot as usize) else {
+                continue;
+            };
             let reasons = Reason::ALL
                 .iter()
                 .map(|&r| (r.name(), Count::from(row[r as usize])))
@@ -138,7 +141,11 @@ impl Stats {
     /// The table `fw stats` prints, aligned like `iptables -L -v -n`.
     pub fn render(&self, rates: Option<&BTreeMap<&'static str, (f64, f64)>>) -> String {
         let mut out = String::new();
-        let _ = write!(out, "{:<20} {:>8} {:>8}  {:<6}", "reason", "pkts", "bytes", "verdict");
+        let _ = write!(
+            out,
+            "{:<20} {:>8} {:>8}  {:<6}",
+            "reason", "pkts", "bytes", "verdict"
+        );
         if rates.is_some() {
             let _ = write!(out, " {:>9} {:>9}", "pkts/s", "bytes/s");
         }
@@ -151,10 +158,22 @@ impl Stats {
                 r if r.accepted() => "accept",
                 _ => "drop",
             };
-            let _ = write!(out, "{:<20} {:>8} {:>8}  {:<6}", r.name(), human(c.packets), human(c.bytes), verdict);
+            let _ = write!(
+                out,
+                "{:<20} {:>8} {:>8}  {:<6}",
+                r.name(),
+                human(c.packets),
+                human(c.bytes),
+                verdict
+            );
             if let Some(rates) = rates {
                 let (pps, bps) = rates.get(r.name()).copied().unwrap_or_default();
-                let _ = write!(out, " {:>9} {:>9}", human(pps.round() as u64), human(bps.round() as u64));
+                let _ = write!(
+                    out,
+                    " {:>9} {:>9}",
+                    human(pps.round() as u64),
+                    human(bps.round() as u64)
+                );
             }
             out.push('\n');
         }
@@ -171,11 +190,21 @@ impl Stats {
         if !self.ports.is_empty() {
             let _ = writeln!(out, "\n{:<6} {:>5} {:>8}", "proto", "port", "new");
             for p in &self.ports {
-                let _ = writeln!(out, "{:<6} {:>5} {:>8}", p.proto.name(), p.port, human(p.packets));
+                let _ = writeln!(
+                    out,
+                    "{:<6} {:>5} {:>8}",
+                    p.proto.name(),
+                    p.port,
+                    human(p.packets)
+                );
             }
         }
         if self.interfaces.len() > 1 {
-            let _ = writeln!(out, "\n{:<16} {:>8} {:>8}", "interface", "accepted", "rejected");
+            let _ = writeln!(
+                out,
+                "\n{:<16} {:>8} {:>8}",
+                "interface", "accepted", "rejected"
+            );
             for (name, s) in &self.interfaces {
                 let (mut a, mut d) = (0, 0);
                 for r in Reason::ALL {

@@ -65,7 +65,8 @@ impl Status {
         let cfg = maps.config()?;
         st.loaded = true;
         st.loaded_at = Some(meta.loaded_at);
-        st.reject_with = Some(RejectWith::from_kind(fw_common::RejectKind::from_u32(cfg.reject_kind)).name());
+        st.reject_with =
+            Some(RejectWith::from_kind(fw_common::RejectKind::from_u32(cfg.reject_kind)).name());
         st.reject_rate = Some(meta.reject_rate);
         st.dry_run = cfg.flags & fw_common::CFG_DRY_RUN != 0;
         st.conntrack_max_entries = Some(meta.ct_entries);
@@ -74,7 +75,10 @@ impl Status {
         let id = |name: &'static str| -> Result<u32> {
             ProgramInfo::from_pin(pins.prog(name))
                 .map(|i| i.id())
-                .map_err(|source| Error::Program { name, source })
+                .map_err(|source| Error::Program {
+                    name,
+                    source: Box::new(source),
+                })
         };
         st.ingress_prog_id = Some(id(PROG_INGRESS)?);
         st.egress_prog_id = Some(id(PROG_EGRESS)?);
@@ -108,7 +112,11 @@ impl Status {
             "reject: {} at most {}/s{}",
             self.reject_with.unwrap_or("?"),
             self.reject_rate.unwrap_or(0),
-            if self.dry_run { " (dry run: nothing is rejected)" } else { "" }
+            if self.dry_run {
+                " (dry run: nothing is rejected)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             out,
@@ -117,7 +125,11 @@ impl Status {
             self.conntrack_max_entries.unwrap_or(0),
             self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
-        let _ = writeln!(out, "{:<16} {:>7} {:<8} {:<6}", "interface", "ifindex", "xdp", "egress");
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7} {:<8} {:<6}",
+            "interface", "ifindex", "xdp", "egress"
+        );
         for i in &self.interfaces {
             let _ = writeln!(
                 out,
@@ -126,7 +138,11 @@ impl Status {
                 i.ifindex,
                 i.mode,
                 i.egress,
-                if i.present { "" } else { "  (gone: run `fw down` to clean up)" }
+                if i.present {
+                    ""
+                } else {
+                    "  (gone: run `fw down` to clean up)"
+                }
             );
         }
         out

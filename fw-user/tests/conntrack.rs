@@ -18,32 +18,50 @@ const T: Duration = Duration::from_secs(2);
 fn up(pair: &Pair) -> PinDir {
     let pins = PinDir::new();
     let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
-    assert!(out.status.success(), "fw up: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fw up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     pins
 }
 
 fn down(pair: &Pair, pins: &PinDir) {
     let out = fw_cmd(pair.srv_path(), pins, ["down"]);
-    assert!(out.status.success(), "fw down: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fw down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn stats(pair: &Pair, pins: &PinDir) -> serde_json::Value {
     let out = fw_cmd(pair.srv_path(), pins, ["stats", "--json"]);
-    assert!(out.status.success(), "fw stats: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fw stats: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stats JSON")
 }
 
 fn packets(s: &serde_json::Value, reason: &str) -> u64 {
-    s["reasons"][reason]["packets"].as_u64().unwrap_or_else(|| panic!("no reason {reason} in {s}"))
+    s["reasons"][reason]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
 }
 
 /// Echoes `rounds` messages over `stream`, asserting each comes back.
 fn exchange(stream: &mut TcpStream, rounds: usize, tag: &str) {
     for i in 0..rounds {
         let msg = format!("{tag} {i}\n");
-        stream.write_all(msg.as_bytes()).unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
+        stream
+            .write_all(msg.as_bytes())
+            .unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
         let mut buf = vec![0u8; msg.len()];
-        stream.read_exact(&mut buf).unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
+        stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
         assert_eq!(buf, msg.as_bytes(), "{tag}: echo {i} garbled");
     }
 }
@@ -58,18 +76,33 @@ fn host_started_flows_get_their_replies() {
     let _udp = spawn_udp_echo(pair.cli_path(), any6, 5353).expect("udp echo");
     let pins = up(&pair);
     for peer in [IpAddr::from(pair.cli_v4()), IpAddr::from(pair.cli_v6())] {
-        assert_eq!(tcp_connect(pair.srv_path(), peer, 9000, T), Outcome::Connected, "TCP out to {peer}");
-        assert_eq!(udp_probe(pair.srv_path(), peer, 5353, T), Outcome::Replied, "UDP out to {peer}");
+        assert_eq!(
+            tcp_connect(pair.srv_path(), peer, 9000, T),
+            Outcome::Connected,
+            "TCP out to {peer}"
+        );
+        assert_eq!(
+            udp_probe(pair.srv_path(), peer, 5353, T),
+            Outcome::Replied,
+            "UDP out to {peer}"
+        );
         let ping = pair
             .srv()
             .command("ping")
             .args(["-c", "2", "-i", "0.2", "-W", "1", &peer.to_string()])
             .output()
             .expect("ping runs");
-        assert!(ping.status.success(), "ping {peer}: {}", String::from_utf8_lossy(&ping.stdout));
+        assert!(
+            ping.status.success(),
+            "ping {peer}: {}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
     }
     let s = stats(&pair, &pins);
-    assert!(packets(&s, "established") >= 8, "replies counted as established: {s}");
+    assert!(
+        packets(&s, "established") >= 8,
+        "replies counted as established: {s}"
+    );
     assert_eq!(packets(&s, "reject"), 0, "nothing rejected: {s}");
     down(&pair, &pins);
 }
@@ -95,7 +128,8 @@ fn bulk_transfer_completes() {
     let cli = pair.cli_v4();
     let got = in_netns(pair.srv_path(), move || {
         let mut s = TcpStream::connect_timeout(&(cli, 9001).into(), T).expect("connect out");
-        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         let mut buf = vec![0u8; 64 << 10];
         let (mut n, start) = (0, Instant::now());
         while start.elapsed() < Duration::from_secs(30) {
@@ -111,8 +145,15 @@ fn bulk_transfer_completes() {
     source.join().expect("source thread");
     assert_eq!(got, total, "every byte arrived");
     let s = stats(&pair, &pins);
-    assert!(packets(&s, "established") > 100, "data took the established path: {s}");
-    assert_eq!(packets(&s, "reject") + packets(&s, "reject_ratelimited"), 0, "nothing rejected: {s}");
+    assert!(
+        packets(&s, "established") > 100,
+        "data took the established path: {s}"
+    );
+    assert_eq!(
+        packets(&s, "reject") + packets(&s, "reject_ratelimited"),
+        0,
+        "nothing rejected: {s}"
+    );
     down(&pair, &pins);
 }
 
@@ -127,12 +168,17 @@ fn flow_open_before_up_survives() {
     let srv_path = pair.srv_path().to_path_buf();
     let veth = pair.srv_veth().to_string();
     let (pins, seeded) = in_netns(pair.cli_path(), move || {
-        let mut s = TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect before fw up");
+        let mut s =
+            TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect before fw up");
         s.set_read_timeout(Some(T)).expect("timeout");
         exchange(&mut s, 3, "before");
         let pins = PinDir::new();
         let out = fw_cmd(&srv_path, &pins, ["up", &veth]);
-        assert!(out.status.success(), "fw up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fw up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         exchange(&mut s, 20, "after fw up");
         (pins, String::from_utf8_lossy(&out.stdout).into_owned())
     })
@@ -144,7 +190,10 @@ fn flow_open_before_up_survives() {
     let out = fw_cmd(pair.srv_path(), &pins, ["conntrack", "--json"]);
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("conntrack JSON");
     assert!(
-        rows.as_array().expect("array").iter().any(|r| r["local_port"] == 8080 && r["origin"] == "seeded"),
+        rows.as_array()
+            .expect("array")
+            .iter()
+            .any(|r| r["local_port"] == 8080 && r["origin"] == "seeded"),
         "the seeded flow is listed: {rows}"
     );
     down(&pair, &pins);
@@ -165,11 +214,18 @@ fn established_flow_survives_deny() {
         s.set_read_timeout(Some(T)).expect("timeout");
         exchange(&mut s, 3, "before deny");
         let out = fw_cmd(&srv_path, &pin_path, ["deny", "tcp", "80", "--force"]);
-        assert!(out.status.success(), "fw deny: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fw deny: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         exchange(&mut s, 20, "after deny");
     })
     .expect("setns");
     let again = tcp_connect(pair.cli_path(), srv.into(), 80, T);
-    assert!(again.is_host_unreachable(), "a new flow to a denied port is rejected: {again}");
+    assert!(
+        again.is_host_unreachable(),
+        "a new flow to a denied port is rejected: {again}"
+    );
     down(&pair, &pins);
 }

@@ -5,7 +5,9 @@ mod support;
 
 use std::{net::IpAddr, time::Duration};
 
-use fw_testkit::{fw_cmd, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir};
+use fw_testkit::{
+    fw_cmd, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir,
+};
 use support::{
     probes::{self, Ends, Kind},
     raw::{self, Answer, RawPort},
@@ -40,7 +42,11 @@ enum Guard {
 }
 
 fn sh(ns: &Netns, args: &[&str]) {
-    let out = ns.command(args[0]).args(&args[1..]).output().expect("command runs");
+    let out = ns
+        .command(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("command runs");
     assert!(
         out.status.success(),
         "{args:?} in {}: {}",
@@ -62,7 +68,11 @@ fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
     let guard = if fw {
         let pins = PinDir::new();
         let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
-        assert!(out.status.success(), "fw up: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "fw up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Guard::Fw(pins)
     } else {
         // The kernel rate-limits ICMP errors per peer; fw's bucket is global
@@ -101,7 +111,12 @@ fn run(pair: &Pair) -> Vec<(String, Answer)> {
         let port = RawPort::open(&cli_veth).expect("raw socket on the client veth");
         let mut out = Vec::new();
         for (fi, (cli, srv)) in fams.iter().enumerate() {
-            let ends = Ends { cli_mac: port.mac, srv_mac, cli: *cli, srv: *srv };
+            let ends = Ends {
+                cli_mac: port.mac,
+                srv_mac,
+                cli: *cli,
+                srv: *srv,
+            };
             for (i, kind) in CASES.iter().enumerate() {
                 let sport = 40000 + (fi * 100 + i) as u16;
                 let (frames, probe) = probes::frames(&ends, *kind, sport);
@@ -110,7 +125,10 @@ fn run(pair: &Pair) -> Vec<(String, Answer)> {
                     port.send(f).expect("send");
                 }
                 let seen = port.collect(Duration::from_millis(300));
-                out.push((probes::describe(*kind, srv.is_ipv6()), raw::classify(&seen, &probe)));
+                out.push((
+                    probes::describe(*kind, srv.is_ipv6()),
+                    raw::classify(&seen, &probe),
+                ));
             }
         }
         out
@@ -130,22 +148,52 @@ fn seed_policy_matches_iptables() {
         let r = run(&pair);
         if let Guard::Fw(pins) = &g {
             let out = fw_cmd(pair.srv_path(), pins, ["down"]);
-            assert!(out.status.success(), "fw down: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "fw down: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         r
     };
     let mut report = String::new();
     let mut diffs = 0;
     for ((case, want), (_, got)) in reference.iter().zip(&fw) {
-        let mark = if want == got { "  " } else { diffs += 1; "!!" };
-        report.push_str(&format!("{mark} {case:<32} iptables: {want:<14?} fw: {got:?}\n"));
+        let mark = if want == got {
+            "  "
+        } else {
+            diffs += 1;
+            "!!"
+        };
+        report.push_str(&format!(
+            "{mark} {case:<32} iptables: {want:<14?} fw: {got:?}\n"
+        ));
     }
     println!("{report}");
     // Sanity: the reference must show the seed's shape, or the rig is broken.
-    let get = |c: &str| reference.iter().find(|(n, _)| n == c).map(|(_, a)| a.clone());
-    assert_eq!(get("v4 Syn(22)"), Some(Answer::SynAck), "reference rig broken:\n{report}");
-    assert_eq!(get("v4 Syn(8080)"), Some(Answer::Icmp(3, 1)), "reference rig broken:\n{report}");
-    assert_eq!(get("v6 Syn(8080)"), Some(Answer::Icmp(1, 3)), "reference rig broken:\n{report}");
-    assert_eq!(diffs, 0, "fw and the seed iptables ruleset disagree:\n{report}");
+    let get = |c: &str| {
+        reference
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, a)| a.clone())
+    };
+    assert_eq!(
+        get("v4 Syn(22)"),
+        Some(Answer::SynAck),
+        "reference rig broken:\n{report}"
+    );
+    assert_eq!(
+        get("v4 Syn(8080)"),
+        Some(Answer::Icmp(3, 1)),
+        "reference rig broken:\n{report}"
+    );
+    assert_eq!(
+        get("v6 Syn(8080)"),
+        Some(Answer::Icmp(1, 3)),
+        "reference rig broken:\n{report}"
+    );
+    assert_eq!(
+        diffs, 0,
+        "fw and the seed iptables ruleset disagree:\n{report}"
+    );
 }
-

@@ -56,9 +56,17 @@ fn base(e: &Ends, src: Option<IpAddr>) -> etherparse::PacketBuilderStep<etherpar
         None => c,
     };
     if s.len() == 4 {
-        eth.ipv4(c[..4].try_into().expect("v4"), s[..4].try_into().expect("v4"), 64)
+        eth.ipv4(
+            c[..4].try_into().expect("v4"),
+            s[..4].try_into().expect("v4"),
+            64,
+        )
     } else {
-        eth.ipv6(c[..16].try_into().expect("v6"), s[..16].try_into().expect("v6"), 64)
+        eth.ipv6(
+            c[..16].try_into().expect("v6"),
+            s[..16].try_into().expect("v6"),
+            64,
+        )
     }
 }
 
@@ -71,11 +79,25 @@ fn build(b: etherparse::PacketBuilderStep<etherparse::TcpHeader>, payload: &[u8]
 /// Frames for `kind` from source port `sport`, and how to recognise answers.
 pub fn frames(e: &Ends, kind: Kind, sport: u16) -> (Vec<Vec<u8>>, Probe) {
     let v6 = e.srv.is_ipv6();
-    let probe = |proto: u8, dport: u16| Probe { server: e.srv, proto, sport, dport };
+    let probe = |proto: u8, dport: u16| Probe {
+        server: e.srv,
+        proto,
+        sport,
+        dport,
+    };
     match kind {
-        Kind::Syn(p) => (vec![build(base(e, None).tcp(sport, p, 1000, 64240).syn(), &[])], probe(6, p)),
-        Kind::Ack(p) => (vec![build(base(e, None).tcp(sport, p, 1000, 64240).ack(77), &[])], probe(6, p)),
-        Kind::Rst(p) => (vec![build(base(e, None).tcp(sport, p, 1000, 0).rst(), &[])], probe(6, p)),
+        Kind::Syn(p) => (
+            vec![build(base(e, None).tcp(sport, p, 1000, 64240).syn(), &[])],
+            probe(6, p),
+        ),
+        Kind::Ack(p) => (
+            vec![build(base(e, None).tcp(sport, p, 1000, 64240).ack(77), &[])],
+            probe(6, p),
+        ),
+        Kind::Rst(p) => (
+            vec![build(base(e, None).tcp(sport, p, 1000, 0).rst(), &[])],
+            probe(6, p),
+        ),
         Kind::Udp(p) => {
             let b = base(e, None).udp(sport, p);
             let mut out = Vec::new();
@@ -85,9 +107,15 @@ pub fn frames(e: &Ends, kind: Kind, sport: u16) -> (Vec<Vec<u8>>, Probe) {
         Kind::Echo => {
             let mut out = Vec::new();
             if v6 {
-                base(e, None).icmpv6_echo_request(sport, 1).write(&mut out, b"ping").expect("frame");
+                base(e, None)
+                    .icmpv6_echo_request(sport, 1)
+                    .write(&mut out, b"ping")
+                    .expect("frame");
             } else {
-                base(e, None).icmpv4_echo_request(sport, 1).write(&mut out, b"ping").expect("frame");
+                base(e, None)
+                    .icmpv4_echo_request(sport, 1)
+                    .write(&mut out, b"ping")
+                    .expect("frame");
             }
             (vec![out], probe(if v6 { 58 } else { 1 }, 0))
         }
@@ -100,7 +128,11 @@ pub fn frames(e: &Ends, kind: Kind, sport: u16) -> (Vec<Vec<u8>>, Probe) {
             (vec![f], probe(17, p))
         }
         Kind::LoopbackSource(p) => {
-            let lo: IpAddr = if v6 { "::1".parse().expect("addr") } else { "127.0.0.1".parse().expect("addr") };
+            let lo: IpAddr = if v6 {
+                "::1".parse().expect("addr")
+            } else {
+                "127.0.0.1".parse().expect("addr")
+            };
             let b = base(e, Some(lo)).udp(sport, p);
             let mut out = Vec::new();
             b.write(&mut out, b"martian").expect("frame builds");
@@ -122,8 +154,12 @@ fn tcp_segment(e: &Ends, sport: u16, dport: u16) -> Vec<u8> {
     let mut tcp = etherparse::TcpHeader::new(sport, dport, 1000, 64240);
     tcp.syn = true;
     tcp.checksum = match (e.cli, e.srv) {
-        (IpAddr::V4(c), IpAddr::V4(s)) => tcp.calc_checksum_ipv4_raw(c.octets(), s.octets(), &[]).expect("csum"),
-        (IpAddr::V6(c), IpAddr::V6(s)) => tcp.calc_checksum_ipv6_raw(c.octets(), s.octets(), &[]).expect("csum"),
+        (IpAddr::V4(c), IpAddr::V4(s)) => tcp
+            .calc_checksum_ipv4_raw(c.octets(), s.octets(), &[])
+            .expect("csum"),
+        (IpAddr::V6(c), IpAddr::V6(s)) => tcp
+            .calc_checksum_ipv6_raw(c.octets(), s.octets(), &[])
+            .expect("csum"),
         _ => unreachable!("one family"),
     };
     tcp.to_bytes().to_vec()
@@ -147,8 +183,14 @@ fn syn_with_options(e: &Ends, sport: u16, dport: u16) -> Vec<u8> {
         // Hop-by-hop: next = TCP, length 0 (8 bytes), PadN of 4 bytes + Pad1 x2.
         f.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
     } else {
-        let mut ip = Ipv4Header::new(seg.len() as u16, 64, IpNumber::TCP, c[..4].try_into().expect("v4"), s[..4].try_into().expect("v4"))
-            .expect("header");
+        let mut ip = Ipv4Header::new(
+            seg.len() as u16,
+            64,
+            IpNumber::TCP,
+            c[..4].try_into().expect("v4"),
+            s[..4].try_into().expect("v4"),
+        )
+        .expect("header");
         // Four NOPs: a harmless option that makes IHL 6.
         ip.options = [1u8, 1, 1, 1][..].try_into().expect("options");
         ip.total_len = (ip.header_len() + seg.len()) as u16;
@@ -192,8 +234,14 @@ fn fragmented_udp(e: &Ends, sport: u16, dport: u16) -> Vec<Vec<u8>> {
             f.extend_from_slice(&field.to_be_bytes());
             f.extend_from_slice(&id.to_be_bytes());
         } else {
-            let mut ip = Ipv4Header::new(chunk.len() as u16, 64, IpNumber::UDP, c[..4].try_into().expect("v4"), s[..4].try_into().expect("v4"))
-                .expect("header");
+            let mut ip = Ipv4Header::new(
+                chunk.len() as u16,
+                64,
+                IpNumber::UDP,
+                c[..4].try_into().expect("v4"),
+                s[..4].try_into().expect("v4"),
+            )
+            .expect("header");
             ip.identification = id as u16;
             ip.more_fragments = more;
             ip.fragment_offset = offset.try_into().expect("offset");
@@ -221,7 +269,14 @@ fn icmp_error_unknown(e: &Ends, sport: u16) -> Vec<u8> {
         };
         quote.extend_from_slice(&ip.to_bytes());
     } else {
-        let ip = Ipv4Header::new(8, 64, IpNumber::UDP, s[..4].try_into().expect("v4"), c[..4].try_into().expect("v4")).expect("header");
+        let ip = Ipv4Header::new(
+            8,
+            64,
+            IpNumber::UDP,
+            s[..4].try_into().expect("v4"),
+            c[..4].try_into().expect("v4"),
+        )
+        .expect("header");
         quote.extend_from_slice(&ip.to_bytes());
     }
     quote.extend_from_slice(&9u16.to_be_bytes());
@@ -230,12 +285,16 @@ fn icmp_error_unknown(e: &Ends, sport: u16) -> Vec<u8> {
     let mut out = Vec::new();
     if e.srv.is_ipv6() {
         base(e, None)
-            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(etherparse::icmpv6::DestUnreachableCode::Port))
+            .icmpv6(etherparse::Icmpv6Type::DestinationUnreachable(
+                etherparse::icmpv6::DestUnreachableCode::Port,
+            ))
             .write(&mut out, &quote)
             .expect("frame");
     } else {
         base(e, None)
-            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port))
+            .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::Port,
+            ))
             .write(&mut out, &quote)
             .expect("frame");
     }

@@ -32,7 +32,11 @@ impl RawPort {
     /// Opens on `iface`; call from a thread inside the right namespace.
     pub fn open(iface: &str) -> io::Result<RawPort> {
         let fd = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, (ETH_P_ALL).to_be() as i32)
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                (ETH_P_ALL).to_be() as i32,
+            )
         };
         if fd < 0 {
             return Err(io::Error::last_os_error());
@@ -93,7 +97,11 @@ impl RawPort {
             if left.is_zero() || out.len() > 1000 {
                 return out;
             }
-            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
             let ms = left.as_millis().max(1) as i32;
             if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
                 continue;
@@ -110,7 +118,7 @@ impl RawPort {
                     &mut len,
                 )
             };
-            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING {
                 out.push(buf[..n as usize].to_vec());
             }
         }
@@ -157,7 +165,9 @@ pub struct Probe {
 pub fn classify(frames: &[Vec<u8>], probe: &Probe) -> Answer {
     use etherparse::{NetSlice, SlicedPacket, TransportSlice};
     for f in frames {
-        let Ok(p) = SlicedPacket::from_ethernet(f) else { continue };
+        let Ok(p) = SlicedPacket::from_ethernet(f) else {
+            continue;
+        };
         let src: IpAddr = match &p.net {
             Some(NetSlice::Ipv4(v4)) => v4.header().source_addr().into(),
             Some(NetSlice::Ipv6(v6)) => v6.header().source_addr().into(),
@@ -167,7 +177,9 @@ pub fn classify(frames: &[Vec<u8>], probe: &Probe) -> Answer {
             continue;
         }
         match &p.transport {
-            Some(TransportSlice::Tcp(t)) if t.source_port() == probe.dport && t.destination_port() == probe.sport => {
+            Some(TransportSlice::Tcp(t))
+                if t.source_port() == probe.dport && t.destination_port() == probe.sport =>
+            {
                 if t.rst() {
                     return Answer::Rst;
                 }
@@ -175,7 +187,9 @@ pub fn classify(frames: &[Vec<u8>], probe: &Probe) -> Answer {
                     return Answer::SynAck;
                 }
             }
-            Some(TransportSlice::Udp(u)) if u.source_port() == probe.dport && u.destination_port() == probe.sport => {
+            Some(TransportSlice::Udp(u))
+                if u.source_port() == probe.dport && u.destination_port() == probe.sport =>
+            {
                 return Answer::Udp;
             }
             Some(TransportSlice::Icmpv4(i)) => {
@@ -232,7 +246,10 @@ fn quotes(payload: &[u8], probe: &Probe, v6: bool) -> bool {
         return false;
     }
     match proto {
-        6 | 17 => u16::from_be_bytes([l4[0], l4[1]]) == probe.sport && u16::from_be_bytes([l4[2], l4[3]]) == probe.dport,
+        6 | 17 => {
+            u16::from_be_bytes([l4[0], l4[1]]) == probe.sport
+                && u16::from_be_bytes([l4[2], l4[3]]) == probe.dport
+        }
         _ => true,
     }
 }
