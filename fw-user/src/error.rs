@@ -30,7 +30,7 @@ pub enum Error {
     )]
     StalePin { path: PathBuf, detail: String },
 
-    #[error("attaching XDP to `{iface}` in {mode} mode failed: {source}{hint}")]
+    #[error("attaching XDP to `{iface}` in {mode} mode failed{hint}")]
     XdpAttach {
         iface: String,
         mode: &'static str,
@@ -39,45 +39,45 @@ pub enum Error {
         source: Box<aya::programs::ProgramError>,
     },
 
-    #[error("attaching the TC egress program to `{iface}` failed: {source}")]
+    #[error("attaching the TC egress program to `{iface}` failed")]
     TcAttach {
         iface: String,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
 
-    #[error("loading the eBPF object failed: {0}")]
-    Load(Box<aya::EbpfError>),
+    #[error("loading the eBPF object failed")]
+    Load(#[source] Box<aya::EbpfError>),
 
-    #[error("eBPF program `{name}`: {source}")]
+    #[error("eBPF program `{name}`")]
     Program {
         name: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
 
-    #[error("map `{name}`: {source}")]
+    #[error("map `{name}`")]
     Map {
         name: &'static str,
         #[source]
         source: Box<aya::maps::MapError>,
     },
 
-    #[error("pinning {path}: {source}")]
+    #[error("pinning {path}")]
     Pin {
         path: PathBuf,
         #[source]
         source: Box<aya::pin::PinError>,
     },
 
-    #[error("link {path}: {source}")]
+    #[error("link {path}")]
     Link {
         path: PathBuf,
         #[source]
         source: Box<aya::programs::links::LinkError>,
     },
 
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

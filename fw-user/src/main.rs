@@ -1,7 +1,6 @@
 //! The `fw` command line: parses arguments and calls fw-user's library.
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use fw_user::{
     apply,
@@ -242,7 +241,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         print!("{}", s.render(None));
                     }
                 }
-                Some(secs) => watch_stats(&maps, secs, json)?,
+                Some(secs) => fw_user::stats::watch(
+                    &maps,
+                    seconds(secs)?,
+                    json,
+                    &Shutdown::on_signals()?,
+                    &mut std::io::stdout().lock(),
+                )?,
             }
         }
         Cmd::Allow { proto, ports, from } => {
@@ -331,30 +336,6 @@ fn pending_note(pins: &PinDir, changed: usize) {
         if let Some(w) = apply::pending_warning(pins) {
             eprintln!("fw: {w}");
         }
-    }
-}
-
-fn watch_stats(maps: &FwMaps, secs: f64, json: bool) -> anyhow::Result<()> {
-    if !(0.1..=3600.0).contains(&secs) {
-        anyhow::bail!("--watch {secs}: the interval must be 0.1-3600 seconds");
-    }
-    let period = std::time::Duration::from_secs_f64(secs);
-    let mut prev = Stats::collect(maps)?;
-    let mut prev_t = std::time::Instant::now();
-    loop {
-        std::thread::sleep(period);
-        let now = Stats::collect(maps).context("reading counters")?;
-        let dt = prev_t.elapsed().as_secs_f64();
-        let rates = now.rates(&prev, dt);
-        if json {
-            let v = serde_json::json!({"stats": now, "rates": rates.iter().map(|(k, (p, b))| (k.to_string(), serde_json::json!({"packets_per_sec": p, "bytes_per_sec": b}))).collect::<serde_json::Map<_, _>>()});
-            println!("{v}");
-        } else {
-            // Clear the screen and home the cursor, like watch(1).
-            print!("\x1b[2J\x1b[H{}", now.render(Some(&rates)));
-        }
-        prev = now;
-        prev_t = std::time::Instant::now();
     }
 }
 

@@ -222,6 +222,50 @@ impl Stats {
     }
 }
 
+/// `fw stats --watch`: a fresh table (or one JSON object per line) every
+/// `period`, with rates since the previous one, until `stop`.
+pub fn watch(
+    maps: &FwMaps,
+    period: std::time::Duration,
+    json: bool,
+    stop: &crate::shutdown::Shutdown,
+    out: &mut impl std::io::Write,
+) -> Result<()> {
+    let write_err = |e| crate::error::Error::io("writing stats", e);
+    let mut prev = Stats::collect(maps)?;
+    let mut prev_t = std::time::Instant::now();
+    while !stop.requested() {
+        // Sleep in small steps so Ctrl-C is prompt.
+        let until = prev_t + period;
+        while std::time::Instant::now() < until && !stop.requested() {
+            std::thread::sleep(std::time::Duration::from_millis(50).min(period));
+        }
+        if stop.requested() {
+            break;
+        }
+        let now = Stats::collect(maps)?;
+        let rates = now.rates(&prev, prev_t.elapsed().as_secs_f64());
+        if json {
+            let rates: serde_json::Map<String, serde_json::Value> = rates
+                .iter()
+                .map(|(k, (p, b))| {
+                    let v = serde_json::json!({"packets_per_sec": p, "bytes_per_sec": b});
+                    (k.to_string(), v)
+                })
+                .collect();
+            let line = serde_json::json!({"stats": now, "rates": rates});
+            writeln!(out, "{line}").map_err(write_err)?;
+        } else {
+            // Clear the screen and home the cursor, like watch(1).
+            write!(out, "\x1b[2J\x1b[H{}", now.render(Some(&rates))).map_err(write_err)?;
+        }
+        out.flush().map_err(write_err)?;
+        prev = now;
+        prev_t = std::time::Instant::now();
+    }
+    Ok(())
+}
+
 /// 1234 -> "1234", 12345 -> "12K", 1234567 -> "1.2M" (like iptables -v).
 pub fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];

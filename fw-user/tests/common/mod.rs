@@ -101,6 +101,13 @@ impl Fw {
 
     /// Runs `frame` through fw_ingress: (action, frame after the program).
     pub fn ingress(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        self.try_ingress(frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of fw_ingress: {e}"))
+    }
+
+    /// Like [`Fw::ingress`], returning a failed BPF_PROG_TEST_RUN (the fuzz
+    /// tests report it with the frame and seed).
+    pub fn try_ingress(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), String> {
         let mut out = vec![0u8; 4096];
         let r = self
             .xdp()
@@ -109,13 +116,13 @@ impl Fw {
                 data_out: Some(&mut out),
                 ..Default::default()
             })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of fw_ingress: {e}"));
+            .map_err(|e| e.to_string())?;
         out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        Ok((r.return_value, out))
     }
 
-    /// Runs `frame` (a packet the host sends) through fw_egress.
-    pub fn egress(&self, frame: &[u8]) {
+    /// Runs `frame` through fw_egress: (return value, packet after it).
+    pub fn try_egress(&self, frame: &[u8]) -> Result<(i32, Vec<u8>), String> {
         let mut out = vec![0u8; 4096];
         let r = self
             .tc()
@@ -124,12 +131,17 @@ impl Fw {
                 data_out: Some(&mut out),
                 ..Default::default()
             })
-            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of fw_egress: {e}"));
-        assert_eq!(
-            r.return_value as i32, TCX_NEXT,
-            "fw_egress never takes a packet"
-        );
+            .map_err(|e| e.to_string())?;
         out.truncate(r.data_size_out as usize);
+        Ok((r.return_value as i32, out))
+    }
+
+    /// Runs `frame` (a packet the host sends) through fw_egress.
+    pub fn egress(&self, frame: &[u8]) {
+        let (ret, out) = self
+            .try_egress(frame)
+            .unwrap_or_else(|e| panic!("BPF_PROG_TEST_RUN of fw_egress: {e}"));
+        assert_eq!(ret, TCX_NEXT, "fw_egress never takes a packet");
         assert_eq!(out, frame, "fw_egress does not change packets");
     }
 

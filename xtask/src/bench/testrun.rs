@@ -51,6 +51,7 @@ const EMPTY: &str = "rig_drop";
 pub struct Loaded {
     ebpf: Ebpf,
     pub maps: FwMaps,
+    pins: PinDir,
     // Removes the pins (and so the maps) when dropped, after `ebpf`.
     _pins: TestPinDir,
 }
@@ -70,6 +71,7 @@ impl Loaded {
         Ok(Loaded {
             ebpf,
             maps,
+            pins,
             _pins: test_pins,
         })
     }
@@ -101,7 +103,7 @@ impl Loaded {
     }
 
     pub fn configure(&self, cfg: &Config) -> Result<()> {
-        self.maps.set_config(&cfg.kernel(loader::ncpus()?))?;
+        loader::apply_config(&self.pins, cfg)?;
         Ok(())
     }
 }
