@@ -39,7 +39,9 @@ pub enum Error {
         source: Box<aya::programs::ProgramError>,
     },
 
-    #[error("attaching the TC egress program to `{iface}` failed")]
+    #[error(
+        "attaching the TC egress program to `{iface}` failed (fw uses tcx, Linux 6.6 or newer)"
+    )]
     TcAttach {
         iface: String,
         #[source]

@@ -243,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Some(secs) => fw_user::stats::watch(
                     &maps,
-                    seconds(secs)?,
+                    watch_interval(secs)?,
                     json,
                     &Shutdown::on_signals()?,
                     &mut std::io::stdout().lock(),
@@ -337,6 +337,14 @@ fn pending_note(pins: &PinDir, changed: usize) {
             eprintln!("fw: {w}");
         }
     }
+}
+
+/// The `fw stats --watch` period (0.1 s to an hour).
+fn watch_interval(secs: f64) -> anyhow::Result<std::time::Duration> {
+    if !(0.1..=3600.0).contains(&secs) {
+        anyhow::bail!("--watch {secs}: the interval must be 0.1-3600 seconds");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 /// A `--timeout`-style number of seconds (0.1 s to a day).

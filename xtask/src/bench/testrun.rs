@@ -208,7 +208,7 @@ enum Setting {
     Default,
     /// A reject rate so high the bucket never empties (every reject is answered).
     Unlimited,
-    /// Rate 1/s and the bucket drained first (every reject is rate-limited).
+    /// Rate 0 and the bucket drained first (every reject is rate-limited).
     Drained,
     DryRun,
 }
@@ -419,8 +419,10 @@ fn config_for(s: Setting) -> Config {
             c.reject_burst = MAX_RATE;
         }
         Setting::Drained => {
-            c.reject_rate = 1;
-            c.reject_burst = 1;
+            // A bucket that never refills (not a valid user setting, which
+            // is the point): every reject is rate-limited.
+            c.reject_rate = 0;
+            c.reject_burst = 0;
         }
         Setting::DryRun => c.dry_run = true,
     }
@@ -544,13 +546,13 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
     })
 }
 
-/// Takes the reject bucket's last token (rate 1/s): single calls until one
-/// is rate-limited.
+/// Takes what is left in the reject bucket: single calls until one is
+/// rate-limited.
 fn drain(prog: &Xdp, frame: &[u8]) -> Result<()> {
     for _ in 0..100 {
         if single(prog, frame)?.1 == XDP_DROP {
             return Ok(());
         }
     }
-    bail!("the reject bucket does not empty at a rate of 1/s")
+    bail!("the reject bucket does not empty at a rate of 0")
 }
