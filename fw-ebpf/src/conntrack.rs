@@ -11,7 +11,7 @@ use fw_common::{
 
 use crate::{
     maps::CONNTRACK,
-    parse::{is_echo, is_echo_request, Pkt, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    parse::{is_echo, is_echo_request, is_icmp, Pkt, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 /// Refresh `last_seen` at most this often: saves a cache-line write per packet.
@@ -21,17 +21,52 @@ const REFRESH_NS: u64 = 1_000_000_000;
 fn tracked_proto(p: &Pkt) -> bool {
     match p.proto {
         IPPROTO_TCP | IPPROTO_UDP => true,
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => is_echo(p.proto, p.icmp_type),
+        IPPROTO_ICMP | IPPROTO_ICMPV6 => is_icmp(p) && is_echo(p.proto, p.icmp_type),
         _ => false,
     }
+}
+
+const TCP_URG: u8 = 0x20;
+
+/// The TCP flag combinations netfilter's conntrack takes (tcp_valid_flags,
+/// PSH/ECE/CWR aside); a packet with any other is INVALID there: never part
+/// of a flow, judged by the port policy alone. A data offset beyond the
+/// segment is invalid too.
+#[inline(always)]
+fn tcp_valid(p: &Pkt) -> bool {
+    const S: u8 = TCP_SYN;
+    const A: u8 = TCP_ACK;
+    const F: u8 = TCP_FIN;
+    const R: u8 = TCP_RST;
+    const U: u8 = TCP_URG;
+    let f = p.tcp_flags & (S | A | F | R | U);
+    let valid = f == S
+        || f == S | U
+        || f == S | A
+        || f == R
+        || f == R | A
+        || f == F | A
+        || f == F | A | U
+        || f == A
+        || f == A | U;
+    valid && !p.tcp_truncated
+}
+
+/// A 16-byte address as two word loads (a plain copy becomes a call to a
+/// byte-loop memmove in BPF). `a` is 8-byte aligned: a field of `Pkt`.
+#[inline(always)]
+fn addr(a: &[u8; 16]) -> [u8; 16] {
+    let w = a.as_ptr() as *const u64;
+    let words = unsafe { [w.read_volatile(), w.add(1).read_volatile()] };
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) }
 }
 
 /// Key of an ingress packet: as it is.
 #[inline(always)]
 pub fn ingress_key(p: &Pkt) -> FlowKey {
     FlowKey {
-        src: p.src,
-        dst: p.dst,
+        src: addr(&p.src),
+        dst: addr(&p.dst),
         sport: p.sport,
         dport: if is_echo(p.proto, p.icmp_type) {
             0
@@ -49,8 +84,8 @@ pub fn ingress_key(p: &Pkt) -> FlowKey {
 fn egress_key(p: &Pkt) -> FlowKey {
     let echo = is_echo(p.proto, p.icmp_type);
     FlowKey {
-        src: p.dst,
-        dst: p.src,
+        src: addr(&p.dst),
+        dst: addr(&p.src),
         sport: if echo { p.sport } else { p.dport },
         dport: if echo { 0 } else { p.sport },
         proto: p.proto,
@@ -104,9 +139,28 @@ fn next_tcp_state(state: u8, flags: u8, inbound: bool) -> u8 {
     let syn = flags & TCP_SYN != 0;
     let ack = flags & TCP_ACK != 0;
     match state {
-        CT_TCP_SYN_SENT if inbound && ack => CT_TCP_ESTABLISHED,
+        // Only the SYN-ACK answers a SYN (a bare ACK is ignored there).
+        CT_TCP_SYN_SENT if inbound && syn && ack => CT_TCP_ESTABLISHED,
         CT_TCP_SYN_RECV if inbound && ack && !syn => CT_TCP_ESTABLISHED,
         _ => state,
+    }
+}
+
+/// Whether netfilter's TCP state table lets an inbound segment with `f`
+/// through on flow `v`: the reply direction of a flow the host started, the
+/// original one of a flow the peer started. What it calls invalid goes to
+/// the port policy instead.
+#[inline(always)]
+fn tcp_transition_valid(v: &FlowValue, f: u8) -> bool {
+    let syn_ack = f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK;
+    if v.flags & CT_F_OUTBOUND != 0 {
+        let pure_syn = f & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        // A FIN before the SYN-ACK; a new SYN on an established flow.
+        !((v.state == CT_TCP_SYN_SENT && f & TCP_FIN != 0)
+            || (v.state == CT_TCP_ESTABLISHED && pure_syn))
+    } else {
+        // The peer opened it: a SYN-ACK from the peer is out of place.
+        !syn_ack
     }
 }
 
@@ -114,7 +168,7 @@ fn next_tcp_state(state: u8, flags: u8, inbound: bool) -> u8 {
 /// refreshing the entry.
 #[inline(always)]
 pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
-    if !tracked_proto(p) {
+    if !tracked_proto(p) || (p.proto == IPPROTO_TCP && !tcp_valid(p)) {
         return false;
     }
     let key = ingress_key(p);
@@ -127,12 +181,22 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
     }
     let mut state = v.state;
     if p.proto == IPPROTO_TCP {
+        let f = p.tcp_flags;
         // A fresh SYN on a closed flow is a new connection: policy decides.
-        let pure_syn = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        let pure_syn = f & (TCP_SYN | TCP_ACK) == TCP_SYN;
         if pure_syn && (state == CT_TCP_CLOSED || state == CT_TCP_CLOSING) {
             return false;
         }
-        state = next_tcp_state(state, p.tcp_flags, true);
+        if !tcp_transition_valid(v, f) {
+            return false;
+        }
+        // The first answer to the host's SYN is a RST: the flow is over
+        // (netfilter deletes such an entry at once).
+        if v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == CT_F_OUTBOUND && f & TCP_RST != 0 {
+            let _ = CONNTRACK.remove(&key);
+            return true;
+        }
+        state = next_tcp_state(state, f, true);
     } else if is_echo_request(p.proto, p.icmp_type) {
         // Our own echo id reused by the peer as a request: not a reply.
         return false;
@@ -154,7 +218,7 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
 pub fn accept_new(p: &Pkt, now: u64) {
     let state = match p.proto {
         IPPROTO_TCP => {
-            if p.tcp_flags & TCP_RST != 0 {
+            if p.tcp_flags & TCP_RST != 0 || !tcp_valid(p) {
                 return;
             }
             if p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
@@ -185,6 +249,15 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
     let key = egress_key(p);
     if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
         let v = unsafe { &mut *v };
+        // The host's first answer to the peer's SYN is a RST: the flow is
+        // over (netfilter deletes such an entry at once).
+        if p.proto == IPPROTO_TCP
+            && p.tcp_flags & TCP_RST != 0
+            && v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == 0
+        {
+            let _ = CONNTRACK.remove(&key);
+            return;
+        }
         let pure_syn = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
         if live(cfg, v, now) && !(pure_syn && matches!(v.state, CT_TCP_CLOSED | CT_TCP_CLOSING)) {
             let state = if p.proto == IPPROTO_TCP {

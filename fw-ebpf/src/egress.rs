@@ -1,6 +1,6 @@
 //! The TC egress program: every packet the host sends creates or refreshes
 //! its flow's conntrack entry, so the replies are ESTABLISHED on ingress.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::TcContext};
 
 use crate::{
     conntrack,
@@ -29,7 +29,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     if let Parsed::Ip = parse::parse(ctx, p) {
         if p.has_l4() {
             if let Some(cfg) = CONFIG.get(0) {
-                conntrack::egress(cfg, p, unsafe { bpf_ktime_get_ns() });
+                conntrack::egress(cfg, p, unsafe { bpf_ktime_get_coarse_ns() });
             }
         }
     }

@@ -1,13 +1,16 @@
 //! The XDP program: parse, then the seed policy in order (fragments,
 //! ESTABLISHED, RELATED, NDP, ports, REJECT), then count.
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, programs::XdpContext};
-use fw_common::{Config, Reason, CFG_DRY_RUN, IPPROTO_ICMP, IPPROTO_ICMPV6};
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use fw_common::{Config, Reason, CFG_DRY_RUN};
 
 use crate::{
     conntrack, counters, events, frag,
     frame::Frame,
     maps::{CONFIG, PKT},
-    parse::{self, is_martian, is_ndp, is_related_candidate, Parsed, Pkt, FRAG_FIRST, FRAG_LATER},
+    parse::{
+        self, is_icmp, is_martian, is_ndp, is_related_candidate, Parsed, Pkt, FRAG_FIRST,
+        FRAG_LATER,
+    },
     policy, reject,
 };
 
@@ -19,7 +22,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let Some(cfg) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     let slot = counters::iface_slot(ifindex);
     let Some(p) = PKT.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
@@ -71,7 +74,7 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     if conntrack::ingress(cfg, p, now) {
         return (xdp_action::XDP_PASS, Reason::Established);
     }
-    if p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6 {
+    if is_icmp(p) {
         if is_related_candidate(p.proto, p.icmp_type) {
             if let Some(q) = parse::quoted(ctx, p) {
                 if conntrack::known(cfg, &conntrack::quoted_key(&q, p.family), now) {

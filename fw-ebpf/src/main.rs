@@ -15,6 +15,7 @@ mod frag;
 mod frame;
 mod ingress;
 mod maps;
+mod options;
 mod parse;
 mod policy;
 mod ratelimit;

@@ -50,6 +50,11 @@ pub struct Pkt {
     pub icmp_code: u8,
     /// L2 destination was broadcast/multicast.
     pub l2_multicast: bool,
+    /// Tagged for a VLAN (an id other than 0, or two tags): the stack drops
+    /// such frames unless it has an interface for that VLAN.
+    pub vlan_tagged: bool,
+    /// TCP data offset beyond the segment (conntrack calls it invalid).
+    pub tcp_truncated: bool,
     pub frag_id: u32,
     pub tcp_seq: u32,
     pub tcp_ack: u32,
@@ -68,22 +73,12 @@ impl Pkt {
     /// whole-struct assignment becomes a memset call in BPF).
     #[inline(always)]
     fn reset(&mut self) {
-        self.src = [0; 16];
-        self.dst = [0; 16];
-        self.l4_off = 0;
-        self.ip_len = 0;
-        self.family = 0;
-        self.proto = 0;
-        self.frag = FRAG_NONE;
-        self.tcp_flags = 0;
-        self.sport = 0;
-        self.dport = 0;
-        self.icmp_type = 0;
-        self.icmp_code = 0;
-        self.frag_id = 0;
-        self.tcp_seq = 0;
-        self.tcp_ack = 0;
-        self.tcp_payload = 0;
+        // Word stores LLVM cannot merge into a memset call (which BPF gets
+        // as a byte loop in a subprogram). All-zero is a valid empty `Pkt`.
+        let w = self as *mut Pkt as *mut u64;
+        for i in 0..core::mem::size_of::<Pkt>() / 8 {
+            unsafe { w.add(i).write_volatile(0) };
+        }
     }
 
     #[inline(always)]
@@ -107,10 +102,16 @@ fn parse_inner<F: Frame>(f: &F, p: &mut Pkt) -> Result<Parsed, ()> {
     let dst0 = u8_at(f, 0).ok_or(())?;
     let mut ethertype = be16_at(f, 12).ok_or(())?;
     let mut l3 = ETH_LEN;
+    let mut tags = 0;
+    let mut vid_set = false;
     for _ in 0..MAX_VLANS {
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-            ethertype = be16_at(f, l3 + 2).ok_or(())?;
+            // TCI, then the inner ethertype.
+            let tag: [u8; 4] = read(f, l3).ok_or(())?;
+            vid_set |= u16::from_be_bytes([tag[0], tag[1]]) & 0x0fff != 0;
+            ethertype = u16::from_be_bytes([tag[2], tag[3]]);
             l3 += 4;
+            tags += 1;
         }
     }
     if ethertype != ETH_P_IP && ethertype != ETH_P_IPV6 {
@@ -119,6 +120,8 @@ fn parse_inner<F: Frame>(f: &F, p: &mut Pkt) -> Result<Parsed, ()> {
     p.reset();
     p.l3_off = l3;
     p.l2_multicast = dst0 & 1 != 0;
+    // A single priority tag (VLAN 0) is taken as untagged, as Linux does.
+    p.vlan_tagged = vid_set || tags > 1;
     // Offsets stay in registers here: read back from the map they would be
     // unbounded for the verifier.
     let (l4, ip_len) = if ethertype == ETH_P_IP {
@@ -203,6 +206,12 @@ fn parse_ipv6<F: Frame>(f: &F, p: &mut Pkt, l3: usize) -> Result<(usize, usize),
                 next = h[0];
                 let fo = u16::from_be_bytes([h[2], h[3]]);
                 p.frag_id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                // A fragment that is not the last must carry a multiple of 8
+                // bytes (RFC 8200 4.5); the stack would answer it, netfilter
+                // drops it.
+                if fo & 1 != 0 && (l3 + total - (off + 8)) & 7 != 0 {
+                    return Err(());
+                }
                 p.frag = if fo & 0xfff8 != 0 {
                     FRAG_LATER
                 } else if fo & 1 != 0 {
@@ -212,17 +221,14 @@ fn parse_ipv6<F: Frame>(f: &F, p: &mut Pkt, l3: usize) -> Result<(usize, usize),
                 };
                 off += 8;
             }
-            // authentication header
-            51 => {
-                let h: [u8; 2] = read(f, off).ok_or(())?;
-                next = h[0];
-                off += (h[1] as usize + 2) * 4;
-            }
+            // The authentication header (51) is where nftables (and so
+            // iptables-nft) stops looking for the transport protocol: AH
+            // is the protocol the policy sees.
             _ => break,
         }
         walked += 1;
     }
-    if walked == MAX_EXT_HEADERS && matches!(next, 0 | 43 | 60 | 44 | 51) {
+    if walked == MAX_EXT_HEADERS && matches!(next, 0 | 43 | 60 | 44) {
         return Err(());
     }
     if off > l3 + total || off > MAX_L4_OFF {
@@ -237,11 +243,19 @@ fn parse_ipv6<F: Frame>(f: &F, p: &mut Pkt, l3: usize) -> Result<(usize, usize),
 fn parse_l4<F: Frame>(f: &F, p: &mut Pkt, l4: usize, l4_len: usize) -> Result<(), ()> {
     match p.proto {
         IPPROTO_TCP => {
-            let h: [u8; 20] = read(f, l4).ok_or(())?;
-            let doff = ((h[12] >> 4) as usize) * 4;
-            if doff < 20 || (p.frag == FRAG_NONE && doff > l4_len) {
+            // A header cut short (also a first fragment too small to hold
+            // it, RFC 1858) or a data offset below 20: the tcp match drops
+            // the packet. A data offset beyond the segment still has ports
+            // the policy decides on.
+            if l4_len < 20 {
                 return Err(());
             }
+            let h: [u8; 20] = read(f, l4).ok_or(())?;
+            let doff = ((h[12] >> 4) as usize) * 4;
+            if doff < 20 {
+                return Err(());
+            }
+            p.tcp_truncated = p.frag == FRAG_NONE && doff > l4_len;
             p.sport = u16::from_be_bytes([h[0], h[1]]);
             p.dport = u16::from_be_bytes([h[2], h[3]]);
             p.tcp_seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
@@ -256,7 +270,9 @@ fn parse_l4<F: Frame>(f: &F, p: &mut Pkt, l4: usize, l4_len: usize) -> Result<()
             p.sport = be16_at(f, l4).ok_or(())?;
             p.dport = be16_at(f, l4 + 2).ok_or(())?;
         }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
+        // ICMP of the packet's own family only: ICMPv6 inside IPv4 is just
+        // an unknown protocol there.
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if (p.proto == IPPROTO_ICMP) == (p.family == 4) => {
             if l4_len < 8 {
                 return Err(());
             }
@@ -270,6 +286,13 @@ fn parse_l4<F: Frame>(f: &F, p: &mut Pkt, l4: usize, l4_len: usize) -> Result<()
         _ => {}
     }
     Ok(())
+}
+
+/// ICMP of the packet's own family (ICMPv6 in IPv4, or ICMP in IPv6, is
+/// just another protocol number: its type was not parsed).
+#[inline(always)]
+pub fn is_icmp(p: &Pkt) -> bool {
+    (p.proto == IPPROTO_ICMP && p.family == 4) || (p.proto == IPPROTO_ICMPV6 && p.family == 6)
 }
 
 /// ICMP echo request or reply (the types conntrack follows by identifier).
@@ -305,10 +328,11 @@ pub fn is_icmp_error(proto: u8, ty: u8) -> bool {
 #[inline(always)]
 pub fn is_related_candidate(proto: u8, ty: u8) -> bool {
     match proto {
-        // unreachable, time exceeded, parameter problem
-        IPPROTO_ICMP => matches!(ty, 3 | 11 | 12),
-        // unreachable, packet too big, time exceeded, parameter problem
-        IPPROTO_ICMPV6 => matches!(ty, 1..=4),
+        // unreachable, source quench, redirect, time exceeded, parameter
+        // problem (the kernel's icmp_is_err)
+        IPPROTO_ICMP => matches!(ty, 3 | 4 | 5 | 11 | 12),
+        // every error type, known or not (nf_conntrack_icmpv6)
+        IPPROTO_ICMPV6 => ty < 128,
         _ => false,
     }
 }
@@ -316,7 +340,7 @@ pub fn is_related_candidate(proto: u8, ty: u8) -> bool {
 /// Neighbor discovery: router/neighbor solicitation/advertisement, redirect.
 #[inline(always)]
 pub fn is_ndp(p: &Pkt) -> bool {
-    p.proto == IPPROTO_ICMPV6 && matches!(p.icmp_type, 133..=137)
+    p.proto == IPPROTO_ICMPV6 && p.family == 6 && matches!(p.icmp_type, 133..=137)
 }
 
 /// The flow an ICMP error quotes, as the inner packet's header says it.
@@ -402,12 +426,15 @@ pub fn is_martian(p: &Pkt) -> bool {
         // 0.0.0.0/8 is only a valid source towards the limited broadcast (DHCP).
         // As a destination it is a martian for Linux (ip_route_input_slow);
         // answering it would make it the source of the reply.
+        // A source equal to the destination (a LAND attack) is one of the
+        // host's own addresses: Linux refuses those (fib_validate_source).
         s == 127
             || (s & 0xf0) == 0xe0
             || src_lbcast
             || (s == 0 && !dst_lbcast)
             || d == 127
             || d == 0
+            || word(&p.src, 0) == word(&p.dst, 0)
     } else {
         let s_loop = is_v6_loopback(&p.src);
         let d_high = word(&p.dst, 0) | word(&p.dst, 1) | word(&p.dst, 2);
@@ -418,7 +445,12 @@ pub fn is_martian(p: &Pkt) -> bool {
         let s_mapped = word(&p.src, 0) == 0
             && word(&p.src, 1) == 0
             && word(&p.src, 2) == u32::from_ne_bytes([0, 0, 0xff, 0xff]);
-        s_loop || d_bad || s_mcast || s_mapped
+        // Source = destination: Linux would answer itself over loopback.
+        let same = word(&p.src, 0) == word(&p.dst, 0)
+            && word(&p.src, 1) == word(&p.dst, 1)
+            && word(&p.src, 2) == word(&p.dst, 2)
+            && word(&p.src, 3) == word(&p.dst, 3);
+        s_loop || d_bad || s_mcast || s_mapped || same
     }
 }
 

@@ -8,16 +8,18 @@ use aya_ebpf::{
 use fw_common::{Config, Reason, RejectKind, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
 
 use crate::{
-    checksum,
+    checksum, options,
     frame::{ptr_at, read, Frame},
     parse::{
-        dst_not_unicast, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK, TCP_FIN,
+        dst_not_unicast, is_icmp, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK, TCP_FIN,
         TCP_RST, TCP_SYN,
     },
     ratelimit,
 };
 
 const MAX_L2: usize = 22;
+/// IPv6 "no next header".
+const IPPROTO_NONE: u8 = 59;
 const TTL: u8 = 64;
 /// RFC 1812 4.3.2.3: an ICMPv4 error stays within 576 bytes.
 const V4_MAX_QUOTE: usize = 576 - 20 - 8;
@@ -29,14 +31,15 @@ const V6_MAX_QUOTE: usize = 1280 - 40 - 8;
 #[inline(always)]
 pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     let kind = RejectKind::from_u32(cfg.reject_kind);
-    let answers_error = (p.proto == IPPROTO_ICMP || p.proto == IPPROTO_ICMPV6)
-        && is_icmp_error(p.proto, p.icmp_type);
+    let answers_error = is_icmp(p) && is_icmp_error(p.proto, p.icmp_type);
     let tcp_rst = kind == RejectKind::TcpReset && p.proto == IPPROTO_TCP;
     if kind == RejectKind::Drop
         || answers_error
         || p.frag == FRAG_LATER
         || dst_not_unicast(p)
         || src_unanswerable(p)
+        || p.vlan_tagged
+        || no_transport(p)
         || (tcp_rst && p.tcp_flags & TCP_RST != 0)
     {
         return (xdp_action::XDP_DROP, Reason::RejectSilent);
@@ -46,6 +49,12 @@ pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason
     // off the accept path (the stack drops what fw passes anyway).
     if p.family == 4 && (p.l3_off > MAX_L2 || !checksum::ipv4_header_ok(ctx, p.l3_off)) {
         return (xdp_action::XDP_DROP, Reason::Malformed);
+    }
+    // Options the stack refuses before netfilter: never answered either.
+    match refused_options(ctx, p) {
+        options::REFUSED_SILENTLY => return (xdp_action::XDP_DROP, Reason::RejectSilent),
+        options::REFUSED_MALFORMED => return (xdp_action::XDP_DROP, Reason::Malformed),
+        _ => {}
     }
     if !ratelimit::take_shared(cfg.reject_rate, cfg.reject_burst, now) {
         return (xdp_action::XDP_DROP, Reason::RejectRatelimited);
@@ -70,6 +79,33 @@ pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason
     match built {
         Some(()) => (xdp_action::XDP_TX, Reason::Reject),
         None => (xdp_action::XDP_DROP, Reason::RejectSilent),
+    }
+}
+
+/// IPv6 without a transport header to quote: "no next header", or nothing
+/// after the extension headers (ip6tables' REJECT stays silent on both).
+#[inline(always)]
+fn no_transport(p: &Pkt) -> bool {
+    p.family == 6 && (p.proto == IPPROTO_NONE || p.l4_off >= p.l3_off + p.ip_len)
+}
+
+/// What the stack would make of the packet's IPv4 options or IPv6
+/// hop-by-hop options (see `options`).
+#[inline(always)]
+fn refused_options(ctx: &XdpContext, p: &Pkt) -> u8 {
+    let l3 = p.l3_off;
+    if l3 > MAX_L2 {
+        return 0;
+    }
+    if p.family == 4 {
+        if p.l4_off > l3 + 20 {
+            return options::v4_refused(ctx, p, l3);
+        }
+        return 0;
+    }
+    match read::<[u8; 8], _>(ctx, l3) {
+        Some(h) if h[6] == 0 => options::hbh_refused(ctx, l3),
+        _ => 0,
     }
 }
 

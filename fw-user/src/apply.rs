@@ -14,7 +14,7 @@ use std::{
     fmt::Write as _,
     fs,
     io::{self, Write},
-    os::unix::fs::DirBuilderExt,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant, SystemTime},
@@ -38,6 +38,11 @@ const PENDING: &str = "pending";
 const CONFIRMED: &str = "confirmed";
 const EXPIRED: &str = "expired";
 const PREVIOUS: &str = "previous.toml";
+/// Present while an apply writes the maps (`pid=`, `file=`): left behind,
+/// with a dead pid, when the apply was killed halfway.
+const APPLYING: &str = "applying";
+/// The config running before that apply (to restore the whole of it).
+const APPLYING_OLD: &str = "applying-old.toml";
 
 /// A validated apply: the file's config and the running one it replaces.
 #[derive(Debug)]
@@ -81,6 +86,12 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: bool) -> Result<Pl
         }
     }
     let mut notes = Vec::new();
+    if let Some(i) = interrupted(pins) {
+        notes.push(format!(
+            "{i}. This apply sets the whole config from {}",
+            path.display()
+        ));
+    }
     let (a, b): (BTreeSet<&String>, BTreeSet<&String>) = (
         old.interfaces.iter().collect(),
         new.interfaces.iter().collect(),
@@ -177,9 +188,112 @@ impl Plan {
     }
 }
 
-/// Applies `plan` for good.
+/// Applies `plan` for good. A journal entry under [`RUN_DIR`] marks the
+/// time the maps are being written, so that an apply killed halfway (its
+/// policy a mix of old and new) is detected and reported afterwards.
 pub fn apply(pins: &PinDir, plan: &Plan) -> Result<()> {
-    loader::apply_config(pins, &plan.new)
+    let dir = pending_dir(pins);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_err("creating", &dir))?;
+    let old = dir.join(APPLYING_OLD);
+    let header = "# The config fw ran before an `fw apply` that was interrupted; restore it with `fw apply` on this file.\n";
+    write_private(&old, &format!("{header}{}", plan.old.to_toml()))?;
+    let journal = dir.join(APPLYING);
+    let body = format!("pid={}\nfile={}\n", std::process::id(), plan.path.display());
+    write_private(&journal, &body)?;
+    loader::apply_config(pins, &plan.new)?;
+    // Done: nothing half-written to report any more, and an earlier
+    // `--confirm` that died undecided is superseded by this config.
+    let _ = fs::remove_file(&journal);
+    let _ = fs::remove_file(&old);
+    if let Some(Interrupted::Probation { .. }) = interrupted(pins) {
+        let _ = fs::remove_file(dir.join(PENDING));
+        let _ = fs::remove_file(dir.join(PREVIOUS));
+    }
+    // The probation directory is removed by its owner; an empty one here is ours.
+    let _ = fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// Writes `body` to `path`, readable by root only.
+fn write_private(path: &Path, body: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("writing", path))?;
+    f.write_all(body.as_bytes())
+        .map_err(io_err("writing", path))
+}
+
+/// An `fw apply` killed while it wrote the maps, or an `fw apply --confirm`
+/// killed before its decision: the half state the next command reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The running policy may be part old, part new.
+    Apply {
+        pid: u32,
+        file: String,
+        previous: PathBuf,
+    },
+    /// The new config is live and was never confirmed, nor rolled back.
+    Probation { pid: u32, previous: PathBuf },
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interrupted::Apply {
+                pid,
+                file,
+                previous,
+            } => write!(
+                f,
+                "`fw apply {file}` (pid {pid}) was interrupted while changing the policy: the \
+                 running policy may be part old, part new. Run `fw apply {file}` again to \
+                 finish it, or `fw apply {}` to go back to the config before it",
+                previous.display()
+            ),
+            Interrupted::Probation { pid, previous } => write!(
+                f,
+                "`fw apply --confirm` (pid {pid}) died before its deadline: the config it \
+                 applied is live, unconfirmed and will not be rolled back. Run `fw confirm` to \
+                 keep it, or `fw apply {}` to go back to the config before it",
+                previous.display()
+            ),
+        }
+    }
+}
+
+/// What an interrupted `fw apply` left on `pins`, if anything.
+pub fn interrupted(pins: &PinDir) -> Option<Interrupted> {
+    let dir = pending_dir(pins);
+    if let Ok(text) = fs::read_to_string(dir.join(APPLYING)) {
+        let pid = parse_pid(&text)?;
+        if !pid_alive(pid) {
+            let file = text
+                .lines()
+                .find_map(|l| l.strip_prefix("file="))
+                .unwrap_or("FILE")
+                .to_string();
+            return Some(Interrupted::Apply {
+                pid,
+                file,
+                previous: dir.join(APPLYING_OLD),
+            });
+        }
+    }
+    let text = fs::read_to_string(dir.join(PENDING)).ok()?;
+    let pid = parse_pid(&text)?;
+    (!pid_alive(pid)).then(|| Interrupted::Probation {
+        pid,
+        previous: dir.join(PREVIOUS),
+    })
 }
 
 /// The probation directory of a pin dir: /run/fw/<hash of its path>.
@@ -247,6 +361,7 @@ impl Marker {
             match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&pending)
             {
                 Ok(mut f) => {
@@ -256,8 +371,7 @@ impl Marker {
                     }
                     let prev = dir.join(PREVIOUS);
                     let header = "# The config fw ran before `fw apply --confirm`; restore it with `fw apply` on this file.\n";
-                    fs::write(&prev, format!("{header}{}", previous.to_toml()))
-                        .map_err(io_err("writing", &prev))?;
+                    write_private(&prev, &format!("{header}{}", previous.to_toml()))?;
                     f.write_all(body.as_bytes())
                         .map_err(io_err("writing", &pending))?;
                     return Ok(Marker { dir });

@@ -11,16 +11,6 @@ use serde::Serialize;
 
 use crate::{error::Result, maps::FwMaps, sockets::FlowSocket};
 
-/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 fn addr_bytes(a: IpAddr) -> ([u8; 16], u8) {
     let mut b = [0u8; 16];
     match a {
@@ -85,7 +75,7 @@ pub fn entry_for(s: &FlowSocket, now: u64) -> Option<(FlowKey, FlowValue)> {
 
 /// Seeds conntrack with the flows of `sockets`; returns how many went in.
 pub fn seed(maps: &FwMaps, sockets: &[FlowSocket]) -> Result<usize> {
-    let now = monotonic_ns();
+    let now = crate::clock::kernel_now_ns();
     let mut n = 0;
     for s in sockets {
         if let Some((k, v)) = entry_for(s, now) {
@@ -115,7 +105,7 @@ pub struct Row {
 /// Live entries, oldest first.
 pub fn list(maps: &FwMaps) -> Result<Vec<Row>> {
     let cfg: Config = maps.config()?;
-    let now = monotonic_ns();
+    let now = crate::clock::kernel_now_ns();
     let mut rows: Vec<Row> = maps
         .conntrack_entries()?
         .into_iter()

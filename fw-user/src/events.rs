@@ -149,24 +149,9 @@ pub fn parse_record(raw: &[u8]) -> Option<Event> {
     Some(unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<Event>()) })
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec; both clocks always exist.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Now on the kernel's event clock (CLOCK_MONOTONIC, as `bpf_ktime_get_ns`).
-pub fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
-
 /// Wall-clock time of a kernel timestamp.
 pub fn wall_time(ts_ns: u64) -> SystemTime {
-    let age = monotonic_ns().saturating_sub(ts_ns);
+    let age = crate::clock::kernel_now_ns().saturating_sub(ts_ns);
     SystemTime::now()
         .checked_sub(Duration::from_nanos(age))
         .unwrap_or(SystemTime::UNIX_EPOCH)
@@ -187,7 +172,11 @@ impl<'a> EventReader<'a> {
     /// nobody read fills up and then keeps its *oldest* events, so the
     /// backlog is rarely what one wants to see.
     pub fn open(maps: &'a FwMaps, backlog: bool) -> Result<EventReader<'a>> {
-        let since_ns = if backlog { 0 } else { monotonic_ns() };
+        let since_ns = if backlog {
+            0
+        } else {
+            crate::clock::kernel_now_ns()
+        };
         let mut r = EventReader {
             maps,
             ring: maps.events()?,

@@ -32,6 +32,8 @@ pub fn serve(
     stop: &Shutdown,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    // A user who cannot read the pins would serve nothing but errors.
+    pins.check_readable()?;
     let listener = TcpListener::bind(listen).map_err(|e| {
         Error::io(
             format!("listening on {listen} (is another exporter running? use --listen)"),

@@ -18,7 +18,6 @@ use fw_common::{
 };
 
 use crate::{
-    conntrack::monotonic_ns,
     error::{Error, Result},
     maps::FwMaps,
     policy::{collapse, Proto},
@@ -69,7 +68,7 @@ pub fn check(maps: &FwMaps, proto: Proto, closing: &BTreeSet<u16>) -> Result<Vec
         }
     }
     let cfg = maps.config()?;
-    let now = monotonic_ns();
+    let now = crate::clock::kernel_now_ns();
     let mut flows: BTreeMap<u16, (usize, String)> = BTreeMap::new();
     for (k, v) in maps.conntrack_entries()? {
         if k.proto != proto.number() || !closing.contains(&k.dport) {

@@ -4,6 +4,7 @@
 //! `maps` (the only map access), `loader` (up/down), `stats`, `status`.
 pub mod apply;
 mod bpf_batch;
+pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod control;

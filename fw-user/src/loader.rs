@@ -1,6 +1,6 @@
 //! Bringing fw up and down: load the embedded object, pin it, attach XDP
 //! (ingress) and TC (egress) to interfaces, and undo all of it.
-use std::{fs, time::SystemTime};
+use std::{fs, path::PathBuf, time::SystemTime};
 
 use aya::{
     programs::{
@@ -62,6 +62,8 @@ pub struct UpReport {
     /// Conntrack entries seeded from the socket table.
     pub seeded: usize,
     pub attached: Vec<(String, &'static str)>,
+    /// Half-done work of an interrupted `fw up`/`fw down` that was finished first.
+    pub repaired: Vec<String>,
 }
 
 /// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
@@ -96,12 +98,15 @@ pub fn up(
     }
     pins.prepare()?;
     let fresh = !pins.is_loaded();
+    let mut repaired = Vec::new();
     if fresh {
         if pins.has_anything() {
-            // A half-made load (killed `fw up`): nothing attached can depend
-            // on it, since links are pinned last.
+            // A half-made load (killed `fw up`) or a half-removed one (killed
+            // `fw down`): without META nothing records what it holds, and
+            // unpinning its links detaches them.
             pins.remove_all()?;
             pins.prepare()?;
+            repaired.push(leftovers_note(pins));
         }
         let cfg = config.unwrap_or(&default_cfg);
         if let Err(e) = load_fresh(pins, cfg) {
@@ -109,8 +114,13 @@ pub fn up(
             return Err(e);
         }
     } else {
-        // Refuse before changing anything, so the running policy stays.
-        let meta = FwMaps::open(pins)?.meta()?;
+        let maps = FwMaps::open(pins)?;
+        let mut meta = maps.meta()?;
+        repaired = repair(pins, &maps, &mut meta, &ifaces)?
+            .into_iter()
+            .map(|r| r.1)
+            .collect();
+        // Refuse before changing anything else, so the running policy stays.
         for i in &ifaces {
             if meta
                 .ifaces
@@ -143,6 +153,7 @@ pub fn up(
         loaded: fresh,
         attached: Vec::new(),
         seeded,
+        repaired,
     };
     for i in &ifaces {
         match attach(pins, &maps, &mut meta, i, mode) {
@@ -162,6 +173,114 @@ pub fn up(
     Ok(report)
 }
 
+fn leftovers_note(pins: &PinDir) -> String {
+    format!(
+        "removed the leftovers of an interrupted `fw up` or `fw down` under {} (pins without fw's META map)",
+        pins.root().display()
+    )
+}
+
+/// Where the pins disagree with META: what a `fw up` or `fw down` killed
+/// halfway leaves behind.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HalfState {
+    /// Link pins of interfaces META does not list (`fw up` killed between
+    /// pinning a link and recording the interface): still attached, unseen.
+    pub stray_links: Vec<(PathBuf, u32)>,
+    /// Interfaces META lists with a link pin missing (`fw down` killed
+    /// between unpinning and recording it): not, or half, attached.
+    pub unlinked: Vec<String>,
+}
+
+impl HalfState {
+    pub fn is_empty(&self) -> bool {
+        self.stray_links.is_empty() && self.unlinked.is_empty()
+    }
+}
+
+pub fn half_state(pins: &PinDir, meta: &Meta) -> HalfState {
+    let listed: Vec<u32> = meta
+        .ifaces
+        .iter()
+        .filter(|m| m.slot != 0)
+        .map(|m| m.ifindex)
+        .collect();
+    HalfState {
+        stray_links: pins
+            .link_pins()
+            .into_iter()
+            .filter(|(_, idx)| !listed.contains(idx))
+            .collect(),
+        unlinked: meta
+            .ifaces
+            .iter()
+            .filter(|m| {
+                m.slot != 0
+                    && !(pins.xdp_link(m.ifindex).exists() && pins.tc_link(m.ifindex).exists())
+            })
+            .map(|m| iface::name_from_bytes(&m.name))
+            .collect(),
+    }
+}
+
+/// Finishes what an interrupted `fw up`/`fw down` left: unpins stray links
+/// (which detaches them), completes half-done detaches, and drops the entry
+/// of an interface in `bringing_up` that was deleted and made again (same
+/// name, new ifindex). Returns what it did, in words.
+fn repair(
+    pins: &PinDir,
+    maps: &FwMaps,
+    meta: &mut Meta,
+    bringing_up: &[Iface],
+) -> Result<Vec<(u32, String)>> {
+    let half = half_state(pins, meta);
+    let mut done = Vec::new();
+    for (path, ifindex) in &half.stray_links {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("unpinning {}", path.display()), e)),
+        }
+        maps.set_iface_slot(*ifindex, 0)?;
+        done.push((
+            *ifindex,
+            format!(
+                "detached {} (ifindex {ifindex}), left attached by an interrupted `fw up`",
+                path.display()
+            ),
+        ));
+    }
+    for name in &half.unlinked {
+        let ifindex = meta
+            .ifaces
+            .iter()
+            .find(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *name)
+            .map_or(0, |m| m.ifindex);
+        detach(pins, maps, meta, name)?;
+        done.push((
+            ifindex,
+            format!("finished detaching {name}, left half-detached by an interrupted `fw down`"),
+        ));
+    }
+    for i in bringing_up {
+        let stale = meta.ifaces.iter().find(|m| {
+            m.slot != 0 && iface::name_from_bytes(&m.name) == i.name && m.ifindex != i.index
+        });
+        if let Some(m) = stale {
+            let old = m.ifindex;
+            detach(pins, maps, meta, &i.name)?;
+            done.push((
+                old,
+                format!(
+                    "dropped the entry of {} (ifindex {old}): the interface was deleted and made again (ifindex {})",
+                    i.name, i.index
+                ),
+            ));
+        }
+    }
+    Ok(done)
+}
+
 fn load_fresh(pins: &PinDir, cfg: &Config) -> Result<()> {
     load_and_pin(pins, cfg).map(drop)
 }
@@ -174,7 +293,8 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
     let mut ebpf: Ebpf = EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
         .load(EBPF_OBJECT)?;
-    for name in names::PINNED {
+    // META is pinned last, with its content (below).
+    for name in names::PINNED.into_iter().filter(|&n| n != names::META) {
         let map = ebpf.map(name).ok_or_else(|| Error::Map {
             name,
             source: Box::new(aya::maps::MapError::InvalidName {
@@ -211,7 +331,8 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
     let maps = FwMaps::new_unchecked(pins);
     maps.set_config(&cfg.kernel())?;
     maps.write_policy(&Policy::default(), &cfg.policy)?;
-    // META last: its presence is what marks fw as loaded.
+    // META last, pinned only once written: its pin is what marks fw as
+    // loaded, so a load killed before this point is mere leftovers.
     let meta = Meta {
         loaded_at: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -222,7 +343,18 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
         ct_entries: cfg.conntrack_entries,
         ..Meta::default()
     };
-    maps.set_meta(&meta)?;
+    let map = ebpf.map_mut(names::META).ok_or_else(|| Error::Map {
+        name: names::META,
+        source: Box::new(aya::maps::MapError::InvalidName {
+            name: names::META.to_string(),
+        }),
+    })?;
+    FwMaps::write_unpinned_meta(map, &meta)?;
+    let path = pins.map(names::META);
+    map.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
     Ok(ebpf)
 }
 
@@ -304,16 +436,17 @@ fn attach(
             name: PROG_EGRESS,
             source: Box::new(source),
         })?;
-    let id = tc
-        .attach_with_options(
+    let id = while_link_released(|| {
+        tc.attach_with_options(
             &i.name,
             TcAttachType::Egress,
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
-        .map_err(|source| Error::TcAttach {
-            iface: i.name.clone(),
-            source: Box::new(source),
-        })?;
+    })
+    .map_err(|source| Error::TcAttach {
+        iface: i.name.clone(),
+        source: Box::new(source),
+    })?;
     let link = tc.take_link(id).map_err(|source| Error::TcAttach {
         iface: i.name.clone(),
         source: Box::new(source),
@@ -369,7 +502,7 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
     };
     let mut last = None;
     for &(m, code, name) in tries {
-        match xdp.attach_to_if_index(i.index, m) {
+        match while_link_released(|| xdp.attach_to_if_index(i.index, m)) {
             Ok(id) => {
                 let link = xdp.take_link(id).map_err(|source| Error::Program {
                     name: PROG_INGRESS,
@@ -402,6 +535,36 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
     })
 }
 
+/// Runs `attach` again while it fails with EEXIST/EBUSY, for up to a
+/// second: the kernel releases an unpinned link from a work queue, so right
+/// after a detach (a `fw down` then `fw up`, or a repair) the old link may
+/// still hold the hook for a moment.
+fn while_link_released<T>(
+    mut attach: impl FnMut() -> std::result::Result<T, aya::programs::ProgramError>,
+) -> std::result::Result<T, aya::programs::ProgramError> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match attach() {
+            Err(e) if busy(&e) && std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The error (or one of its causes) is EEXIST or EBUSY.
+fn busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(io.raw_os_error(), Some(libc::EEXIST | libc::EBUSY));
+        }
+        cur = c.source();
+    }
+    false
+}
+
 /// Detaches `name`: unpinning a link nobody else holds destroys it.
 fn detach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, name: &str) -> Result<()> {
     let pos = meta
@@ -429,6 +592,8 @@ pub struct DownReport {
     /// Everything was removed (no interface left).
     pub unloaded: bool,
     pub was_loaded: bool,
+    /// Half-done work of an interrupted `fw up`/`fw down` that was finished.
+    pub repaired: Vec<String>,
 }
 
 /// Detaches `names_` (all when empty); unloads when none is left.
@@ -437,9 +602,10 @@ pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
     let mut report = DownReport::default();
     if !pins.is_loaded() {
         if pins.has_anything() {
-            // Leftovers of an interrupted `fw up`: clean them.
+            // Leftovers of an interrupted `fw up` or `fw down`: clean them.
             pins.remove_all()?;
             report.unloaded = true;
+            report.repaired.push(leftovers_note(pins));
             return Ok(report);
         }
         if let Some(n) = names_.first() {
@@ -460,24 +626,37 @@ pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
         Err(e) => return Err(e),
     };
     let mut meta = maps.meta()?;
-    let targets: Vec<String> = if names_.is_empty() {
+    let before = meta;
+    let repaired = repair(pins, &maps, &mut meta, &[])?;
+    let listed = |meta: &Meta, n: &str| {
         meta.ifaces
+            .iter()
+            .find(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == n)
+            .map(|m| m.ifindex)
+    };
+    let mut targets = Vec::new();
+    if names_.is_empty() {
+        targets = meta
+            .ifaces
             .iter()
             .filter(|m| m.slot != 0)
             .map(|m| iface::name_from_bytes(&m.name))
-            .collect()
-    } else {
-        names_.to_vec()
-    };
-    for n in &targets {
-        if !meta
-            .ifaces
-            .iter()
-            .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *n)
-        {
-            return Err(Error::NotUpOn(n.clone()));
-        }
+            .collect();
     }
+    for n in names_ {
+        if listed(&meta, n).is_some() {
+            targets.push(n.clone());
+            continue;
+        }
+        // The repair may just have finished detaching it.
+        let idx = listed(&before, n).or_else(|| iface::resolve(n).ok().map(|i| i.index));
+        if idx.is_some_and(|i| repaired.iter().any(|r| r.0 == i)) {
+            report.detached.push(n.clone());
+            continue;
+        }
+        return Err(Error::NotUpOn(n.clone()));
+    }
+    report.repaired = repaired.into_iter().map(|r| r.1).collect();
     for n in &targets {
         detach(pins, &maps, &mut meta, n)?;
         report.detached.push(n.clone());

@@ -165,6 +165,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
             let print_up = |r: &loader::UpReport| {
+                for note in &r.repaired {
+                    println!("repaired: {note}");
+                }
                 for (name, mode) in &r.attached {
                     println!("fw up on {name} (xdp {mode}, egress tcx)");
                 }
@@ -213,6 +216,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Down { ifaces } => {
             let r = loader::down(&pins, &ifaces)?;
+            for note in &r.repaired {
+                println!("repaired: {note}");
+            }
             for n in &r.detached {
                 println!("fw down on {n}");
             }

@@ -133,6 +133,15 @@ impl FwMaps {
             .map_err(Error::map(names::META))
     }
 
+    /// Writes META through the freshly loaded object's map, before it is
+    /// pinned: the pin then appears with its content, so a pinned META
+    /// always means a complete load (a `fw up` killed earlier leaves none).
+    pub(crate) fn write_unpinned_meta(map: &mut Map, meta: &Meta) -> Result<()> {
+        let mut a: Array<&mut MapData, Meta> =
+            Array::try_from(map).map_err(Error::map(names::META))?;
+        a.set(0, meta, 0).map_err(Error::map(names::META))
+    }
+
     pub fn config(&self) -> Result<Config> {
         self.array::<Config>(names::CONFIG)?
             .get(&0, 0)

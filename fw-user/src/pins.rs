@@ -43,6 +43,26 @@ impl PinDir {
         self.root.join("links").join(format!("tc_{ifindex}"))
     }
 
+    /// The link pins present, with the ifindex each is named after.
+    pub fn link_pins(&self) -> Vec<(PathBuf, u32)> {
+        let Ok(dir) = fs::read_dir(self.root.join("links")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(PathBuf, u32)> = dir
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                let idx = name
+                    .strip_prefix("xdp_")
+                    .or_else(|| name.strip_prefix("tc_"))?;
+                Some((e.path(), idx.parse().ok()?))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// fw is loaded here (its META map is pinned).
     pub fn is_loaded(&self) -> bool {
         self.map(fw_common::maps::META).exists()
@@ -88,6 +108,7 @@ impl PinDir {
                 ));
             }
         }
+        check_parent(parent)?;
         for sub in ["", "maps", "progs", "links"] {
             let d = self.root.join(sub);
             match fs::DirBuilder::new().mode(0o700).create(&d) {
@@ -95,6 +116,7 @@ impl PinDir {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::io(format!("creating {}", d.display()), e)),
             }
+            check_private_dir(&d)?;
         }
         Ok(())
     }
@@ -108,6 +130,68 @@ impl PinDir {
             Err(e) => Err(Error::io(format!("removing {}", self.root.display()), e)),
         }
     }
+}
+
+/// Whoever can write to a directory of pins can unlink them, and unlinking
+/// a link pin detaches fw: on a bpffs mounted world-writable (its default
+/// mode is 1777) any user could make the pin dir before root runs `fw up`.
+/// So each directory must be a real one, this user's, closed to others.
+fn check_private_dir(d: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let md =
+        fs::symlink_metadata(d).map_err(|e| Error::io(format!("reading {}", d.display()), e))?;
+    let refuse = |why: String| {
+        Error::invalid(
+            "pin dir",
+            d.display().to_string(),
+            format!(
+                "{why}: whoever controls it could remove fw's pins and so detach fw; \
+                 remove it (`rm -r {}` as root) and run fw again",
+                d.display()
+            ),
+        )
+    };
+    if !md.file_type().is_dir() {
+        return Err(refuse("is not a directory (a symlink?)".into()));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me {
+        return Err(refuse(format!(
+            "is owned by uid {}, not by uid {me}",
+            md.uid()
+        )));
+    }
+    if md.mode() & 0o077 != 0 {
+        // Ours but open to others (made under a loose umask): close it.
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io(format!("making {} private (mode 0700)", d.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The pin dir's parent must not let others rename or replace the pin dir:
+/// owned by root or this user, and if others may write to it, sticky.
+fn check_parent(parent: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let md =
+        fs::metadata(parent).map_err(|e| Error::io(format!("reading {}", parent.display()), e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let open_to_others = md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0;
+    if (md.uid() != 0 && md.uid() != me) || open_to_others {
+        return Err(Error::invalid(
+            "pin dir parent",
+            parent.display().to_string(),
+            format!(
+                "is owned by uid {} with mode {:o}: others could replace fw's pin dir; \
+                 use a pin dir whose parent only root can change",
+                md.uid(),
+                md.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn is_bpffs(p: &Path) -> bool {

@@ -22,6 +22,8 @@ pub struct IfaceStatus {
     pub egress: &'static str,
     /// The interface vanished while fw was attached.
     pub present: bool,
+    /// Both link pins are there (false: a `fw down` was interrupted).
+    pub attached: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +40,12 @@ pub struct Status {
     pub conntrack_max_entries: Option<u32>,
     pub conntrack_entries: Option<usize>,
     pub conntrack_memory_bytes: Option<u64>,
+    /// Pins without fw's META map: leftovers of an interrupted `fw up`/`fw down`.
+    pub leftovers: bool,
+    /// Link pins of interfaces fw does not list (an interrupted `fw up`).
+    pub stray_links: Vec<String>,
+    /// An `fw apply` that was killed halfway, in words.
+    pub interrupted_apply: Option<String>,
 }
 
 impl Status {
@@ -55,9 +63,13 @@ impl Status {
             conntrack_max_entries: None,
             conntrack_entries: None,
             conntrack_memory_bytes: None,
+            leftovers: false,
+            stray_links: Vec::new(),
+            interrupted_apply: None,
         };
         pins.check_readable()?;
         if !pins.is_loaded() {
+            st.leftovers = pins.has_anything();
             return Ok(st);
         }
         let maps = FwMaps::open(pins)?;
@@ -82,6 +94,12 @@ impl Status {
         };
         st.ingress_prog_id = Some(id(PROG_INGRESS)?);
         st.egress_prog_id = Some(id(PROG_EGRESS)?);
+        st.interrupted_apply = crate::apply::interrupted(pins).map(|i| i.to_string());
+        st.stray_links = crate::loader::half_state(pins, &meta)
+            .stray_links
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         for m in meta.ifaces.iter().filter(|m| m.slot != 0) {
             st.interfaces.push(IfaceStatus {
                 name: iface::name_from_bytes(&m.name),
@@ -89,6 +107,7 @@ impl Status {
                 mode: mode_name(m.xdp_mode),
                 egress: "tcx",
                 present: iface::exists(m.ifindex),
+                attached: pins.xdp_link(m.ifindex).exists() && pins.tc_link(m.ifindex).exists(),
             });
         }
         Ok(st)
@@ -98,6 +117,14 @@ impl Status {
         let mut out = String::new();
         if !self.loaded {
             let _ = writeln!(out, "fw is not loaded (pin dir {})", self.pin_dir);
+            if self.leftovers {
+                let _ = writeln!(
+                    out,
+                    "but {} holds leftovers of an interrupted `fw up` or `fw down` (pins without \
+                     fw's META map; links among them may still be attached): `fw down` removes them",
+                    self.pin_dir
+                );
+            }
             return out;
         }
         let _ = writeln!(out, "fw is up (pin dir {})", self.pin_dir);
@@ -138,11 +165,23 @@ impl Status {
                 i.ifindex,
                 i.mode,
                 i.egress,
-                if i.present {
-                    ""
-                } else {
+                if !i.present {
                     "  (gone: run `fw down` to clean up)"
+                } else if !i.attached {
+                    "  (link pins missing: an interrupted `fw down`; run `fw down` or `fw up` again)"
+                } else {
+                    ""
                 }
+            );
+        }
+        if let Some(i) = &self.interrupted_apply {
+            let _ = writeln!(out, "warning: {i}");
+        }
+        for l in &self.stray_links {
+            let _ = writeln!(
+                out,
+                "stray link {l}: attached by an interrupted `fw up` but not recorded; \
+                 the next `fw up` or `fw down` detaches it"
             );
         }
         out

@@ -41,16 +41,9 @@ pub fn action_name(a: u32) -> &'static str {
 /// Counters of every reason, summed over interface slots and CPUs.
 pub type Totals = [Counter; REASON_COUNT];
 
-/// CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_ns reads.
+/// Now, on the clock the kernel side stamps conntrack entries with.
 pub fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write into.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    fw_user::clock::kernel_now_ns()
 }
 
 /// One loaded fw: programs, maps, and the pin dir (removed on drop, also
@@ -116,7 +109,7 @@ impl Fw {
                 data_out: Some(&mut out),
                 ..Default::default()
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error_chain(&e))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value, out))
     }
@@ -131,7 +124,7 @@ impl Fw {
                 data_out: Some(&mut out),
                 ..Default::default()
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| error_chain(&e))?;
         out.truncate(r.data_size_out as usize);
         Ok((r.return_value as i32, out))
     }
@@ -222,6 +215,17 @@ impl Fw {
             .conntrack_entries()
             .unwrap_or_else(|e| panic!("reading CONNTRACK: {e}"))
     }
+}
+
+/// An error and its sources ("`bpf_prog_test_run` failed: Invalid argument").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    s
 }
 
 /// A conntrack key as the kernel side builds it (src = peer).

@@ -118,12 +118,12 @@ pub fn tcp(l2: L2, flow: &Flow, seg: Tcp) -> Result<Vec<u8>> {
     tcp_bytes(Some(l2), flow, seg)
 }
 
-/// A SYN from the peer to this host's `dport` (v4 or v6).
-pub fn syn(v6: bool, dport: u16) -> Result<Vec<u8>> {
+/// A SYN from the peer's `sport` to this host's `dport` (v4 or v6).
+pub fn syn(v6: bool, sport: u16, dport: u16) -> Result<Vec<u8>> {
     let flow = Flow {
         src: peer(v6),
         dst: host(v6),
-        sport: PEER_PORT,
+        sport,
         dport,
     };
     tcp(TEST_L2, &flow, Tcp::Syn { seq: 1 })
@@ -225,7 +225,7 @@ pub fn martian(v6: bool) -> Result<Vec<u8>> {
 
 /// A SYN whose IP length field claims more bytes than the frame has.
 pub fn malformed(v6: bool) -> Result<Vec<u8>> {
-    let mut f = syn(v6, CLOSED_PORT)?;
+    let mut f = syn(v6, PEER_PORT, CLOSED_PORT)?;
     // Total length (v4) or payload length (v6), 14 + 2 or 14 + 4 bytes in.
     let at = if v6 { 18 } else { 16 };
     f[at..at + 2].copy_from_slice(&1400u16.to_be_bytes());
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn tcp_frames_parse_with_valid_checksums() {
         for v6 in [false, true] {
-            let f = syn(v6, CLOSED_PORT).unwrap();
+            let f = syn(v6, PEER_PORT, CLOSED_PORT).unwrap();
             let p = SlicedPacket::from_ethernet(&f).unwrap();
             let Some(TransportSlice::Tcp(t)) = p.transport else {
                 panic!("no TCP in {f:?}")

@@ -18,6 +18,8 @@
 use clap::Args;
 
 #[cfg(feature = "bench")]
+mod conn;
+#[cfg(feature = "bench")]
 mod conntrack;
 #[cfg(feature = "bench")]
 mod frames;
@@ -25,6 +27,8 @@ mod frames;
 mod generator;
 #[cfg(feature = "bench")]
 mod live;
+#[cfg(feature = "bench")]
+mod paths;
 #[cfg(feature = "bench")]
 mod receivers;
 #[cfg(feature = "bench")]

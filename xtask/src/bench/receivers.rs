@@ -6,17 +6,13 @@
 //! next to the rates.
 
 use std::{
-    net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream},
-    os::fd::AsRawFd,
+    net::{IpAddr, Ipv6Addr},
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use anyhow::{anyhow, bail, Context, Result};
 use fw_common::Reason;
-use fw_testkit::{
-    in_netns, seed, spawn_tcp_listener, Netns, Pair, PinDir as TestPinDir, Server, SRV_V4,
-};
+use fw_testkit::{in_netns, seed, spawn_tcp_listener, Netns, Pair, PinDir as TestPinDir, Server};
 use fw_user::{
     loader::{self, Mode},
     maps::FwMaps,
@@ -25,13 +21,13 @@ use fw_user::{
 };
 
 use super::{
+    conn::Conn,
     frames::{self, Flow, Tcp, CLOSED_PORT, L2, OPEN_PORT, PEER_PORT},
     generator,
 };
 
 /// Namespace prefix of the benchmark's rigs.
 const PREFIX: &str = "fwbench";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Who sits on the server's veth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,85 +87,6 @@ pub struct VethStats {
     pub tx_errors: u64,
 }
 
-/// An established TCP connection client -> server:OPEN_PORT whose client
-/// socket is frozen in TCP_REPAIR mode (so it never answers or closes), and
-/// the numbers a segment needs to be in its window.
-struct Conn {
-    _sock: TcpStream,
-    lport: u16,
-    /// The client's next sequence number and what it acknowledges.
-    seq: u32,
-    ack: u32,
-}
-
-const TCP_RECV_QUEUE: libc::c_int = 1;
-const TCP_SEND_QUEUE: libc::c_int = 2;
-
-fn setsockopt_int(sock: &TcpStream, opt: libc::c_int, v: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: a valid socket fd and a c_int option value of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_TCP,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn queue_seq(sock: &TcpStream, queue: libc::c_int) -> std::io::Result<u32> {
-    setsockopt_int(sock, libc::TCP_REPAIR_QUEUE, queue)?;
-    let mut v: u32 = 0;
-    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
-    // SAFETY: v and len are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_TCP,
-            libc::TCP_QUEUE_SEQ,
-            (&mut v as *mut u32).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(v)
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-impl Conn {
-    fn open(pair: &Pair) -> Result<Conn> {
-        // No TCP timestamps: the generated segments carry no options, and
-        // on a connection without timestamps they take the fast path.
-        run(pair
-            .cli()
-            .command("sysctl")
-            .args(["-qw", "net.ipv4.tcp_timestamps=0"]))?;
-        let target = SocketAddr::new(IpAddr::V4(SRV_V4), OPEN_PORT);
-        in_netns(pair.cli_path(), || -> Result<Conn> {
-            let sock = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT)
-                .with_context(|| format!("connecting to {target} (the established flow)"))?;
-            let lport = sock.local_addr()?.port();
-            setsockopt_int(&sock, libc::TCP_REPAIR, 1).context("TCP_REPAIR (needs root)")?;
-            let seq = queue_seq(&sock, TCP_SEND_QUEUE).context("TCP_QUEUE_SEQ (send)")?;
-            let ack = queue_seq(&sock, TCP_RECV_QUEUE).context("TCP_QUEUE_SEQ (receive)")?;
-            Ok(Conn {
-                _sock: sock,
-                lport,
-                seq,
-                ack,
-            })
-        })?
-    }
-}
-
 /// What keeps the receiver in place; undone on drop.
 enum Guard {
     Rig(#[allow(dead_code)] RigProgram),
@@ -226,7 +143,7 @@ pub struct Receiver {
     pair: Pair,
 }
 
-fn run(cmd: &mut std::process::Command) -> Result<String> {
+pub fn run(cmd: &mut std::process::Command) -> Result<String> {
     let out = fw_testkit::output_with_timeout(cmd, fw_testkit::CMD_TIMEOUT)?;
     if !out.status.success() {
         bail!(

@@ -28,17 +28,12 @@ use fw_common::{
     FlowKey, FlowValue, Reason, CT_F_REPLIED, CT_TCP_ESTABLISHED, IPPROTO_TCP, PROG_INGRESS,
 };
 use fw_testkit::PinDir as TestPinDir;
-use fw_user::{
-    config::{Config, MAX_RATE},
-    conntrack::monotonic_ns,
-    loader,
-    maps::FwMaps,
-    pins::PinDir,
-};
+use fw_user::{clock::kernel_now_ns, config::Config, loader, maps::FwMaps, pins::PinDir};
 
 use super::{
     frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
     generator::pin_cpu,
+    paths::{self, Method, Setting},
     Plan,
 };
 
@@ -192,7 +187,7 @@ pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> FlowKey {
 
 /// A live established entry (as if seeded at `fw up`).
 pub fn established_value() -> FlowValue {
-    let now = monotonic_ns();
+    let now = kernel_now_ns();
     FlowValue {
         created_ns: now,
         last_seen_ns: now,
@@ -200,192 +195,6 @@ pub fn established_value() -> FlowValue {
         flags: CT_F_REPLIED,
         _pad: [0; 6],
     }
-}
-
-/// The settings a path needs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Setting {
-    Default,
-    /// A reject rate so high the bucket never empties (every reject is answered).
-    Unlimited,
-    /// Rate 0 and the bucket drained first (every reject is rate-limited).
-    Drained,
-    DryRun,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Method {
-    Bulk,
-    PerCall,
-}
-
-struct Spec {
-    name: String,
-    frame: Vec<u8>,
-    reason: Reason,
-    action: u32,
-    setting: Setting,
-    method: Method,
-    /// Conntrack entry to remove after each call (the `port` path records one).
-    forget: Option<FlowKey>,
-}
-
-fn specs() -> Result<Vec<Spec>> {
-    let mut v = Vec::new();
-    let mut add = |name: String, frame, reason, action, setting, method, forget| {
-        v.push(Spec {
-            name,
-            frame,
-            reason,
-            action,
-            setting,
-            method,
-            forget,
-        })
-    };
-    add(
-        "non_ip".into(),
-        frames::arp_request(),
-        Reason::NonIp,
-        XDP_PASS,
-        Setting::Default,
-        Method::Bulk,
-        None,
-    );
-    add(
-        "ndp".into(),
-        frames::neighbor_solicitation()?,
-        Reason::Ndp,
-        XDP_PASS,
-        Setting::Default,
-        Method::Bulk,
-        None,
-    );
-    for v6 in [false, true] {
-        let fam = if v6 { "v6" } else { "v4" };
-        let (peer, host) = (frames::peer(v6), frames::host(v6));
-        let syn_closed = frames::syn(v6, CLOSED_PORT)?;
-        let bulk = Method::Bulk;
-        let d = Setting::Default;
-        add(
-            format!("established_{fam}"),
-            frames::established_ack(v6, PEER_PORT)?,
-            Reason::Established,
-            XDP_PASS,
-            d,
-            bulk,
-            None,
-        );
-        add(
-            format!("related_{fam}"),
-            frames::icmp_error(v6, PEER_PORT)?,
-            Reason::Related,
-            XDP_PASS,
-            d,
-            bulk,
-            None,
-        );
-        let mut port = frames::syn(v6, OPEN_PORT)?;
-        // Another source port than the established flow's.
-        let sport = PEER_PORT + 1;
-        let l4 = 14 + if v6 { 40 } else { 20 };
-        port[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
-        let port = fix_tcp_checksum(port, v6)?;
-        let key = flow_key(peer, host, sport, OPEN_PORT);
-        add(
-            format!("port_{fam}"),
-            port,
-            Reason::Port,
-            XDP_PASS,
-            d,
-            Method::PerCall,
-            Some(key),
-        );
-        add(
-            format!("reject_{fam}"),
-            syn_closed.clone(),
-            Reason::Reject,
-            XDP_TX,
-            Setting::Unlimited,
-            Method::PerCall,
-            None,
-        );
-        add(
-            format!("reject_ratelimited_{fam}"),
-            syn_closed.clone(),
-            Reason::RejectRatelimited,
-            XDP_DROP,
-            Setting::Drained,
-            bulk,
-            None,
-        );
-        add(
-            format!("reject_silent_{fam}"),
-            frames::icmp_error(v6, PEER_PORT + 999)?,
-            Reason::RejectSilent,
-            XDP_DROP,
-            d,
-            bulk,
-            None,
-        );
-        add(
-            format!("malformed_{fam}"),
-            frames::malformed(v6)?,
-            Reason::Malformed,
-            XDP_DROP,
-            d,
-            bulk,
-            None,
-        );
-        add(
-            format!("martian_{fam}"),
-            frames::martian(v6)?,
-            Reason::Martian,
-            XDP_DROP,
-            d,
-            bulk,
-            None,
-        );
-        add(
-            format!("fragment_{fam}"),
-            frames::later_fragment(v6)?,
-            Reason::Fragment,
-            XDP_DROP,
-            d,
-            bulk,
-            None,
-        );
-        add(
-            format!("would_reject_{fam}"),
-            syn_closed,
-            Reason::WouldReject,
-            XDP_PASS,
-            Setting::DryRun,
-            bulk,
-            None,
-        );
-    }
-    Ok(v)
-}
-
-/// Rebuilds a TCP frame from its parsed headers so the checksum matches
-/// after a field was patched.
-fn fix_tcp_checksum(frame: Vec<u8>, v6: bool) -> Result<Vec<u8>> {
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    let p = SlicedPacket::from_ethernet(&frame).context("parsing a built frame")?;
-    let Some(TransportSlice::Tcp(t)) = &p.transport else {
-        bail!("not a TCP frame");
-    };
-    let mut h = t.to_header();
-    h.checksum = match &p.net {
-        Some(NetSlice::Ipv4(ip)) if !v6 => h.calc_checksum_ipv4(&ip.header().to_header(), &[])?,
-        Some(NetSlice::Ipv6(ip)) if v6 => h.calc_checksum_ipv6(&ip.header().to_header(), &[])?,
-        _ => bail!("unexpected network layer"),
-    };
-    let l4 = 14 + if v6 { 40 } else { 20 };
-    let mut out = frame[..l4].to_vec();
-    out.extend_from_slice(&h.to_bytes());
-    Ok(out)
 }
 
 /// What one path cost.
@@ -408,25 +217,6 @@ pub struct TestRunResults {
     /// The empty program per call (the per-call method's baseline).
     pub empty_call_ns: f64,
     pub paths: Vec<PathCost>,
-}
-
-fn config_for(s: Setting) -> Config {
-    let mut c = Config::default();
-    match s {
-        Setting::Default => {}
-        Setting::Unlimited => {
-            c.reject_rate = MAX_RATE;
-            c.reject_burst = MAX_RATE;
-        }
-        Setting::Drained => {
-            // A bucket that never refills (not a valid user setting, which
-            // is the point): every reject is rate-limited.
-            c.reject_rate = 0;
-            c.reject_burst = 0;
-        }
-        Setting::DryRun => c.dry_run = true,
-    }
-    c
 }
 
 /// Mean kernel-timed ns per call over `n` single-packet calls, calling
@@ -461,16 +251,16 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
         fw.maps.conntrack_insert(&key, &established_value())?;
     }
     let (prog, empty) = (fw.fw()?, fw.empty()?);
-    let probe = frames::syn(false, CLOSED_PORT)?;
+    let probe = frames::syn(false, PEER_PORT, CLOSED_PORT)?;
     // Warm up both programs (and the CPU's caches).
     bulk(empty, &probe, plan.repeat)?;
     bulk(prog, &probe, plan.repeat / 10)?;
     let mut empty_bulk = Vec::new();
     let (empty_call, _) = per_call(empty, &probe, plan.per_call, Some(XDP_DROP), || Ok(()))?;
     let mut paths = Vec::new();
-    for s in specs()? {
+    for s in paths::all()? {
         eprint!("  {:<22}", s.name);
-        fw.configure(&config_for(s.setting))?;
+        fw.configure(&s.setting.config())?;
         let (ns, ran, counted, action_ok) = match s.method {
             Method::Bulk => {
                 let (mut p, mut e) = (Vec::new(), Vec::new());
