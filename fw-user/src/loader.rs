@@ -96,11 +96,13 @@ pub fn up(
             ifaces.push(i);
         }
     }
+    // Looked at before `prepare` makes the (empty) subdirectories.
+    let leftovers = !pins.is_loaded() && pins.has_anything();
     pins.prepare()?;
     let fresh = !pins.is_loaded();
     let mut repaired = Vec::new();
     if fresh {
-        if pins.has_anything() {
+        if leftovers {
             // A half-made load (killed `fw up`) or a half-removed one (killed
             // `fw down`): without META nothing records what it holds, and
             // unpinning its links detaches them.
