@@ -1,6 +1,8 @@
 //! The XDP program: parse, then the seed policy in order (fragments,
 //! ESTABLISHED, RELATED, NDP, ports, REJECT), then count.
-use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
+};
 use fw_common::{Config, Reason, CFG_DRY_RUN};
 
 use crate::{

@@ -53,7 +53,9 @@ pub struct Pkt {
     /// Tagged for a VLAN (an id other than 0, or two tags): the stack drops
     /// such frames unless it has an interface for that VLAN.
     pub vlan_tagged: bool,
-    /// TCP data offset beyond the segment (conntrack calls it invalid).
+    /// TCP header cut short, or a data offset below 20 or beyond the
+    /// segment: judged by its ports, never part of a flow (conntrack calls
+    /// it invalid).
     pub tcp_truncated: bool,
     pub frag_id: u32,
     pub tcp_seq: u32,
@@ -243,21 +245,23 @@ fn parse_ipv6<F: Frame>(f: &F, p: &mut Pkt, l3: usize) -> Result<(usize, usize),
 fn parse_l4<F: Frame>(f: &F, p: &mut Pkt, l4: usize, l4_len: usize) -> Result<(), ()> {
     match p.proto {
         IPPROTO_TCP => {
-            // A header cut short (also a first fragment too small to hold
-            // it, RFC 1858) or a data offset below 20: the tcp match drops
-            // the packet. A data offset beyond the segment still has ports
-            // the policy decides on.
-            if l4_len < 20 {
+            // nftables (iptables-nft) matches the ports of whatever TCP
+            // header is there: a header cut short (or a first fragment too
+            // small for it) or a bad data offset is judged by its ports,
+            // and never part of a flow (conntrack calls it invalid).
+            if l4_len < 4 {
                 return Err(());
+            }
+            let ports: [u8; 4] = read(f, l4).ok_or(())?;
+            p.sport = u16::from_be_bytes([ports[0], ports[1]]);
+            p.dport = u16::from_be_bytes([ports[2], ports[3]]);
+            if l4_len < 20 {
+                p.tcp_truncated = true;
+                return Ok(());
             }
             let h: [u8; 20] = read(f, l4).ok_or(())?;
             let doff = ((h[12] >> 4) as usize) * 4;
-            if doff < 20 {
-                return Err(());
-            }
-            p.tcp_truncated = p.frag == FRAG_NONE && doff > l4_len;
-            p.sport = u16::from_be_bytes([h[0], h[1]]);
-            p.dport = u16::from_be_bytes([h[2], h[3]]);
+            p.tcp_truncated = doff < 20 || (p.frag == FRAG_NONE && doff > l4_len);
             p.tcp_seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
             p.tcp_ack = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
             p.tcp_flags = h[13];
@@ -274,6 +278,13 @@ fn parse_l4<F: Frame>(f: &F, p: &mut Pkt, l4: usize, l4_len: usize) -> Result<()
         // an unknown protocol there.
         IPPROTO_ICMP | IPPROTO_ICMPV6 if (p.proto == IPPROTO_ICMP) == (p.family == 4) => {
             if l4_len < 8 {
+                // IPv4's REJECT still goes by the type of a cut header.
+                if p.proto == IPPROTO_ICMP && l4_len >= 4 {
+                    let h: [u8; 4] = read(f, l4).ok_or(())?;
+                    p.icmp_type = h[0];
+                    p.icmp_code = h[1];
+                    return Ok(());
+                }
                 return Err(());
             }
             let h: [u8; 8] = read(f, l4).ok_or(())?;

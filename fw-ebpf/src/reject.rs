@@ -8,11 +8,12 @@ use aya_ebpf::{
 use fw_common::{Config, Reason, RejectKind, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
 
 use crate::{
-    checksum, options,
+    checksum,
     frame::{ptr_at, read, Frame},
+    options,
     parse::{
-        dst_not_unicast, is_icmp, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK, TCP_FIN,
-        TCP_RST, TCP_SYN,
+        dst_not_unicast, is_icmp, is_icmp_error, src_unanswerable, Pkt, FRAG_LATER, TCP_ACK,
+        TCP_FIN, TCP_RST, TCP_SYN,
     },
     ratelimit,
 };
@@ -40,7 +41,7 @@ pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason
         || src_unanswerable(p)
         || p.vlan_tagged
         || no_transport(p)
-        || (tcp_rst && p.tcp_flags & TCP_RST != 0)
+        || (tcp_rst && (p.tcp_flags & TCP_RST != 0 || p.l4_off + 20 > p.l3_off + p.ip_len))
     {
         return (xdp_action::XDP_DROP, Reason::RejectSilent);
     }

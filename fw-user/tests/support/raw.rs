@@ -65,6 +65,11 @@ impl RawPort {
         Ok(RawPort { fd, ifindex, mac })
     }
 
+    /// The socket, for options and receive paths defined elsewhere.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
