@@ -7,7 +7,7 @@
 
 /// Bumped whenever a map's name, key or value layout changes. Userspace writes
 /// it next to the pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -293,6 +293,17 @@ pub const fn ct_timeout_ns(cfg: &Config, state: u8, flags: u8) -> u64 {
     }
 }
 
+/// `CT_STATS` indexes (per-CPU u64 counters). With the keys in the table
+/// they give the LRU evictions exactly: evicted = created + seeded −
+/// deleted − keys present.
+/// Entries the kernel side created (new keys only).
+pub const CT_STAT_CREATED: u32 = 0;
+/// Entries the kernel side deleted (a flow refused by a RST).
+pub const CT_STAT_DELETED: u32 = 1;
+/// Entries userspace seeded from the socket table (written on CPU 0 only).
+pub const CT_STAT_SEEDED: u32 = 2;
+pub const CT_STAT_ENTRIES: u32 = 3;
+
 /// Default conntrack table size.
 pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
 
@@ -404,11 +415,12 @@ pub mod maps {
     pub const FRAGS: &str = "FRAGS";
     pub const EVENTS: &str = "EVENTS";
     pub const META: &str = "META";
+    pub const CT_STATS: &str = "CT_STATS";
     /// The maps fw pins (the per-CPU scratch maps of the programs are not
     /// state and stay unpinned).
-    pub const PINNED: [&str; 11] = [
+    pub const PINNED: [&str; 12] = [
         COUNTERS, IFACE_SLOT, PORTS, PORT_HITS, ALLOW_SRC, CONFIG, RATE_STATE, CONNTRACK, FRAGS,
-        EVENTS, META,
+        EVENTS, CT_STATS, META,
     ];
 }
 

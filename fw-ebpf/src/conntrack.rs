@@ -4,15 +4,45 @@
 //! egress program creates them for flows the host starts; the ingress program
 //! for new flows its policy accepts. An expired entry counts as absent.
 use fw_common::{
-    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP, CT_TCP_CLOSED,
-    CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_ICMP,
-    IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP,
+    CT_STAT_CREATED, CT_STAT_DELETED, CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED,
+    CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+    IPPROTO_UDP,
 };
 
 use crate::{
-    maps::CONNTRACK,
+    maps::{CONNTRACK, CT_STATS},
     parse::{is_echo, is_echo_request, is_icmp, Pkt, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
+
+/// BPF_NOEXIST: create only, so new keys can be told from refreshed ones.
+const BPF_NOEXIST: u64 = 1;
+
+#[inline(always)]
+fn bump(stat: u32) {
+    if let Some(c) = CT_STATS.get_ptr_mut(stat) {
+        // Per-CPU value: no other writer.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Stores `v` under `key`, counting the key if it is new.
+#[inline(always)]
+fn store(key: &FlowKey, v: &FlowValue) {
+    if CONNTRACK.insert(key, v, BPF_NOEXIST).is_ok() {
+        bump(CT_STAT_CREATED);
+    } else {
+        // The key is there (an expired entry, or a flow starting over).
+        let _ = CONNTRACK.insert(key, v, 0);
+    }
+}
+
+#[inline(always)]
+fn delete(key: &FlowKey) {
+    if CONNTRACK.remove(key).is_ok() {
+        bump(CT_STAT_DELETED);
+    }
+}
 
 /// Refresh `last_seen` at most this often: saves a cache-line write per packet.
 const REFRESH_NS: u64 = 1_000_000_000;
@@ -193,7 +223,7 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
         // The first answer to the host's SYN is a RST: the flow is over
         // (netfilter deletes such an entry at once).
         if v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == CT_F_OUTBOUND && f & TCP_RST != 0 {
-            let _ = CONNTRACK.remove(&key);
+            delete(&key);
             return true;
         }
         state = next_tcp_state(state, f, true);
@@ -237,7 +267,7 @@ pub fn accept_new(p: &Pkt, now: u64) {
         flags: 0,
         _pad: [0; 6],
     };
-    let _ = CONNTRACK.insert(&ingress_key(p), &v, 0);
+    store(&ingress_key(p), &v);
 }
 
 /// Egress: create or refresh the entry of the flow a host packet belongs to.
@@ -255,7 +285,7 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
             && p.tcp_flags & TCP_RST != 0
             && v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == 0
         {
-            let _ = CONNTRACK.remove(&key);
+            delete(&key);
             return;
         }
         let pure_syn = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
@@ -312,5 +342,5 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
         flags: CT_F_OUTBOUND,
         _pad: [0; 6],
     };
-    let _ = CONNTRACK.insert(&key, &v, 0);
+    store(&key, &v);
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use fw_common::{
     Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES,
-    CT_DEFAULT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
+    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -45,6 +45,10 @@ pub static REJECT_BUCKET: Array<Bucket> = Array::with_max_entries(1, 0);
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(CT_DEFAULT_ENTRIES, 0);
+
+/// Conntrack bookkeeping (`CT_STAT_*`), so userspace can count evictions.
+#[map]
+pub static CT_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CT_STAT_ENTRIES, 0);
 
 #[map]
 pub static FRAGS: LruHashMap<FragKey, FragValue> = LruHashMap::with_max_entries(FRAG_ENTRIES, 0);

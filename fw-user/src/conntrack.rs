@@ -83,6 +83,7 @@ pub fn seed(maps: &FwMaps, sockets: &[FlowSocket]) -> Result<usize> {
             n += 1;
         }
     }
+    maps.conntrack_add_seeded(n as u64)?;
     Ok(n)
 }
 

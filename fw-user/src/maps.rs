@@ -21,7 +21,7 @@ use crate::{
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
 /// was made by another fw build.
-fn expected_layout() -> [(&'static str, u32, u32); 11] {
+fn expected_layout() -> [(&'static str, u32, u32); 12] {
     [
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
@@ -41,6 +41,7 @@ fn expected_layout() -> [(&'static str, u32, u32); 11] {
             size_of::<FragValue>() as u32,
         ),
         (names::EVENTS, 0, 0),
+        (names::CT_STATS, 4, 8),
         (names::META, 4, size_of::<Meta>() as u32),
     ]
 }
@@ -201,6 +202,39 @@ impl FwMaps {
 
     /// Number of conntrack entries (expired ones included), counting keys
     /// only: cheaper than reading every value.
+    /// Conntrack entries that vanished without being deleted: the LRU
+    /// evicted them to make room (created + seeded − deleted − present).
+    pub fn conntrack_evicted(&self, present: u64) -> Result<u64> {
+        let stats = self.per_cpu::<u64>(names::CT_STATS)?;
+        let sum = |i: u32| -> Result<u64> {
+            let v = stats.get(&i, 0).map_err(Error::map(names::CT_STATS))?;
+            Ok(v.iter().sum())
+        };
+        let made = sum(fw_common::CT_STAT_CREATED)? + sum(fw_common::CT_STAT_SEEDED)?;
+        Ok(made.saturating_sub(sum(fw_common::CT_STAT_DELETED)? + present))
+    }
+
+    /// Records `n` entries seeded from userspace (CPU 0's slot: the kernel
+    /// side never writes this index, so nothing races).
+    pub fn conntrack_add_seeded(&self, n: u64) -> Result<()> {
+        let mut stats = self.per_cpu::<u64>(names::CT_STATS)?;
+        let idx = fw_common::CT_STAT_SEEDED;
+        let mut v: Vec<u64> = stats
+            .get(&idx, 0)
+            .map_err(Error::map(names::CT_STATS))?
+            .iter()
+            .copied()
+            .collect();
+        if let Some(first) = v.first_mut() {
+            *first += n;
+        }
+        let values =
+            aya::maps::PerCpuValues::try_from(v).map_err(|e| Error::io("conntrack stats", e))?;
+        stats
+            .set(idx, values, 0)
+            .map_err(Error::map(names::CT_STATS))
+    }
+
     pub fn conntrack_count(&self) -> Result<u64> {
         let mut n = 0;
         for key in self.conntrack()?.keys() {

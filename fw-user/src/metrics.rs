@@ -7,6 +7,7 @@
 //! | `fw_bytes_total` | counter | `interface`, `reason` |
 //! | `fw_port_packets_total` | counter | `proto`, `port` (open ports; new flows accepted) |
 //! | `fw_conntrack_entries` | gauge | — (entries in the table, expired ones included) |
+//! | `fw_conntrack_evictions_total` | counter | — (entries the full table's LRU evicted) |
 //! | `fw_up` | gauge, always 1 | `version`, `interfaces` (comma-separated) |
 //!
 //! `interface="other"` holds counts of interfaces fw is no longer up on (and
@@ -37,13 +38,16 @@ const OTHER_IFACE: &str = "other";
 pub struct Snapshot {
     pub stats: Stats,
     pub conntrack_entries: u64,
+    pub conntrack_evicted: u64,
 }
 
 impl Snapshot {
     pub fn collect(maps: &FwMaps) -> Result<Snapshot> {
+        let conntrack_entries = maps.conntrack_count()?;
         Ok(Snapshot {
             stats: Stats::collect(maps)?,
-            conntrack_entries: maps.conntrack_count()?,
+            conntrack_entries,
+            conntrack_evicted: maps.conntrack_evicted(conntrack_entries)?,
         })
     }
 
@@ -111,6 +115,13 @@ impl Collector for FwCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.0.conntrack_entries as i64).encode(m)?;
+        let m = enc.encode_descriptor(
+            "conntrack_evictions",
+            "Conntrack entries the full table's LRU evicted to make room.",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.0.conntrack_evicted).encode(m)?;
         let mut m = enc.encode_descriptor(
             "up",
             "fw is loaded (always 1); labels say which version and where.",
@@ -183,6 +194,7 @@ mod tests {
         let text = encode(Snapshot {
             stats,
             conntrack_entries: 4,
+            conntrack_evicted: 0,
         })
         .unwrap();
         for line in [

@@ -40,6 +40,8 @@ pub struct Status {
     pub conntrack_max_entries: Option<u32>,
     pub conntrack_entries: Option<usize>,
     pub conntrack_memory_bytes: Option<u64>,
+    /// Entries the full table's LRU evicted so far.
+    pub conntrack_evicted: Option<u64>,
     /// Pins without fw's META map: leftovers of an interrupted `fw up`/`fw down`.
     pub leftovers: bool,
     /// Link pins of interfaces fw does not list (an interrupted `fw up`).
@@ -63,6 +65,7 @@ impl Status {
             conntrack_max_entries: None,
             conntrack_entries: None,
             conntrack_memory_bytes: None,
+            conntrack_evicted: None,
             leftovers: false,
             stray_links: Vec::new(),
             interrupted_apply: None,
@@ -84,6 +87,7 @@ impl Status {
         st.conntrack_max_entries = Some(meta.ct_entries);
         st.conntrack_entries = Some(crate::conntrack::list(&maps)?.len());
         st.conntrack_memory_bytes = maps.conntrack_memlock()?;
+        st.conntrack_evicted = Some(maps.conntrack_evicted(maps.conntrack_count()?)?);
         let id = |name: &'static str| -> Result<u32> {
             ProgramInfo::from_pin(pins.prog(name))
                 .map(|i| i.id())
@@ -147,9 +151,10 @@ impl Status {
         );
         let _ = writeln!(
             out,
-            "conntrack: {} live of {} entries, {:.1} MiB of kernel memory",
+            "conntrack: {} live of {} entries, {} evicted (table full), {:.1} MiB of kernel memory",
             self.conntrack_entries.unwrap_or(0),
             self.conntrack_max_entries.unwrap_or(0),
+            self.conntrack_evicted.unwrap_or(0),
             self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
         let _ = writeln!(

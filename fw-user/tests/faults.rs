@@ -576,6 +576,16 @@ fn full_conntrack_table_evicts_the_oldest_and_fw_keeps_answering() {
             .is_some_and(|n| n <= ENTRIES as u64),
         "{st}"
     );
+    // Every flow beyond the table's size was evicted and counted as such
+    // (the LRU may evict a little before the table is completely full).
+    let evicted = st["conntrack_evicted"]
+        .as_u64()
+        .expect("conntrack_evicted in status");
+    let least = (FLOWS - ENTRIES) as u64;
+    assert!(
+        (least..=FLOWS as u64).contains(&evicted),
+        "evictions counted: {evicted}, expected {least} to {FLOWS}: {st}"
+    );
     let listed = rig.ok(&["conntrack", "--json"]);
     assert!(serde_json::from_str::<serde_json::Value>(&listed)
         .is_ok_and(|v| v.as_array().is_some_and(|a| a.len() <= ENTRIES as usize)));
