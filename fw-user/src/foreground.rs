@@ -12,7 +12,6 @@ use fw_common::PROG_INGRESS;
 use crate::{
     config::Config,
     error::Result,
-    iface,
     loader::{self, DownReport, Mode, UpReport},
     maps::FwMaps,
     pins::PinDir,
@@ -118,11 +117,7 @@ pub fn run(
     let still_up: Vec<String> = {
         let meta = FwMaps::open(pins)?.meta()?;
         mine.into_iter()
-            .filter(|n| {
-                meta.ifaces
-                    .iter()
-                    .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *n)
-            })
+            .filter(|n| loader::entry(&meta, n).is_some())
             .collect()
     };
     if still_up.is_empty() {

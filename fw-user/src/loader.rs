@@ -122,15 +122,10 @@ pub fn up(
             .into_iter()
             .map(|r| r.1)
             .collect();
-        // Refuse before changing anything else, so the running policy stays.
-        for i in &ifaces {
-            if meta
-                .ifaces
-                .iter()
-                .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name)
-            {
-                return Err(Error::AlreadyUp(i.name.clone()));
-            }
+        // Refuse before changing anything else, so the running policy stays
+        // (a fresh load has no interface yet: nothing to refuse there).
+        if let Some(i) = ifaces.iter().find(|i| entry(&meta, &i.name).is_some()) {
+            return Err(Error::AlreadyUp(i.name.clone()));
         }
         if let Some(cfg) = config {
             apply_config(pins, cfg)?;
@@ -138,15 +133,6 @@ pub fn up(
     }
     let maps = FwMaps::open(pins)?;
     let mut meta = maps.meta()?;
-    for i in &ifaces {
-        if meta
-            .ifaces
-            .iter()
-            .any(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == i.name)
-        {
-            return Err(Error::AlreadyUp(i.name.clone()));
-        }
-    }
     // Flows that exist already (the SSH session running this, say) go into
     // conntrack before ingress filtering starts, so nothing is cut.
     let sockets = crate::sockets::connected()?;
@@ -253,11 +239,7 @@ fn repair(
         ));
     }
     for name in &half.unlinked {
-        let ifindex = meta
-            .ifaces
-            .iter()
-            .find(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == *name)
-            .map_or(0, |m| m.ifindex);
+        let ifindex = entry(meta, name).map_or(0, |m| m.ifindex);
         detach(pins, maps, meta, name)?;
         done.push((
             ifindex,
@@ -265,9 +247,7 @@ fn repair(
         ));
     }
     for i in bringing_up {
-        let stale = meta.ifaces.iter().find(|m| {
-            m.slot != 0 && iface::name_from_bytes(&m.name) == i.name && m.ifindex != i.index
-        });
+        let stale = entry(meta, &i.name).filter(|m| m.ifindex != i.index);
         if let Some(m) = stale {
             let old = m.ifindex;
             detach(pins, maps, meta, &i.name)?;
@@ -567,13 +547,21 @@ fn busy(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Detaches `name`: unpinning a link nobody else holds destroys it.
-fn detach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, name: &str) -> Result<()> {
-    let pos = meta
-        .ifaces
+/// Where in `meta` the interface fw is up on under `name` is listed.
+fn position(meta: &Meta, name: &str) -> Option<usize> {
+    meta.ifaces
         .iter()
         .position(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == name)
-        .ok_or_else(|| Error::NotUpOn(name.to_string()))?;
+}
+
+/// The `Meta` entry of the interface fw is up on under `name`, if any.
+pub(crate) fn entry<'a>(meta: &'a Meta, name: &str) -> Option<&'a IfaceMeta> {
+    position(meta, name).map(|p| &meta.ifaces[p])
+}
+
+/// Detaches `name`: unpinning a link nobody else holds destroys it.
+fn detach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, name: &str) -> Result<()> {
+    let pos = position(meta, name).ok_or_else(|| Error::NotUpOn(name.to_string()))?;
     let m = meta.ifaces[pos];
     for path in [pins.xdp_link(m.ifindex), pins.tc_link(m.ifindex)] {
         match fs::remove_file(&path) {
@@ -630,12 +618,7 @@ pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
     let mut meta = maps.meta()?;
     let before = meta;
     let repaired = repair(pins, &maps, &mut meta, &[])?;
-    let listed = |meta: &Meta, n: &str| {
-        meta.ifaces
-            .iter()
-            .find(|m| m.slot != 0 && iface::name_from_bytes(&m.name) == n)
-            .map(|m| m.ifindex)
-    };
+    let listed = |meta: &Meta, n: &str| entry(meta, n).map(|m| m.ifindex);
     let mut targets = Vec::new();
     if names_.is_empty() {
         targets = meta
