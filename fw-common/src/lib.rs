@@ -5,9 +5,10 @@
 //! `aya::Pod` so userspace can read and write them through aya's typed maps.
 #![no_std]
 
-/// Bumped whenever a map's name, key or value layout changes. Userspace writes
-/// it next to the pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 3;
+/// Bumped whenever a map's name, key or value layout (or the meaning of a
+/// value, such as a new `tc_mode`) changes. Userspace writes it next to the
+/// pins and refuses to drive pins made with another layout.
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -354,8 +355,12 @@ pub const MAX_IFACES: usize = (IFACE_SLOTS - 1) as usize;
 /// XDP attach modes recorded in `IfaceMeta.xdp_mode`.
 pub const XDP_MODE_NATIVE: u32 = 1;
 pub const XDP_MODE_GENERIC: u32 = 2;
-/// TC attach kinds recorded in `IfaceMeta.tc_mode`.
+/// TC attach kinds recorded in `IfaceMeta.tc_mode`: a tcx link, or a filter
+/// on a clsact qdisc that was there before (`CLSACT`) or that fw added and
+/// removes again (`CLSACT_OWN`).
 pub const TC_MODE_TCX: u32 = 1;
+pub const TC_MODE_CLSACT: u32 = 2;
+pub const TC_MODE_CLSACT_OWN: u32 = 3;
 
 /// One interface fw is up on.
 #[repr(C)]

@@ -39,11 +39,11 @@ pub enum Error {
         source: Box<aya::programs::ProgramError>,
     },
 
-    #[error(
-        "attaching the TC egress program to `{iface}` failed (fw uses tcx, Linux 6.6 or newer)"
-    )]
+    #[error("attaching the TC egress program to `{iface}` ({hook}) failed")]
     TcAttach {
         iface: String,
+        /// "tcx" or "clsact".
+        hook: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },

@@ -12,7 +12,7 @@ use fw_common::PROG_INGRESS;
 use crate::{
     config::Config,
     error::Result,
-    loader::{self, DownReport, Mode, UpReport},
+    loader::{self, DownReport, Hooks, UpReport},
     maps::FwMaps,
     pins::PinDir,
     shutdown::Shutdown,
@@ -74,14 +74,14 @@ fn readable(fd: i32, timeout: Duration) -> bool {
 pub fn run(
     pins: &PinDir,
     ifaces: &[String],
-    mode: Mode,
+    hooks: Hooks,
     config: Option<&Config>,
     stop: &Shutdown,
     on_up: impl FnOnce(&UpReport),
 ) -> Result<DownReport> {
-    let report = loader::up(pins, ifaces, mode, config)?;
+    let report = loader::up(pins, ifaces, hooks, config)?;
     on_up(&report);
-    let mine: Vec<String> = report.attached.iter().map(|(n, _)| n.clone()).collect();
+    let mine: Vec<String> = report.attached.iter().map(|a| a.name.clone()).collect();
     // The aya-log buffer is not pinned: find it through the loaded program.
     let mut logger = match loader::program_id(pins, PROG_INGRESS)
         .map_err(|e| e.to_string())

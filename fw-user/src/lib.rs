@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod conntrack;
 pub mod control;
+pub mod egress_hook;
 pub mod error;
 pub mod events;
 pub mod exporter;

@@ -3,20 +3,17 @@
 use std::{fs, path::PathBuf, time::SystemTime};
 
 use aya::{
-    programs::{
-        links::FdLink,
-        tc::{TcAttachOptions, TcAttachType},
-        LinkOrder, SchedClassifier, Xdp, XdpMode,
-    },
+    programs::{links::FdLink, SchedClassifier, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
 use fw_common::{
     maps as names, IfaceMeta, Meta, CFG_DRY_RUN, MAX_IFACES, PROG_EGRESS, PROG_INGRESS,
-    TC_MODE_TCX, XDP_MODE_GENERIC, XDP_MODE_NATIVE,
+    TC_MODE_CLSACT, TC_MODE_CLSACT_OWN, TC_MODE_TCX, XDP_MODE_GENERIC, XDP_MODE_NATIVE,
 };
 
 use crate::{
     config::Config,
+    egress_hook::{self, Egress, Hook},
     error::{Error, Result},
     iface::{self, Iface},
     maps::FwMaps,
@@ -37,6 +34,13 @@ pub enum Mode {
     Native,
     /// Generic (skb) mode: works everywhere, slower.
     Generic,
+}
+
+/// How fw's two programs are attached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub xdp: Mode,
+    pub egress: Egress,
 }
 
 pub fn mode_name(m: u32) -> &'static str {
@@ -61,9 +65,19 @@ pub struct UpReport {
     pub loaded: bool,
     /// Conntrack entries seeded from the socket table.
     pub seeded: usize,
-    pub attached: Vec<(String, &'static str)>,
+    pub attached: Vec<Attached>,
     /// Half-done work of an interrupted `fw up`/`fw down` that was finished first.
     pub repaired: Vec<String>,
+}
+
+/// One interface `fw up` attached to, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub name: String,
+    /// XDP mode: "native" or "generic".
+    pub xdp: &'static str,
+    /// Egress hook: "tcx" or "clsact".
+    pub egress: &'static str,
 }
 
 /// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
@@ -71,7 +85,7 @@ pub struct UpReport {
 pub fn up(
     pins: &PinDir,
     names_: &[String],
-    mode: Mode,
+    hooks: Hooks,
     config: Option<&Config>,
 ) -> Result<UpReport> {
     require_root("fw up")?;
@@ -144,12 +158,12 @@ pub fn up(
         repaired,
     };
     for i in &ifaces {
-        match attach(pins, &maps, &mut meta, i, mode) {
-            Ok(m) => report.attached.push((i.name.clone(), m)),
+        match attach(pins, &maps, &mut meta, i, hooks) {
+            Ok(a) => report.attached.push(a),
             Err(e) => {
                 // Leave nothing half-done: undo this call's attachments.
-                for (name, _) in &report.attached {
-                    let _ = detach(pins, &maps, &mut meta, name);
+                for a in &report.attached {
+                    let _ = detach(pins, &maps, &mut meta, &a.name);
                 }
                 if fresh {
                     let _ = pins.remove_all();
@@ -186,6 +200,17 @@ impl HalfState {
     }
 }
 
+/// Both of fw's programs are attached to the interface of `m` (or it is
+/// gone, which detached them).
+pub fn attached(pins: &PinDir, m: &IfaceMeta) -> bool {
+    let egress = if egress_hook::is_clsact(m.tc_mode) {
+        !iface::exists(m.ifindex) || egress_hook::has_fw_filter(m.ifindex)
+    } else {
+        pins.tc_link(m.ifindex).exists()
+    };
+    pins.xdp_link(m.ifindex).exists() && egress
+}
+
 pub fn half_state(pins: &PinDir, meta: &Meta) -> HalfState {
     let listed: Vec<u32> = meta
         .ifaces
@@ -202,10 +227,7 @@ pub fn half_state(pins: &PinDir, meta: &Meta) -> HalfState {
         unlinked: meta
             .ifaces
             .iter()
-            .filter(|m| {
-                m.slot != 0
-                    && !(pins.xdp_link(m.ifindex).exists() && pins.tc_link(m.ifindex).exists())
-            })
+            .filter(|m| m.slot != 0 && !attached(pins, m))
             .map(|m| iface::name_from_bytes(&m.name))
             .collect(),
     }
@@ -400,8 +422,8 @@ fn attach(
     maps: &FwMaps,
     meta: &mut Meta,
     i: &Iface,
-    mode: Mode,
-) -> Result<&'static str> {
+    hooks: Hooks,
+) -> Result<Attached> {
     let slot_idx = meta
         .ifaces
         .iter()
@@ -410,59 +432,122 @@ fn attach(
     let slot = slot_idx as u32 + 1;
     // Counters first, so the very first packet lands in this interface's slot.
     maps.set_iface_slot(i.index, slot)?;
+    let entry = |xdp_mode, tc_mode| IfaceMeta {
+        ifindex: i.index,
+        slot,
+        xdp_mode,
+        tc_mode,
+        name: iface::name_bytes(&i.name),
+    };
 
     // Egress before ingress: replies to what the host sends must be known
     // before the ingress policy starts judging them.
-    let mut tc =
-        SchedClassifier::from_pin(pins.prog(PROG_EGRESS)).map_err(|source| Error::Program {
-            name: PROG_EGRESS,
-            source: Box::new(source),
-        })?;
-    let id = while_link_released(|| {
-        tc.attach_with_options(
-            &i.name,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-    })
-    .map_err(|source| Error::TcAttach {
-        iface: i.name.clone(),
-        source: Box::new(source),
-    })?;
-    let link = tc.take_link(id).map_err(|source| Error::TcAttach {
-        iface: i.name.clone(),
-        source: Box::new(source),
-    })?;
-    let fd: FdLink = link
-        .try_into()
-        .map_err(|e: aya::programs::links::LinkError| Error::Link {
-            path: pins.tc_link(i.index),
-            source: Box::new(e),
-        })?;
-    let path = pins.tc_link(i.index);
-    fd.pin(&path).map_err(|source| Error::Pin {
-        path: path.clone(),
-        source: Box::new(source),
-    })?;
-
-    let xdp_result = attach_xdp(pins, i, mode);
-    let (xdp_mode, name) = match xdp_result {
-        Ok(v) => v,
+    let tc_mode = match attach_egress(pins, maps, meta, slot_idx, i, hooks.egress, entry) {
+        Ok(m) => m,
         Err(e) => {
-            let _ = fs::remove_file(&path);
             let _ = maps.set_iface_slot(i.index, 0);
             return Err(e);
         }
     };
-    meta.ifaces[slot_idx] = IfaceMeta {
-        ifindex: i.index,
-        slot,
-        xdp_mode,
-        tc_mode: TC_MODE_TCX,
-        name: iface::name_bytes(&i.name),
+    let (xdp_mode, xdp) = match attach_xdp(pins, i, hooks.xdp) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = detach_egress(pins, i.index, tc_mode);
+            let _ = maps.set_iface_slot(i.index, 0);
+            if meta.ifaces[slot_idx].slot != 0 {
+                meta.ifaces[slot_idx] = IfaceMeta::default();
+                let _ = maps.set_meta(meta);
+            }
+            return Err(e);
+        }
     };
+    meta.ifaces[slot_idx] = entry(xdp_mode, tc_mode);
     maps.set_meta(meta)?;
-    Ok(name)
+    Ok(Attached {
+        name: i.name.clone(),
+        xdp,
+        egress: egress_hook::mode_name(tc_mode),
+    })
+}
+
+/// Attaches `fw_egress` to `i` on the first hook of `egress` the kernel
+/// has; returns the `tc_mode` to record.
+fn attach_egress(
+    pins: &PinDir,
+    maps: &FwMaps,
+    meta: &mut Meta,
+    slot_idx: usize,
+    i: &Iface,
+    egress: Egress,
+    entry: impl Fn(u32, u32) -> IfaceMeta,
+) -> Result<u32> {
+    let mut last = None;
+    for &hook in egress.tries() {
+        let r = match hook {
+            Hook::Tcx => egress_hook::attach_tcx(pins, i).map(|()| TC_MODE_TCX),
+            Hook::Clsact => attach_clsact(pins, maps, meta, slot_idx, i, &entry),
+        };
+        match r {
+            Err(e) if hook == Hook::Tcx && egress_hook::lacks_tcx(&e) => last = Some(e),
+            r => return r,
+        }
+    }
+    Err(last.expect("at least one hook is tried"))
+}
+
+/// Puts `fw_egress` on `i`'s clsact egress (adding the qdisc if there is
+/// none); returns the `tc_mode` to record. The interface's entry is in
+/// META before the qdisc and filter go on: a filter has no pin, so META is
+/// how a later command finds (and removes) what a killed `fw up` left.
+fn attach_clsact(
+    pins: &PinDir,
+    maps: &FwMaps,
+    meta: &mut Meta,
+    slot_idx: usize,
+    i: &Iface,
+    entry: impl Fn(u32, u32) -> IfaceMeta,
+) -> Result<u32> {
+    let mode = |own| {
+        if own {
+            TC_MODE_CLSACT_OWN
+        } else {
+            TC_MODE_CLSACT
+        }
+    };
+    let mut own = !egress_hook::has_clsact(i.index)?;
+    meta.ifaces[slot_idx] = entry(0, mode(own));
+    let mut steps = || -> Result<()> {
+        maps.set_meta(meta)?;
+        if own && !egress_hook::add_clsact(i)? {
+            // Somebody else added one in the meantime: theirs to keep.
+            own = false;
+            meta.ifaces[slot_idx] = entry(0, mode(own));
+            maps.set_meta(meta)?;
+        }
+        egress_hook::attach_clsact(pins, i)
+    };
+    match steps() {
+        Ok(()) => Ok(mode(own)),
+        Err(e) => {
+            let _ = egress_hook::detach_clsact(i.index, own);
+            meta.ifaces[slot_idx] = IfaceMeta::default();
+            let _ = maps.set_meta(meta);
+            Err(e)
+        }
+    }
+}
+
+/// Undoes [`attach_egress`] on interface `ifindex`.
+fn detach_egress(pins: &PinDir, ifindex: u32, tc_mode: u32) -> Result<()> {
+    if egress_hook::is_clsact(tc_mode) {
+        return egress_hook::detach_clsact(ifindex, tc_mode == TC_MODE_CLSACT_OWN);
+    }
+    let path = pins.tc_link(ifindex);
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("unpinning {}", path.display()), e)),
+    }
 }
 
 fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str)> {
@@ -521,7 +606,7 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
 /// second: the kernel releases an unpinned link from a work queue, so right
 /// after a detach (a `fw down` then `fw up`, or a repair) the old link may
 /// still hold the hook for a moment.
-fn while_link_released<T>(
+pub(crate) fn while_link_released<T>(
     mut attach: impl FnMut() -> std::result::Result<T, aya::programs::ProgramError>,
 ) -> std::result::Result<T, aya::programs::ProgramError> {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -563,13 +648,13 @@ pub(crate) fn entry<'a>(meta: &'a Meta, name: &str) -> Option<&'a IfaceMeta> {
 fn detach(pins: &PinDir, maps: &FwMaps, meta: &mut Meta, name: &str) -> Result<()> {
     let pos = position(meta, name).ok_or_else(|| Error::NotUpOn(name.to_string()))?;
     let m = meta.ifaces[pos];
-    for path in [pins.xdp_link(m.ifindex), pins.tc_link(m.ifindex)] {
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("unpinning {}", path.display()), e)),
-        }
+    let path = pins.xdp_link(m.ifindex);
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("unpinning {}", path.display()), e)),
     }
+    detach_egress(pins, m.ifindex, m.tc_mode)?;
     maps.set_iface_slot(m.ifindex, 0)?;
     meta.ifaces[pos] = IfaceMeta::default();
     maps.set_meta(meta)

@@ -5,7 +5,9 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use fw_user::{
     apply,
     config::Config,
-    control, exporter, foreground,
+    control,
+    egress_hook::Egress,
+    exporter, foreground,
     loader::{self, Mode},
     log,
     maps::FwMaps,
@@ -41,6 +43,9 @@ enum Cmd {
         /// XDP attach mode.
         #[arg(long, value_enum, default_value_t = Mode::Auto)]
         mode: Mode,
+        /// Egress hook of the conntrack program.
+        #[arg(long, value_enum, default_value_t = Egress::Auto)]
+        egress: Egress,
         /// Count what would be rejected, but let it pass.
         #[arg(long)]
         dry_run: bool,
@@ -153,9 +158,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ifaces,
             config,
             mode,
+            egress,
             dry_run,
             foreground,
         } => {
+            let hooks = loader::Hooks { xdp: mode, egress };
             loader::require_root("fw up")?;
             let mut cfg = match &config {
                 Some(path) => Some(Config::load(path)?),
@@ -168,15 +175,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 for note in &r.repaired {
                     println!("repaired: {note}");
                 }
-                for (name, mode) in &r.attached {
-                    println!("fw up on {name} (xdp {mode}, egress tcx)");
+                for a in &r.attached {
+                    println!("fw up on {} (xdp {}, egress {})", a.name, a.xdp, a.egress);
                 }
                 println!("{} existing flow(s) seeded into conntrack", r.seeded);
             };
             if foreground {
                 let stop = Shutdown::on_signals()?;
                 foreground::init_tracing();
-                let d = foreground::run(&pins, &ifaces, mode, cfg.as_ref(), &stop, print_up)?;
+                let d = foreground::run(&pins, &ifaces, hooks, cfg.as_ref(), &stop, print_up)?;
                 for n in &d.detached {
                     println!("fw down on {n}");
                 }
@@ -184,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("fw unloaded; pins under {} removed", pins.root().display());
                 }
             } else {
-                print_up(&loader::up(&pins, &ifaces, mode, cfg.as_ref())?);
+                print_up(&loader::up(&pins, &ifaces, hooks, cfg.as_ref())?);
             }
         }
         Cmd::Log {

@@ -109,9 +109,9 @@ impl Status {
                 name: iface::name_from_bytes(&m.name),
                 ifindex: m.ifindex,
                 mode: mode_name(m.xdp_mode),
-                egress: "tcx",
+                egress: crate::egress_hook::mode_name(m.tc_mode),
                 present: iface::exists(m.ifindex),
-                attached: pins.xdp_link(m.ifindex).exists() && pins.tc_link(m.ifindex).exists(),
+                attached: crate::loader::attached(pins, m),
             });
         }
         Ok(st)

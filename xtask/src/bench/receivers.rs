@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use fw_common::Reason;
 use fw_testkit::{in_netns, seed, spawn_tcp_listener, Netns, Pair, PinDir as TestPinDir, Server};
 use fw_user::{
-    loader::{self, Mode},
+    loader::{self, Hooks, Mode},
     maps::FwMaps,
     pins::PinDir,
     rig::{self, RigProgram},
@@ -273,7 +273,16 @@ impl Receiver {
                 };
                 let names = [veth.clone()];
                 in_netns(&srv_path, || {
-                    loader::up(&pins, &names, Mode::Native, None).map_err(anyhow::Error::from)
+                    loader::up(
+                        &pins,
+                        &names,
+                        Hooks {
+                            xdp: Mode::Native,
+                            ..Hooks::default()
+                        },
+                        None,
+                    )
+                    .map_err(anyhow::Error::from)
                 })?
                 .context("fw up")?;
                 guard

@@ -1,0 +1,373 @@
+//! Where `fw_egress` runs on an interface: tcx (a BPF link, Linux 6.6+), or
+//! on older kernels a direct-action cls_bpf filter on the `clsact` qdisc,
+//! set up over rtnetlink.
+//!
+//! A tcx link is pinned like the XDP link, so the pin holds the attachment.
+//! A clsact filter has no link: the qdisc holds the program, and fw finds
+//! its filter again by the program's name. fw removes the qdisc only when it
+//! made it and no other filter is left on it.
+use std::io;
+
+use aya::programs::{
+    links::FdLink,
+    tc::{NlOptions, TcAttachOptions, TcAttachType},
+    LinkOrder, SchedClassifier,
+};
+use fw_common::{PROG_EGRESS, TC_MODE_CLSACT, TC_MODE_CLSACT_OWN, TC_MODE_TCX};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::{
+    tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcHeader, TcMessage, TcOption},
+    RouteNetlinkMessage,
+};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::{
+    error::{Error, Result},
+    iface::Iface,
+    pins::PinDir,
+};
+
+/// Which egress hook `fw up` uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Egress {
+    /// tcx where the kernel has it (6.6+), else clsact.
+    #[default]
+    Auto,
+    /// tcx only.
+    Tcx,
+    /// The clsact qdisc (netlink), as on kernels before 6.6.
+    Clsact,
+}
+
+/// A hook `fw_egress` can be attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Tcx,
+    Clsact,
+}
+
+impl Egress {
+    /// The hooks tried, in order; the next one only when the kernel lacks
+    /// the one before (see [`lacks_tcx`]).
+    pub fn tries(self) -> &'static [Hook] {
+        match self {
+            Egress::Auto => &[Hook::Tcx, Hook::Clsact],
+            Egress::Tcx => &[Hook::Tcx],
+            Egress::Clsact => &[Hook::Clsact],
+        }
+    }
+}
+
+/// Name of a `tc_mode` (as `IfaceMeta` records it) for people.
+pub fn mode_name(tc_mode: u32) -> &'static str {
+    match tc_mode {
+        TC_MODE_TCX => "tcx",
+        TC_MODE_CLSACT | TC_MODE_CLSACT_OWN => "clsact",
+        _ => "unknown",
+    }
+}
+
+pub fn is_clsact(tc_mode: u32) -> bool {
+    matches!(tc_mode, TC_MODE_CLSACT | TC_MODE_CLSACT_OWN)
+}
+
+/// The error is a tcx attach the kernel refused for want of tcx:
+/// BPF_LINK_CREATE does not know the attach type (EINVAL) or the operation
+/// (EOPNOTSUPP / ENOTSUPP).
+pub fn lacks_tcx(e: &Error) -> bool {
+    const ENOTSUPP: i32 = 524;
+    match e {
+        Error::TcAttach {
+            hook: "tcx",
+            source,
+            ..
+        } => match source.as_ref() {
+            aya::programs::ProgramError::SyscallError(s) => matches!(
+                s.io_error.raw_os_error(),
+                Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+            ),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn pinned_egress(pins: &PinDir) -> Result<SchedClassifier> {
+    SchedClassifier::from_pin(pins.prog(PROG_EGRESS)).map_err(|source| Error::Program {
+        name: PROG_EGRESS,
+        source: Box::new(source),
+    })
+}
+
+/// Attaches the pinned `fw_egress` to `i`'s tcx egress hook and pins the
+/// link.
+pub fn attach_tcx(pins: &PinDir, i: &Iface) -> Result<()> {
+    let mut tc = pinned_egress(pins)?;
+    let attach_err = |source| Error::TcAttach {
+        iface: i.name.clone(),
+        hook: "tcx",
+        source: Box::new(source),
+    };
+    let id = crate::loader::while_link_released(|| {
+        tc.attach_with_options(
+            &i.name,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+    })
+    .map_err(attach_err)?;
+    let link = tc.take_link(id).map_err(attach_err)?;
+    let path = pins.tc_link(i.index);
+    let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    fd.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
+    Ok(())
+}
+
+/// Interface `ifindex` has a clsact qdisc.
+pub fn has_clsact(ifindex: u32) -> Result<bool> {
+    let msg = TcMessage::with_index(ifindex as i32);
+    let replies = request(RouteNetlinkMessage::GetQueueDiscipline(msg), NLM_F_DUMP)
+        .map_err(|e| Error::io(format!("listing the qdiscs of ifindex {ifindex}"), e))?;
+    Ok(replies.iter().any(|m| {
+        matches!(m, RouteNetlinkMessage::NewQueueDiscipline(q)
+            if q.header.index == ifindex as i32
+                && q.attributes.contains(&TcAttribute::Kind("clsact".into())))
+    }))
+}
+
+/// Makes sure `i` has a clsact qdisc; true when this call made it.
+pub fn add_clsact(i: &Iface) -> Result<bool> {
+    let mut msg = TcMessage::with_index(i.index as i32);
+    msg.header.handle = TcHandle {
+        major: TcHandle::CLSACT.major,
+        minor: 0,
+    };
+    msg.header.parent = TcHandle::CLSACT;
+    msg.attributes.push(TcAttribute::Kind("clsact".into()));
+    match request(
+        RouteNetlinkMessage::NewQueueDiscipline(msg),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    ) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(Error::io(
+            format!("adding a clsact qdisc to `{}`", i.name),
+            e,
+        )),
+    }
+}
+
+/// Attaches the pinned `fw_egress` as a cls_bpf filter on `i`'s clsact
+/// egress (the qdisc must exist: [`add_clsact`]).
+pub fn attach_clsact(pins: &PinDir, i: &Iface) -> Result<()> {
+    let mut tc = pinned_egress(pins)?;
+    let id = tc
+        .attach_with_options(
+            &i.name,
+            TcAttachType::Egress,
+            TcAttachOptions::Netlink(NlOptions::default()),
+        )
+        .map_err(|source| Error::TcAttach {
+            iface: i.name.clone(),
+            hook: "clsact",
+            source: Box::new(source),
+        })?;
+    let link = tc.take_link(id).map_err(|source| Error::TcAttach {
+        iface: i.name.clone(),
+        hook: "clsact",
+        source: Box::new(source),
+    })?;
+    // The filter, not this handle, keeps the program attached: dropping the
+    // handle would delete the filter, so it is let go of instead.
+    std::mem::forget(link);
+    Ok(())
+}
+
+/// One filter on a clsact hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    pub egress: bool,
+    /// The BPF program's name, for cls_bpf filters.
+    pub prog_name: Option<String>,
+    header: TcHeader,
+}
+
+impl Filter {
+    pub fn is_fw(&self) -> bool {
+        self.egress && self.prog_name.as_deref() == Some(PROG_EGRESS)
+    }
+}
+
+/// The filters on interface `ifindex`'s clsact ingress and egress hooks
+/// (none when it has no clsact qdisc).
+pub fn clsact_filters(ifindex: u32) -> io::Result<Vec<Filter>> {
+    let mut out = Vec::new();
+    for (egress, minor) in [(false, TcHandle::MIN_INGRESS), (true, TcHandle::MIN_EGRESS)] {
+        let mut msg = TcMessage::with_index(ifindex as i32);
+        msg.header.parent = TcHandle {
+            major: TcHandle::CLSACT.major,
+            minor,
+        };
+        let replies = match request(RouteNetlinkMessage::GetTrafficFilter(msg), NLM_F_DUMP) {
+            Ok(r) => r,
+            // No clsact qdisc: no hook, so no filter.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => continue,
+            Err(e) => return Err(e),
+        };
+        for m in replies {
+            let RouteNetlinkMessage::NewTrafficFilter(f) = m else {
+                continue;
+            };
+            // The kernel lists each priority once on its own (handle 0,
+            // no options) before the filters in it.
+            if u32::from(f.header.handle) == 0 {
+                continue;
+            }
+            let prog_name = f.attributes.iter().find_map(|a| match a {
+                TcAttribute::Options(opts) => opts.iter().find_map(|o| match o {
+                    TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => Some(n.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            });
+            out.push(Filter {
+                egress,
+                prog_name,
+                header: f.header,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Removes fw's filter from interface `ifindex` and, when fw made the
+/// qdisc (`own`) and nothing else uses it, the qdisc. An interface that is
+/// gone took both with it.
+pub fn detach_clsact(ifindex: u32, own: bool) -> Result<()> {
+    let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT));
+    let what = |w: &str| format!("{w} on ifindex {ifindex}");
+    let filters = match clsact_filters(ifindex) {
+        Ok(f) => f,
+        Err(e) if gone(&e) => return Ok(()),
+        Err(e) => return Err(Error::io(what("listing the clsact filters"), e)),
+    };
+    for f in filters.iter().filter(|f| f.is_fw()) {
+        let msg = TcMessage::from_parts(f.header.clone(), Vec::new());
+        match request(RouteNetlinkMessage::DelTrafficFilter(msg), NLM_F_ACK) {
+            Ok(_) => {}
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(Error::io(what("removing fw's clsact filter"), e)),
+        }
+    }
+    if !own || filters.iter().any(|f| !f.is_fw()) {
+        return Ok(());
+    }
+    let mut msg = TcMessage::with_index(ifindex as i32);
+    msg.header.handle = TcHandle {
+        major: TcHandle::CLSACT.major,
+        minor: 0,
+    };
+    msg.header.parent = TcHandle::CLSACT;
+    match request(RouteNetlinkMessage::DelQueueDiscipline(msg), NLM_F_ACK) {
+        Ok(_) => Ok(()),
+        Err(e) if gone(&e) || e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        Err(e) => Err(Error::io(what("removing the clsact qdisc fw added"), e)),
+    }
+}
+
+/// fw's filter is on interface `ifindex`'s clsact egress hook.
+pub fn has_fw_filter(ifindex: u32) -> bool {
+    clsact_filters(ifindex).is_ok_and(|f| f.iter().any(Filter::is_fw))
+}
+
+/// Sends one rtnetlink request and collects the replies (a dump's
+/// messages, or nothing for an acknowledged change).
+fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&SocketAddr::new(0, 0))?;
+    let mut hdr = NetlinkHeader::default();
+    hdr.flags = NLM_F_REQUEST | flags;
+    let mut req = NetlinkMessage::new(hdr, msg.into());
+    req.finalize();
+    let mut buf = vec![0; req.buffer_len()];
+    req.serialize(&mut buf);
+    socket.send(&buf, 0)?;
+    let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+    let mut out = Vec::new();
+    let mut rx = vec![0u8; 1 << 16];
+    loop {
+        let n = socket.recv(&mut &mut rx[..], 0)?;
+        let mut off = 0;
+        while off < n {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                .map_err(|e| io::Error::other(format!("parsing an rtnetlink reply: {e}")))?;
+            let len = msg.header.length as usize;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(m) => out.push(m),
+                NetlinkPayload::Done(_) => return Ok(out),
+                NetlinkPayload::Error(e) if e.code.is_none() => return Ok(out),
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
+                _ => {}
+            }
+            if len == 0 {
+                break;
+            }
+            off += len;
+        }
+        if !dump {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_clsact_and_forced_hooks_do_not() {
+        assert_eq!(Egress::Auto.tries(), &[Hook::Tcx, Hook::Clsact]);
+        assert_eq!(Egress::Tcx.tries(), &[Hook::Tcx]);
+        assert_eq!(Egress::Clsact.tries(), &[Hook::Clsact]);
+    }
+
+    #[test]
+    fn only_a_kernel_without_tcx_falls_back() {
+        let os = |hook, code| Error::TcAttach {
+            iface: "x".into(),
+            hook,
+            source: Box::new(
+                aya::sys::SyscallError {
+                    call: "bpf_mprog_attach",
+                    io_error: io::Error::from_raw_os_error(code),
+                }
+                .into(),
+            ),
+        };
+        for code in [libc::EINVAL, libc::EOPNOTSUPP, 524] {
+            assert!(lacks_tcx(&os("tcx", code)), "errno {code}");
+            assert!(!lacks_tcx(&os("clsact", code)), "clsact errno {code}");
+        }
+        for code in [libc::EPERM, libc::EBUSY, libc::EEXIST, libc::ENODEV] {
+            assert!(!lacks_tcx(&os("tcx", code)), "errno {code}");
+        }
+    }
+
+    #[test]
+    fn modes_have_names() {
+        assert_eq!(mode_name(TC_MODE_TCX), "tcx");
+        assert_eq!(mode_name(TC_MODE_CLSACT), "clsact");
+        assert_eq!(mode_name(TC_MODE_CLSACT_OWN), "clsact");
+        assert!(is_clsact(TC_MODE_CLSACT_OWN) && !is_clsact(TC_MODE_TCX));
+    }
+}
