@@ -9,7 +9,6 @@
 use std::io;
 
 use aya::programs::{
-    links::FdLink,
     tc::{NlOptions, TcAttachOptions, TcAttachType},
     LinkOrder, SchedClassifier,
 };
@@ -120,16 +119,7 @@ pub fn attach_tcx(pins: &PinDir, i: &Iface) -> Result<()> {
     })
     .map_err(attach_err)?;
     let link = tc.take_link(id).map_err(attach_err)?;
-    let path = pins.tc_link(i.index);
-    let fd: FdLink = link.try_into().map_err(|e| Error::Link {
-        path: path.clone(),
-        source: Box::new(e),
-    })?;
-    fd.pin(&path).map_err(|source| Error::Pin {
-        path,
-        source: Box::new(source),
-    })?;
-    Ok(())
+    crate::loader::pin_link(link, pins.tc_link(i.index))
 }
 
 /// Interface `ifindex` has a clsact qdisc.

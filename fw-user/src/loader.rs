@@ -575,15 +575,7 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
                     name: PROG_INGRESS,
                     source: Box::new(source),
                 })?;
-                let path = pins.xdp_link(i.index);
-                let fd: FdLink = link.try_into().map_err(|e| Error::Link {
-                    path: path.clone(),
-                    source: Box::new(e),
-                })?;
-                fd.pin(&path).map_err(|source| Error::Pin {
-                    path,
-                    source: Box::new(source),
-                })?;
+                pin_link(link, pins.xdp_link(i.index))?;
                 return Ok((code, name));
             }
             Err(e) => last = Some((name, e)),
@@ -600,6 +592,23 @@ fn attach_xdp(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
         },
         source: Box::new(source),
     })
+}
+
+/// Pins an attachment's link at `path`: the pin, not this process, then
+/// keeps it attached.
+pub(crate) fn pin_link<L>(link: L, path: PathBuf) -> Result<()>
+where
+    L: TryInto<FdLink, Error = aya::programs::links::LinkError>,
+{
+    let fd: FdLink = link.try_into().map_err(|e| Error::Link {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    fd.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
+    Ok(())
 }
 
 /// Runs `attach` again while it fails with EEXIST/EBUSY, for up to a

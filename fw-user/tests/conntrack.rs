@@ -16,8 +16,15 @@ use fw_testkit::{
 const T: Duration = Duration::from_secs(2);
 
 fn up(pair: &Pair) -> PinDir {
+    up_with(pair, &[])
+}
+
+/// `fw up <server veth> <extra>...`.
+fn up_with(pair: &Pair, extra: &[&str]) -> PinDir {
     let pins = PinDir::new();
-    let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
+    let mut args = vec!["up", pair.srv_veth()];
+    args.extend_from_slice(extra);
+    let out = fw_cmd(pair.srv_path(), &pins, args);
     assert!(
         out.status.success(),
         "fw up: {}",
@@ -68,13 +75,26 @@ fn exchange(stream: &mut TcpStream, rounds: usize, tag: &str) {
 
 #[test]
 fn host_started_flows_get_their_replies() {
+    host_started_flows_get_their_replies_through("tcx");
+}
+
+/// The egress hook of kernels before 6.6 does the same job.
+#[test]
+fn host_started_flows_get_their_replies_through_clsact() {
+    host_started_flows_get_their_replies_through("clsact");
+}
+
+fn host_started_flows_get_their_replies_through(hook: &str) {
     require_root();
     let pair = Netns::pair("fwct");
     let any6: IpAddr = "::".parse().expect("addr");
     // Services on the *client*: the server (under fw) is the one connecting.
     let _tcp = spawn_tcp_listener(pair.cli_path(), any6, 9000).expect("listener");
     let _udp = spawn_udp_echo(pair.cli_path(), any6, 5353).expect("udp echo");
-    let pins = up(&pair);
+    let pins = up_with(&pair, &["--egress", hook]);
+    let out = fw_cmd(pair.srv_path(), &pins, ["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(st["interfaces"][0]["egress"], hook, "{st}");
     for peer in [IpAddr::from(pair.cli_v4()), IpAddr::from(pair.cli_v6())] {
         assert_eq!(
             tcp_connect(pair.srv_path(), peer, 9000, T),

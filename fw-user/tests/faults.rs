@@ -351,16 +351,24 @@ fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
     eprintln!("fw apply of 100k port changes takes {apply_time:?}");
     let mut rng = Rng::from_env("FW_FAULTS_SEED", KILL_SEED);
     let mut interrupted = 0;
-    for round in 0..8 {
-        let (file, want) = if round % 2 == 0 {
-            (&wide, &wide_ports)
+    // Kill delays are drawn from a window that narrows onto the map writes:
+    // a kill that left the old policy was too early, one that left the new
+    // policy too late. Bounded in rounds; at least 8, until two kills land.
+    let (mut lo, mut hi) = (0u64, apply_time.as_micros() as u64 * 3 / 2);
+    let mut round = 0;
+    while round < 40 && (round < 8 || interrupted < 2) {
+        let (file, want, old) = if round % 2 == 0 {
+            (&wide, &wide_ports, &seed_ports)
         } else {
-            (&seed, &seed_ports)
+            (&seed, &seed_ports, &wide_ports)
         };
-        let delay = Duration::from_micros(rng.below(apply_time.as_micros() as u64));
+        if hi - lo < 200 {
+            (lo, hi) = (lo.saturating_sub(500), hi + 500);
+        }
+        let delay = Duration::from_micros(lo + rng.below(hi - lo));
         let (finished, _) = kill_after(rig.command(&["apply", file.as_str()]), delay);
         let st = rig.status();
-        rig.ok(&["ports"]);
+        let left = rig.ok(&["ports", "--json"]);
         if let Some(w) = st["interrupted_apply"].as_str() {
             interrupted += 1;
             assert!(
@@ -372,7 +380,22 @@ fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
                 "round {round}: {w}"
             );
             assert!(rig.ok(&["status"]).contains("warning: `fw apply"));
+        } else if &left == want {
+            hi = delay.as_micros() as u64;
+        } else {
+            assert_eq!(&left, old, "round {round}: not interrupted, so old or new");
+            lo = delay.as_micros() as u64;
         }
+        eprintln!(
+            "round {round}: killed after {delay:?}: {}",
+            if st["interrupted_apply"].is_string() {
+                "interrupted"
+            } else if &left == want {
+                "done"
+            } else {
+                "not started"
+            }
+        );
         // Applying the file again leaves exactly its policy, and no warning.
         let out = rig.fw(&["apply", file.as_str()]);
         assert!(out.status.success(), "round {round}: {}", text(&out.stderr));
@@ -385,10 +408,11 @@ fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
         }
         assert_eq!(&rig.ok(&["ports", "--json"]), want, "round {round}");
         assert_eq!(rig.status()["interrupted_apply"], serde_json::Value::Null);
+        round += 1;
     }
     assert!(
         interrupted > 0,
-        "no kill landed while `fw apply` wrote the maps"
+        "no kill landed while `fw apply` wrote the maps in {round} rounds"
     );
 }
 
