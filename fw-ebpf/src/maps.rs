@@ -1,6 +1,7 @@
 //! Every map of the program, in one place. Names match `fw_common::maps`.
 use crate::parse::Pkt;
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
@@ -17,9 +18,10 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 #[map]
 pub static IFACE_SLOT: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
 
-/// (proto, port) -> PORT_* flags.
+/// (proto, port) -> PORT_* flags. Mmapable, so userspace reads the whole
+/// policy in one go (`fw allow`/`deny`/`ports`).
 #[map]
-pub static PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, 0);
+pub static PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, BPF_F_MMAPABLE);
 
 /// Per-CPU hits of each allowed (proto, port).
 #[map]

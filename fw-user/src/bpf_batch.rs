@@ -1,9 +1,11 @@
-//! BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH on array maps (Linux 5.6+).
+//! Bulk access to array maps: BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH
+//! (Linux 5.6+), and reading a `BPF_F_MMAPABLE` array through mmap.
 //!
-//! aya 0.14 has no batch operations, and the port policy is an array of
-//! 131072 one-byte entries: reading it one syscall per entry costs ~90 ms,
-//! one batch call well under 1 ms. Only `maps.rs` calls this; callers fall
-//! back to per-entry access when the kernel lacks batch support.
+//! aya 0.14 has neither, and the port policy is an array of 131072 one-byte
+//! entries: reading it one syscall per entry costs ~90 ms, one batch call
+//! ~28 ms (the kernel copies entry by entry), a mapping of it well under
+//! 1 ms. Only `maps.rs` calls this; callers fall back to batch, then
+//! per-entry access when the kernel or map lacks support.
 use std::{
     io,
     mem::size_of,
@@ -85,6 +87,44 @@ pub fn lookup_array(
         return Err(io::Error::other("batch lookup returned keys out of order"));
     }
     Ok(values)
+}
+
+/// All values of a `BPF_F_MMAPABLE` array map, read through a read-only
+/// shared mapping, in key order. The kernel lays the array out with each
+/// value padded to 8 bytes.
+pub fn read_mmapped_array(
+    fd: BorrowedFd<'_>,
+    value_size: usize,
+    max_entries: u32,
+) -> io::Result<Vec<u8>> {
+    let stride = value_size.div_ceil(8) * 8;
+    let len = stride * max_entries as usize;
+    // SAFETY: a fresh read-only mapping of the map's value area; the kernel
+    // refuses (EINVAL) a map that is not mmapable or shorter than `len`.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `base` maps `len` readable bytes until the munmap below. The
+    // BPF programs may store into it concurrently; each value is read as
+    // bytes, and a one-byte value is never torn.
+    let area = unsafe { std::slice::from_raw_parts(base as *const u8, len) };
+    let mut out = Vec::with_capacity(value_size * max_entries as usize);
+    for v in area.chunks_exact(stride) {
+        out.extend_from_slice(&v[..value_size]);
+    }
+    // SAFETY: unmaps exactly the mapping made above; `area` is not used after.
+    unsafe { libc::munmap(base, len) };
+    Ok(out)
 }
 
 /// Writes `values[i]` (each `value_size` bytes) at `keys[i]`, in order.

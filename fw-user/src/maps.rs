@@ -294,11 +294,17 @@ impl FwMaps {
             .map_err(Error::map(names::CONNTRACK))
     }
 
-    /// Raw flags of every PORTS entry (index = protocol base + port): one
-    /// batch syscall instead of 131072 lookups (~90 ms).
+    /// Raw flags of every PORTS entry (index = protocol base + port): read
+    /// through a mapping of the array (<1 ms), else one batch syscall
+    /// (~28 ms), else 131072 lookups (~90 ms).
     fn port_flags_all(&self) -> Result<Vec<u8>> {
         let md =
             MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        match bpf_batch::read_mmapped_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
+            Ok(v) => return Ok(v),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
+        }
         match bpf_batch::lookup_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
             Ok(v) => return Ok(v),
             Err(e) if bpf_batch::unsupported(&e) => {}
