@@ -192,6 +192,8 @@ impl Plan {
 /// time the maps are being written, so that an apply killed halfway (its
 /// policy a mix of old and new) is detected and reported afterwards.
 pub fn apply(pins: &PinDir, plan: &Plan) -> Result<()> {
+    require_root("fw apply")?;
+    let _lock = crate::lock::take()?;
     let dir = pending_dir(pins);
     fs::DirBuilder::new()
         .recursive(true)
@@ -467,7 +469,7 @@ pub fn apply_with_confirm(
     let marker = Marker::create(pins, secs, &plan.old)?;
     if let Err(e) = apply(pins, plan) {
         // Half-applied is worse than either config: put the old one back.
-        let rolled = loader::apply_config(pins, &plan.old);
+        let rolled = crate::lock::take().and_then(|_lock| loader::apply_config(pins, &plan.old));
         let saved = marker.previous();
         return Err(match rolled {
             Ok(()) => {
@@ -497,7 +499,7 @@ pub fn apply_with_confirm(
             };
             let _ = writeln!(out, "{why}: rolling back");
             let _ = out.flush();
-            match loader::apply_config(pins, &plan.old) {
+            match crate::lock::take().and_then(|_lock| loader::apply_config(pins, &plan.old)) {
                 Ok(()) => {
                     marker.remove();
                     Err(Error::NotConfirmed { why })

@@ -146,6 +146,7 @@ fn describe(
 /// Opens `ranges` of `proto` (only to `from`, when given). Idempotent.
 pub fn allow(pins: &PinDir, proto: Proto, ranges: &[PortRange], from: &[IpNet]) -> Result<Change> {
     require_root("fw allow")?;
+    let _lock = crate::lock::take()?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
     let mut new = old.clone();
@@ -161,6 +162,7 @@ pub fn allow(pins: &PinDir, proto: Proto, ranges: &[PortRange], from: &[IpNet]) 
 /// or this command's own session on a port being closed.
 pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange], force: bool) -> Result<Change> {
     require_root("fw deny")?;
+    let _lock = crate::lock::take()?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
     let mut new = old.clone();

@@ -12,6 +12,15 @@ pub enum Error {
     #[error("refusing to attach to `{0}`: loopback is never filtered by fw (the seed policy accepts all of lo)")]
     Loopback(String),
 
+    #[error(
+        "another fw command{holder} has held fw's lock (/run/fw/lock) for {waited:?}: \
+         try again when it is done"
+    )]
+    Busy {
+        holder: String,
+        waited: std::time::Duration,
+    },
+
     #[error("fw is already up on `{0}`: run `fw down {0}` first")]
     AlreadyUp(String),
 

@@ -16,6 +16,7 @@ pub mod foreground;
 pub mod guard;
 pub mod iface;
 pub mod loader;
+pub mod lock;
 pub mod log;
 pub mod maps;
 pub mod metrics;

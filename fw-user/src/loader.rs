@@ -89,6 +89,7 @@ pub fn up(
     config: Option<&Config>,
 ) -> Result<UpReport> {
     require_root("fw up")?;
+    let _lock = crate::lock::take()?;
     let default_cfg = Config::default();
     let mut wanted: Vec<String> = names_.to_vec();
     if wanted.is_empty() {
@@ -387,7 +388,8 @@ pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
         })
 }
 
-/// Replaces the running policy and settings with `cfg` (no reload).
+/// Replaces the running policy and settings with `cfg` (no reload). The
+/// caller holds [`crate::lock`].
 pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
@@ -683,6 +685,7 @@ pub struct DownReport {
 /// Detaches `names_` (all when empty); unloads when none is left.
 pub fn down(pins: &PinDir, names_: &[String]) -> Result<DownReport> {
     require_root("fw down")?;
+    let _lock = crate::lock::take()?;
     let mut report = DownReport::default();
     if !pins.is_loaded() {
         if pins.has_anything() {

@@ -27,6 +27,9 @@ struct Cli {
     /// Where fw pins its programs, links and maps (on bpffs).
     #[arg(long, global = true, env = "FW_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
+    /// How long a command that changes fw waits for another one to finish.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    wait: u64,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
+    fw_user::lock::set_wait(std::time::Duration::from_secs(cli.wait));
     match cli.cmd {
         Cmd::Up {
             ifaces,

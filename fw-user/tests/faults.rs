@@ -630,3 +630,107 @@ fn full_conntrack_table_evicts_the_oldest_and_fw_keeps_answering() {
         "a new outbound flow after the flood: {again:?}"
     );
 }
+
+/// Runs every command of `batch` at once; returns their outputs.
+fn all_at_once(rig: &Rig, batch: &[Vec<String>]) -> Vec<std::process::Output> {
+    let children: Vec<_> = batch
+        .iter()
+        .map(|args| rig.command(args).spawn().expect("spawn fw"))
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait fw"))
+        .collect()
+}
+
+#[test]
+fn concurrent_commands_take_turns_and_lose_nothing() {
+    let rig = Rig::new();
+    let mut ifaces = vec![rig.veth().to_string()];
+    for tag in ["p", "q", "r"] {
+        ifaces.push(rig.extra_iface(tag));
+    }
+    // Four `fw up` at once on one pin dir: one loads, all attach.
+    let ups: Vec<Vec<String>> = ifaces
+        .iter()
+        .map(|i| vec!["up".to_string(), i.clone()])
+        .collect();
+    for (out, args) in all_at_once(&rig, &ups).iter().zip(&ups) {
+        assert!(out.status.success(), "fw {args:?}: {}", text(&out.stderr));
+    }
+    let st = rig.status();
+    assert_eq!(
+        st["interfaces"].as_array().map(Vec::len),
+        Some(4),
+        "all four listed: {st}"
+    );
+    let ids = rig.prog_ids();
+    assert_eq!(ids.len(), 2, "one load: {ids:?}");
+    for i in &ifaces {
+        assert_eq!(rig.xdp_prog(i), Some(ids[0]), "XDP on {i}");
+        assert_eq!(rig.tcx_egress(i), vec![ids[1]], "tcx egress on {i}");
+    }
+    assert_eq!(links_to(ids[0]), 4, "a link per interface holds fw_ingress");
+    assert_eq!(links_to(ids[1]), 4, "a link per interface holds fw_egress");
+    // Sixteen `fw allow` at once: every port ends up open.
+    let ports: Vec<u16> = (0..16).map(|k| 20_000 + k * 7).collect();
+    let allows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| vec!["allow".into(), "tcp".into(), p.to_string()])
+        .collect();
+    for (out, args) in all_at_once(&rig, &allows).iter().zip(&allows) {
+        assert!(out.status.success(), "fw {args:?}: {}", text(&out.stderr));
+    }
+    let open: serde_json::Value =
+        serde_json::from_str(&rig.ok(&["ports", "--json"])).expect("ports JSON");
+    for p in &ports {
+        assert!(
+            open.to_string().contains(&p.to_string()),
+            "tcp {p} open: {open}"
+        );
+    }
+    // Four `fw down` at once: all detached, fw unloaded.
+    let downs: Vec<Vec<String>> = ifaces
+        .iter()
+        .map(|i| vec!["down".to_string(), i.clone()])
+        .collect();
+    for (out, args) in all_at_once(&rig, &downs).iter().zip(&downs) {
+        assert!(out.status.success(), "fw {args:?}: {}", text(&out.stderr));
+    }
+    rig.assert_gone(&ids, "after four fw down at once");
+}
+
+#[test]
+fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
+    let rig = Rig::new();
+    rig.up(&[]);
+    let before = rig.ok(&["ports", "--json"]);
+    let held = fw_user::lock::exclusive(Duration::from_secs(5)).expect("take the lock");
+    let (out, took) = timed(|| rig.fw(&["--wait", "1", "allow", "tcp", "8080"]));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("another fw command (pid {})", std::process::id()))
+            && err.contains("try again when it is done"),
+        "{err}"
+    );
+    assert!(took >= Duration::from_secs(1), "waited {took:?}");
+    // Reading needs no lock.
+    assert_eq!(rig.ok(&["ports", "--json"]), before, "policy untouched");
+    rig.ok(&["status"]);
+    // Once released, a waiting command goes through.
+    let waiting = rig
+        .command(&["--wait", "10", "allow", "tcp", "8080"])
+        .spawn()
+        .expect("spawn fw");
+    std::thread::sleep(Duration::from_millis(700));
+    drop(held);
+    let out = waiting.wait_with_output().expect("wait fw");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("waiting for another fw command"),
+        "it said it waited: {}",
+        text(&out.stderr)
+    );
+    assert!(rig.ok(&["ports"]).contains("8080"));
+}

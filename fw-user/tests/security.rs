@@ -85,6 +85,8 @@ fn assert_root_only(root: &Path) {
 #[test]
 fn pins_are_root_only_even_under_a_loose_umask() {
     let rig = Rig::new();
+    // Made afresh by this `fw up` (no fw command runs alongside this test).
+    let _ = fs::remove_file(fw_user::lock::path());
     // umask 000: fw must not rely on the caller's umask.
     let mut c = command("sh");
     c.args(["-c", "umask 000; exec \"$@\"", "sh", "nsenter"])
@@ -96,6 +98,7 @@ fn pins_are_root_only_even_under_a_loose_umask() {
         .args(["up", rig.veth()]);
     run(&mut c);
     assert_root_only(rig.pins.path());
+    assert_root_only(&fw_user::lock::path());
     let n = walk(rig.pins.path()).len();
     assert!(
         n >= 1 + 3 + 11 + 2 + 2,
