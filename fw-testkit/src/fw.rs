@@ -81,6 +81,51 @@ where
     })
 }
 
+/// Like [`fw_cmd`], asserting fw succeeded; returns its stdout.
+#[track_caller]
+pub fn fw_ok<I, S>(ns_path: impl AsRef<Path>, pin_dir: impl AsRef<Path>, args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<S> = args.into_iter().collect();
+    let out = fw_cmd(ns_path, pin_dir, &args);
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    assert!(
+        out.status.success(),
+        "fw {}: exit {:?}: {}",
+        shown.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `fw up <server veth> <extra>...` on `pair` with a fresh pin dir.
+#[track_caller]
+pub fn fw_up(pair: &crate::Pair, extra: &[&str]) -> PinDir {
+    let pins = PinDir::new();
+    let mut args = vec!["up", pair.srv_veth()];
+    args.extend_from_slice(extra);
+    fw_ok(pair.srv_path(), &pins, args);
+    pins
+}
+
+/// `fw stats --json`, parsed.
+#[track_caller]
+pub fn fw_stats(ns_path: impl AsRef<Path>, pin_dir: impl AsRef<Path>) -> serde_json::Value {
+    let out = fw_ok(ns_path, pin_dir, ["stats", "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("fw stats --json: {e}: {out}"))
+}
+
+/// The packets `fw stats --json` counted under `reason`.
+#[track_caller]
+pub fn reason_packets(stats: &serde_json::Value, reason: &str) -> u64 {
+    stats["reasons"][reason]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no reason {reason} in {stats}"))
+}
+
 /// A pin directory for one fw instance, `/sys/fs/bpf/fwtest-<pid>-<n>`,
 /// removed (recursively) on drop. It is not created here: `fw up` creates it
 /// (and mounts bpffs if needed).

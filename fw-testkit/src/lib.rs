@@ -29,16 +29,16 @@ pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
 pub use cmd::{command, output_with_timeout, CMD_TIMEOUT};
 pub use error::{Error, Result};
 pub use fw::{
-    fw_bin, fw_cmd, fw_cmd_line, sweep_pin_dirs, try_fw_cmd, workspace_dir, PinDir, BPFFS,
-    FW_CMD_TIMEOUT,
+    fw_bin, fw_cmd, fw_cmd_line, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
+    try_fw_cmd, workspace_dir, PinDir, BPFFS, FW_CMD_TIMEOUT,
 };
 pub use netns::{
     ns_name, parse_ns_name, sweep, veth_name, Netns, Pair, Role, CLI_V4, CLI_V6, NETNS_RUN_DIR,
     SRV_V4, SRV_V6, V4_PREFIX_LEN, V6_PREFIX_LEN,
 };
 pub use probe::{
-    in_netns, spawn_tcp_listener, spawn_udp_echo, tcp_connect, tcp_session, udp_probe, Outcome,
-    Server, SERVER_MAX_LIFETIME,
+    echo_rounds, in_netns, spawn_tcp_listener, spawn_udp_echo, tcp_connect, tcp_session, udp_probe,
+    Outcome, Server, SERVER_MAX_LIFETIME,
 };
 
 /// Kernel BTF, needed to load fw's programs.

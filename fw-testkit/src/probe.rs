@@ -159,6 +159,26 @@ pub fn tcp_connect(ns: impl AsRef<Path>, addr: IpAddr, port: u16, timeout: Durat
     }
 }
 
+/// Echoes `rounds` messages over `stream` (to a server that echoes, such as
+/// [`spawn_tcp_listener`]'s), asserting each comes back whole.
+///
+/// # Panics
+/// On a write error, a lost or garbled echo, named with `tag`.
+#[track_caller]
+pub fn echo_rounds(stream: &mut TcpStream, rounds: usize, tag: &str) {
+    for i in 0..rounds {
+        let msg = format!("{tag} {i}\n");
+        stream
+            .write_all(msg.as_bytes())
+            .unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
+        let mut buf = vec![0u8; msg.len()];
+        stream
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
+        assert_eq!(buf, msg.as_bytes(), "{tag}: echo {i} garbled");
+    }
+}
+
 /// Connects over TCP from namespace `ns` and runs `f` on the stream (read and
 /// write timeouts are already set to `timeout`). `Err` holds the connect outcome.
 pub fn tcp_session<T, F>(

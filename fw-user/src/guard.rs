@@ -183,7 +183,8 @@ const MAX_ANCESTORS: usize = 64;
 /// process or one of its ancestors: (port, pid, comm). Best effort: what
 /// cannot be read is skipped.
 fn session_sockets() -> Vec<(u16, u32, String)> {
-    let table = tcp_table();
+    // Best effort, as the rest of the guard: no table, no session found.
+    let table = crate::sockets::tcp().unwrap_or_default();
     let listening: HashSet<u16> = table
         .iter()
         .filter(|s| s.state == TCP_LISTEN)
@@ -218,36 +219,6 @@ fn session_sockets() -> Vec<(u16, u32, String)> {
 
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
-
-struct TcpSock {
-    local_port: u16,
-    state: u8,
-    inode: u64,
-}
-
-/// /proc/net/tcp and tcp6 of this network namespace.
-fn tcp_table() -> Vec<TcpSock> {
-    let mut out = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(file) else {
-            continue;
-        };
-        out.extend(text.lines().skip(1).filter_map(parse_tcp_line));
-    }
-    out
-}
-
-/// `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...`
-fn parse_tcp_line(line: &str) -> Option<TcpSock> {
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let local = f.get(1)?;
-    let port_hex = local.rsplit_once(':')?.1;
-    Some(TcpSock {
-        local_port: u16::from_str_radix(port_hex, 16).ok()?,
-        state: u8::from_str_radix(f.get(3)?, 16).ok()?,
-        inode: f.get(9)?.parse().ok()?,
-    })
-}
 
 fn socket_inodes(pid: u32) -> Vec<u64> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -284,20 +255,6 @@ pub fn refuse(proto: Proto, hazards: &[Hazard], command: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_proc_net_tcp() {
-        let l = "   0: 0100007F:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0";
-        let s = parse_tcp_line(l).unwrap();
-        assert_eq!((s.local_port, s.state, s.inode), (22, TCP_LISTEN, 12345));
-        let l6 = "   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000     0        0 999 1";
-        let s = parse_tcp_line(l6).unwrap();
-        assert_eq!(
-            (s.local_port, s.state, s.inode),
-            (8080, TCP_ESTABLISHED, 999)
-        );
-        assert!(parse_tcp_line("garbage").is_none());
-    }
 
     #[test]
     fn own_parent_is_found() {

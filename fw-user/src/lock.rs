@@ -10,13 +10,15 @@
 //! two commands hold "the" lock).
 use std::{
     fs::{self, File, OpenOptions},
-    io::{Read as _, Seek as _, Write as _},
     os::{
         fd::AsRawFd as _,
-        unix::fs::{DirBuilderExt as _, OpenOptionsExt as _},
+        unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
     },
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
     time::{Duration, Instant},
 };
 
@@ -36,10 +38,16 @@ pub fn set_wait(wait: Duration) {
     WAIT_MS.store(wait.as_millis() as u64, Ordering::Relaxed);
 }
 
+/// Threads of one process (a program using this library) queue here
+/// first: a mutex hands over at once, where polling flock lets a thread
+/// that releases and retakes it starve the others.
+static IN_PROCESS: Mutex<()> = Mutex::new(());
+
 /// Held while it lives.
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
+    _thread: MutexGuard<'static, ()>,
 }
 
 /// The lock file.
@@ -56,13 +64,15 @@ pub fn take() -> Result<Lock> {
 /// Takes the lock, waiting up to `wait` for a command holding it (and
 /// saying so on stderr when that takes a while).
 pub fn exclusive(wait: Duration) -> Result<Lock> {
+    // A thread that panicked while holding it left nothing half-done here.
+    let thread = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(RUN_DIR)
         .map_err(|e| Error::io(format!("creating {RUN_DIR}"), e))?;
     let path = path();
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -72,6 +82,7 @@ pub fn exclusive(wait: Duration) -> Result<Lock> {
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let start = Instant::now();
     let mut said = false;
+    let mut pause = Duration::from_millis(1);
     loop {
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
@@ -81,7 +92,7 @@ pub fn exclusive(wait: Duration) -> Result<Lock> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(Error::io(format!("locking {}", path.display()), err));
         }
-        let holder = holder(&mut file);
+        let holder = holder(&file);
         if start.elapsed() >= wait {
             return Err(Error::Busy {
                 holder: holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
@@ -95,19 +106,50 @@ pub fn exclusive(wait: Duration) -> Result<Lock> {
             );
             said = true;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Most holders are done within milliseconds: poll soon, then less.
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
-    // Name the holder for whoever waits next.
-    let _ = file.set_len(0);
-    let _ = file.rewind();
-    let _ = writeln!(file, "pid={}", std::process::id());
-    Ok(Lock { _file: file })
+    Ok(Lock {
+        _file: file,
+        _thread: thread,
+    })
 }
 
-/// The pid the holder wrote into the lock file, if it got that far.
-fn holder(file: &mut File) -> Option<u32> {
-    let mut text = String::new();
-    file.rewind().ok()?;
-    file.read_to_string(&mut text).ok()?;
-    text.trim().strip_prefix("pid=")?.parse().ok()
+/// The pid holding the lock, as /proc/locks tells (nothing is written into
+/// the file: rewriting it on every command made ext4 flush it on close,
+/// milliseconds each under load).
+fn holder(file: &File) -> Option<u32> {
+    let ino = file.metadata().ok()?.ino();
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    holder_in(&locks, ino)
+}
+
+/// In /proc/locks text, the pid of the FLOCK on inode `ino`. A line reads
+/// `1: FLOCK  ADVISORY  WRITE 1626 fd:00:1234567 0 EOF`.
+fn holder_in(locks: &str, ino: u64) -> Option<u32> {
+    locks.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (kind, pid, id) = (f.get(1)?, f.get(4)?, f.get(5)?);
+        let on = id.rsplit(':').next()?.parse::<u64>().ok()?;
+        (*kind == "FLOCK" && on == ino)
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_holder_is_read_from_proc_locks() {
+        let text = "1: POSIX  ADVISORY  WRITE 77 fd:00:42 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 1626 fd:00:42 0 EOF\n\
+                    3: FLOCK  ADVISORY  WRITE 99 fd:00:43 0 EOF\n";
+        assert_eq!(holder_in(text, 42), Some(1626));
+        assert_eq!(holder_in(text, 43), Some(99));
+        assert_eq!(holder_in(text, 44), None);
+        assert_eq!(holder_in("", 42), None);
+    }
 }

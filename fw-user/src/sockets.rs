@@ -1,5 +1,8 @@
-//! The kernel's socket table (NETLINK_SOCK_DIAG), read at `fw up` so flows
-//! that already exist are seeded into conntrack and nothing is cut.
+//! The kernel's socket table (NETLINK_SOCK_DIAG): read at `fw up` so flows
+//! that already exist are seeded into conntrack and nothing is cut, and by
+//! the lockout guard. (sock_diag, not /proc/net/tcp: the proc file walks
+//! every bucket of the established hash, again for each read chunk, which
+//! on a large-memory host costs milliseconds per call.)
 use std::net::IpAddr;
 
 use netlink_packet_core::{
@@ -7,7 +10,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TCP_LISTEN},
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags},
     SockDiagMessage,
 };
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
@@ -32,8 +35,50 @@ pub fn connected() -> Result<Vec<FlowSocket>> {
     let mut out = Vec::new();
     for family in [AF_INET, AF_INET6] {
         for proto in [IPPROTO_TCP, IPPROTO_UDP] {
-            dump(family, proto, &mut out)?;
+            dump(family, proto, |r| {
+                let id = &r.header.socket_id;
+                let connected =
+                    id.destination_port != 0 && !id.destination_address.is_unspecified();
+                if connected && r.header.state != TCP_LISTEN {
+                    out.push(FlowSocket {
+                        proto,
+                        tcp_state: if proto == IPPROTO_TCP {
+                            r.header.state
+                        } else {
+                            0
+                        },
+                        local: id.source_address,
+                        local_port: id.source_port,
+                        remote: id.destination_address,
+                        remote_port: id.destination_port,
+                    });
+                }
+            })?;
         }
+    }
+    Ok(out)
+}
+
+/// One TCP socket of this network namespace, as the lockout guard needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSocket {
+    pub local_port: u16,
+    /// `TCP_*` state from linux/tcp_states.h.
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// Every TCP socket (listeners included), IPv4 and IPv6.
+pub fn tcp() -> Result<Vec<TcpSocket>> {
+    let mut out = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        dump(family, IPPROTO_TCP, |r| {
+            out.push(TcpSocket {
+                local_port: r.header.socket_id.source_port,
+                state: r.header.state,
+                inode: u64::from(r.header.inode),
+            })
+        })?;
     }
     Ok(out)
 }
@@ -42,7 +87,8 @@ fn nl_err(e: std::io::Error) -> Error {
     Error::io("reading the socket table (sock_diag)", e)
 }
 
-fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
+/// Calls `each` for every socket of `family` and `proto`.
+fn dump(family: u8, proto: u8, mut each: impl FnMut(&InetResponse)) -> Result<()> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl_err)?;
     socket.bind_auto().map_err(nl_err)?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(nl_err)?;
@@ -81,25 +127,7 @@ fn dump(family: u8, proto: u8, out: &mut Vec<FlowSocket>) -> Result<()> {
             })?;
             let len = msg.header.length as usize;
             match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                    let id = &r.header.socket_id;
-                    let connected =
-                        id.destination_port != 0 && !id.destination_address.is_unspecified();
-                    if connected && r.header.state != TCP_LISTEN {
-                        out.push(FlowSocket {
-                            proto,
-                            tcp_state: if proto == IPPROTO_TCP {
-                                r.header.state
-                            } else {
-                                0
-                            },
-                            local: id.source_address,
-                            local_port: id.source_port,
-                            remote: id.destination_address,
-                            remote_port: id.destination_port,
-                        });
-                    }
-                }
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(&r),
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
                     return Err(Error::io(

@@ -14,8 +14,8 @@ use std::{
 };
 
 use fw_testkit::{
-    fw_cmd, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns,
-    Outcome, PinDir,
+    fw_cmd, fw_up, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns,
+    Outcome,
 };
 use fw_user::{
     control::{allow, deny},
@@ -68,13 +68,7 @@ fn policy_churn_cuts_nothing_and_refuses_nothing() {
     let _toggled = spawn_tcp_listener(pair.srv_path(), any, TOGGLED).expect("listener");
     let ssh = EchoServer::start(pair.srv_path(), any, 22);
     let closed_under = EchoServer::start(pair.srv_path(), any, CLOSED_UNDER);
-    let pin_dir = PinDir::new();
-    let out = fw_cmd(pair.srv_path(), &pin_dir, ["up", pair.srv_veth()]);
-    assert!(
-        out.status.success(),
-        "fw up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let pin_dir = fw_up(&pair, &[]);
     let pins = pins::PinDir::new(pin_dir.path());
 
     allow(&pins, Proto::Tcp, &range(CLOSED_UNDER), &[]).expect("allow");

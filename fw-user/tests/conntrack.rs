@@ -9,68 +9,18 @@ use std::{
 };
 
 use fw_testkit::{
-    fw_cmd, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe,
-    Netns, Outcome, Pair, PinDir,
+    echo_rounds, fw_cmd, fw_ok, fw_stats, fw_up, in_netns, reason_packets, require_root,
+    spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns, Outcome, Pair, PinDir,
 };
 
 const T: Duration = Duration::from_secs(2);
 
 fn up(pair: &Pair) -> PinDir {
-    up_with(pair, &[])
-}
-
-/// `fw up <server veth> <extra>...`.
-fn up_with(pair: &Pair, extra: &[&str]) -> PinDir {
-    let pins = PinDir::new();
-    let mut args = vec!["up", pair.srv_veth()];
-    args.extend_from_slice(extra);
-    let out = fw_cmd(pair.srv_path(), &pins, args);
-    assert!(
-        out.status.success(),
-        "fw up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    pins
+    fw_up(pair, &[])
 }
 
 fn down(pair: &Pair, pins: &PinDir) {
-    let out = fw_cmd(pair.srv_path(), pins, ["down"]);
-    assert!(
-        out.status.success(),
-        "fw down: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn stats(pair: &Pair, pins: &PinDir) -> serde_json::Value {
-    let out = fw_cmd(pair.srv_path(), pins, ["stats", "--json"]);
-    assert!(
-        out.status.success(),
-        "fw stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stats JSON")
-}
-
-fn packets(s: &serde_json::Value, reason: &str) -> u64 {
-    s["reasons"][reason]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
-}
-
-/// Echoes `rounds` messages over `stream`, asserting each comes back.
-fn exchange(stream: &mut TcpStream, rounds: usize, tag: &str) {
-    for i in 0..rounds {
-        let msg = format!("{tag} {i}\n");
-        stream
-            .write_all(msg.as_bytes())
-            .unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
-        let mut buf = vec![0u8; msg.len()];
-        stream
-            .read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
-        assert_eq!(buf, msg.as_bytes(), "{tag}: echo {i} garbled");
-    }
+    fw_ok(pair.srv_path(), pins, ["down"]);
 }
 
 #[test]
@@ -91,9 +41,10 @@ fn host_started_flows_get_their_replies_through(hook: &str) {
     // Services on the *client*: the server (under fw) is the one connecting.
     let _tcp = spawn_tcp_listener(pair.cli_path(), any6, 9000).expect("listener");
     let _udp = spawn_udp_echo(pair.cli_path(), any6, 5353).expect("udp echo");
-    let pins = up_with(&pair, &["--egress", hook]);
-    let out = fw_cmd(pair.srv_path(), &pins, ["status", "--json"]);
-    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let pins = fw_up(&pair, &["--egress", hook]);
+    let st: serde_json::Value =
+        serde_json::from_str(&fw_ok(pair.srv_path(), &pins, ["status", "--json"]))
+            .expect("status JSON");
     assert_eq!(st["interfaces"][0]["egress"], hook, "{st}");
     for peer in [IpAddr::from(pair.cli_v4()), IpAddr::from(pair.cli_v6())] {
         assert_eq!(
@@ -118,12 +69,12 @@ fn host_started_flows_get_their_replies_through(hook: &str) {
             String::from_utf8_lossy(&ping.stdout)
         );
     }
-    let s = stats(&pair, &pins);
+    let s = fw_stats(pair.srv_path(), &pins);
     assert!(
-        packets(&s, "established") >= 8,
+        reason_packets(&s, "established") >= 8,
         "replies counted as established: {s}"
     );
-    assert_eq!(packets(&s, "reject"), 0, "nothing rejected: {s}");
+    assert_eq!(reason_packets(&s, "reject"), 0, "nothing rejected: {s}");
     down(&pair, &pins);
 }
 
@@ -164,13 +115,13 @@ fn bulk_transfer_completes() {
     .expect("setns");
     source.join().expect("source thread");
     assert_eq!(got, total, "every byte arrived");
-    let s = stats(&pair, &pins);
+    let s = fw_stats(pair.srv_path(), &pins);
     assert!(
-        packets(&s, "established") > 100,
+        reason_packets(&s, "established") > 100,
         "data took the established path: {s}"
     );
     assert_eq!(
-        packets(&s, "reject") + packets(&s, "reject_ratelimited"),
+        reason_packets(&s, "reject") + reason_packets(&s, "reject_ratelimited"),
         0,
         "nothing rejected: {s}"
     );
@@ -191,7 +142,7 @@ fn flow_open_before_up_survives() {
         let mut s =
             TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect before fw up");
         s.set_read_timeout(Some(T)).expect("timeout");
-        exchange(&mut s, 3, "before");
+        echo_rounds(&mut s, 3, "before");
         let pins = PinDir::new();
         let out = fw_cmd(&srv_path, &pins, ["up", &veth]);
         assert!(
@@ -199,7 +150,7 @@ fn flow_open_before_up_survives() {
             "fw up: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        exchange(&mut s, 20, "after fw up");
+        echo_rounds(&mut s, 20, "after fw up");
         (pins, String::from_utf8_lossy(&out.stdout).into_owned())
     })
     .expect("setns");
@@ -232,14 +183,14 @@ fn established_flow_survives_deny() {
     in_netns(pair.cli_path(), move || {
         let mut s = TcpStream::connect_timeout(&(srv, 80).into(), T).expect("connect to 80");
         s.set_read_timeout(Some(T)).expect("timeout");
-        exchange(&mut s, 3, "before deny");
+        echo_rounds(&mut s, 3, "before deny");
         let out = fw_cmd(&srv_path, &pin_path, ["deny", "tcp", "80", "--force"]);
         assert!(
             out.status.success(),
             "fw deny: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        exchange(&mut s, 20, "after deny");
+        echo_rounds(&mut s, 20, "after deny");
     })
     .expect("setns");
     let again = tcp_connect(pair.cli_path(), srv.into(), 80, T);

@@ -6,7 +6,7 @@
 use std::{
     ffi::OsStr,
     fs,
-    io::{Read, Write},
+    io::Write,
     net::{IpAddr, TcpStream},
     os::fd::{FromRawFd, OwnedFd},
     path::{Path, PathBuf},
@@ -16,8 +16,9 @@ use std::{
 };
 
 use fw_testkit::{
-    command, fw_bin, fw_cmd, in_netns, output_with_timeout, require_root, spawn_tcp_listener,
-    spawn_udp_echo, tcp_connect, udp_probe, Netns, Outcome, Pair, PinDir,
+    command, echo_rounds, fw_bin, fw_cmd, fw_stats, in_netns, output_with_timeout, reason_packets,
+    require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns, Outcome, Pair,
+    PinDir,
 };
 use fw_user::{apply::pending_dir, config::Config, maps::FwMaps};
 
@@ -131,12 +132,6 @@ fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
         .join(" ")
 }
 
-fn packets(s: &serde_json::Value, reason: &str) -> u64 {
-    s["reasons"][reason]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
-}
-
 /// A directory for config files, removed on drop.
 struct TempDir(PathBuf);
 
@@ -159,21 +154,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Echoes `rounds` messages over `stream`, asserting each comes back.
-fn exchange(stream: &mut TcpStream, rounds: usize, tag: &str) {
-    for i in 0..rounds {
-        let msg = format!("{tag} {i}\n");
-        stream
-            .write_all(msg.as_bytes())
-            .unwrap_or_else(|e| panic!("{tag}: write {i}: {e}"));
-        let mut buf = vec![0u8; msg.len()];
-        stream
-            .read_exact(&mut buf)
-            .unwrap_or_else(|e| panic!("{tag}: echo {i} lost: {e}"));
-        assert_eq!(buf, msg.as_bytes(), "{tag}: echo {i} garbled");
     }
 }
 
@@ -260,7 +240,7 @@ fn allow_and_deny_change_real_traffic_at_once() {
     in_netns(rig.pair.cli_path(), || {
         let mut s = TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect 8080");
         s.set_read_timeout(Some(T)).expect("timeout");
-        exchange(&mut s, 3, "before deny");
+        echo_rounds(&mut s, 3, "before deny");
         let ports = rig.ports_json();
         let out = rig.fw(&["deny", "tcp", "8080"]);
         let err = text(&out.stderr);
@@ -273,13 +253,13 @@ fn allow_and_deny_change_real_traffic_at_once() {
             "explains what a deny does: {err}"
         );
         assert_eq!(rig.ports_json(), ports, "refused deny changes nothing");
-        exchange(&mut s, 3, "after refusal");
+        echo_rounds(&mut s, 3, "after refusal");
 
         assert_eq!(
             rig.ok(&["deny", "tcp", "8080", "--force"]),
             "closed tcp 8080\n"
         );
-        exchange(&mut s, 20, "after deny --force");
+        echo_rounds(&mut s, 20, "after deny --force");
         let again = TcpStream::connect_timeout(&(srv, 8080).into(), T);
         let again = again
             .map(|_| Outcome::Connected)
@@ -288,7 +268,7 @@ fn allow_and_deny_change_real_traffic_at_once() {
             again.is_host_unreachable(),
             "new flow to a denied port: {again}"
         );
-        exchange(&mut s, 3, "still");
+        echo_rounds(&mut s, 3, "still");
     })
     .expect("setns");
     assert_eq!(
@@ -606,19 +586,23 @@ fn dry_run_counts_would_reject_while_passing() {
         );
     }
     let after = rig.stats();
-    let would = packets(&after, "would_reject") - packets(&before, "would_reject");
+    let would = reason_packets(&after, "would_reject") - reason_packets(&before, "would_reject");
     assert!(
         would >= 4,
         "4 first packets would have been rejected, counted {would}: {after}"
     );
-    assert_eq!(packets(&after, "reject"), 0, "nothing rejected: {after}");
+    assert_eq!(
+        reason_packets(&after, "reject"),
+        0,
+        "nothing rejected: {after}"
+    );
     // Dry run off (the seed config): the same probes are rejected now.
     let seed = rig.config("seed.toml", "");
     let out = rig.ok(&["apply", seed.to_str().expect("path")]);
     assert!(out.contains("dry run off"), "{out}");
     let o = rig.connect(8080);
     assert!(o.is_host_unreachable(), "{o}");
-    assert!(packets(&rig.stats(), "reject") >= 1);
+    assert!(reason_packets(&rig.stats(), "reject") >= 1);
 }
 
 #[test]
@@ -643,9 +627,8 @@ fn dry_run_from_the_config_file() {
         tcp_connect(pair.cli_path(), pair.srv_v4().into(), 8080, T),
         Outcome::Connected
     );
-    let out = fw_cmd(pair.srv_path(), &pins, ["stats", "--json"]);
-    let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats");
-    assert!(packets(&s, "would_reject") >= 1, "{s}");
+    let s = fw_stats(pair.srv_path(), &pins);
+    assert!(reason_packets(&s, "would_reject") >= 1, "{s}");
     let out = fw_cmd(pair.srv_path(), &pins, ["down"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -6,7 +6,7 @@ mod support;
 use std::{net::IpAddr, time::Duration};
 
 use fw_testkit::{
-    fw_cmd, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir,
+    fw_cmd, fw_up, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir,
 };
 use support::{
     probes::{self, Ends, Kind},
@@ -66,14 +66,7 @@ fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
         spawn_udp_echo(pair.srv_path(), any6, 53).expect("udp 53"),
     ];
     let guard = if fw {
-        let pins = PinDir::new();
-        let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
-        assert!(
-            out.status.success(),
-            "fw up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Guard::Fw(pins)
+        Guard::Fw(fw_up(&pair, &[]))
     } else {
         // The kernel rate-limits ICMP errors per peer; fw's bucket is global
         // (a named difference): take the per-peer limit out of the comparison.

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::{fw_cmd, in_netns, require_root, Netns, PinDir};
+use fw_testkit::{fw_cmd, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns};
 use support::{
     blast::Blaster,
     craft::{Packet, L4, SYN},
@@ -34,22 +34,6 @@ const TICK: Duration = Duration::from_millis(20);
 const LATE: Duration = Duration::from_secs(2);
 /// A control command slower than this fails the test.
 const CONTROL_BOUND: Duration = Duration::from_secs(5);
-
-fn stats(pair: &fw_testkit::Pair, pins: &PinDir) -> serde_json::Value {
-    let out = fw_cmd(pair.srv_path(), pins, ["stats", "--json"]);
-    assert!(
-        out.status.success(),
-        "fw stats: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stats json")
-}
-
-fn reason(s: &serde_json::Value, r: &str) -> u64 {
-    s["reasons"][r]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no reason {r} in {s}"))
-}
 
 /// SYNs to closed port 23 from 1024 source ports of a peer address the
 /// client does not own (so the client's stack ignores the answers).
@@ -89,13 +73,7 @@ fn syn_flood_spares_the_interactive_session() {
     let pair = Netns::pair("fwfl");
     let any: IpAddr = "::".parse().expect("addr");
     let server = EchoServer::start(pair.srv_path(), any, 22);
-    let pins = PinDir::new();
-    let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
-    assert!(
-        out.status.success(),
-        "fw up: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let pins = fw_up(&pair, &[]);
 
     let mut sess = session::connect(pair.cli_path(), pair.srv_v4().into(), 22);
     session::exchange(&mut sess, 0, LATE).expect("warm-up message");
@@ -117,7 +95,7 @@ fn syn_flood_spares_the_interactive_session() {
     let mut frames = syn_frames(cli_mac, srv_mac, false);
     frames.extend(syn_frames(cli_mac, srv_mac, true));
 
-    let before = stats(&pair, &pins);
+    let before = fw_stats(pair.srv_path(), &pins);
     let segs_before = server.segs_in();
     let stop = AtomicBool::new(false);
     let (sent, report, control) = thread::scope(|s| {
@@ -158,10 +136,10 @@ fn syn_flood_spares_the_interactive_session() {
     });
     // Late ACKs and the last answers.
     thread::sleep(Duration::from_millis(500));
-    let after = stats(&pair, &pins);
+    let after = fw_stats(pair.srv_path(), &pins);
     let segs_after = server.segs_in();
 
-    let d = |r: &str| reason(&after, r) - reason(&before, r);
+    let d = |r: &str| reason_packets(&after, r) - reason_packets(&before, r);
     let rate = sent.frames as f64 / sent.elapsed.as_secs_f64();
     println!(
         "flood: {} SYNs in {:.1?} ({rate:.0}/s), {} refused by the full veth ring; \

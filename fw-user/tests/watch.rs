@@ -20,7 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::{command, fw_bin, fw_cmd, in_netns, require_root, Netns, Pair, PinDir};
+use fw_testkit::{
+    command, fw_bin, fw_cmd, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns, Pair,
+    PinDir,
+};
 use fw_user::{
     events::EventReader,
     maps::FwMaps,
@@ -63,13 +66,7 @@ impl Rig {
                     .expect("rig_pass on the client veth"),
             )
         };
-        let pins = PinDir::new();
-        let out = fw_cmd(pair.srv_path(), &pins, ["up", pair.srv_veth()]);
-        assert!(
-            out.status.success(),
-            "fw up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let pins = fw_up(&pair, &[]);
         Rig {
             pair,
             pins,
@@ -78,13 +75,7 @@ impl Rig {
     }
 
     fn stats(&self) -> serde_json::Value {
-        let out = fw_cmd(self.pair.srv_path(), &self.pins, ["stats", "--json"]);
-        assert!(
-            out.status.success(),
-            "fw stats: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("fw stats --json prints JSON")
+        fw_stats(self.pair.srv_path(), &self.pins)
     }
 
     /// `fw ARGS` in the server namespace, in the background.
@@ -101,7 +92,7 @@ impl Rig {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let now = self.stats();
-            let d = |r| packets(&now, r) - packets(before, r);
+            let d = |r| reason_packets(&now, r) - reason_packets(before, r);
             if d("port") >= 2 * N && d("reject") >= 3 * N {
                 break;
             }
@@ -239,12 +230,6 @@ fn send_raw(ns: &Path, packets: &[(Kind, u16, Vec<u8>)]) {
         unsafe { libc::close(fd) };
     })
     .expect("enter the client namespace");
-}
-
-fn packets(s: &serde_json::Value, reason: &str) -> u64 {
-    s["reasons"][reason]["packets"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no reason {reason} in {s}"))
 }
 
 fn bytes(s: &serde_json::Value, reason: &str) -> u64 {
@@ -435,7 +420,7 @@ fn stats_and_metrics_count_every_packet_exactly() {
 
     for (reason, (p, b)) in expected_reasons() {
         let got = (
-            packets(&s1, reason) - packets(&s0, reason),
+            reason_packets(&s1, reason) - reason_packets(&s0, reason),
             bytes(&s1, reason) - bytes(&s0, reason),
         );
         assert_eq!(
