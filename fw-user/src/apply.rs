@@ -195,11 +195,7 @@ pub fn apply(pins: &PinDir, plan: &Plan) -> Result<()> {
     require_root("fw apply")?;
     let _lock = crate::lock::take()?;
     let dir = pending_dir(pins);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(io_err("creating", &dir))?;
+    make_private_dir(&dir)?;
     let old = dir.join(APPLYING_OLD);
     let header = "# The config fw ran before an `fw apply` that was interrupted; restore it with `fw apply` on this file.\n";
     write_private(&old, &format!("{header}{}", plan.old.to_toml()))?;
@@ -298,6 +294,15 @@ pub fn interrupted(pins: &PinDir) -> Option<Interrupted> {
     })
 }
 
+/// Makes `dir` (and missing parents, such as [`RUN_DIR`]) root-only.
+pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err("creating", dir))
+}
+
 /// The probation directory of a pin dir: /run/fw/<hash of its path>.
 pub fn pending_dir(pins: &PinDir) -> PathBuf {
     let root = fs::canonicalize(pins.root()).unwrap_or_else(|_| pins.root().to_path_buf());
@@ -344,11 +349,7 @@ struct Marker {
 impl Marker {
     fn create(pins: &PinDir, secs: u64, previous: &Config) -> Result<Marker> {
         let dir = pending_dir(pins);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io_err("creating", &dir))?;
+        make_private_dir(&dir)?;
         let pending = dir.join(PENDING);
         let deadline = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

@@ -12,7 +12,7 @@ use std::{
     fs::{self, File, OpenOptions},
     os::{
         fd::AsRawFd as _,
-        unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _},
+        unix::fs::{MetadataExt as _, OpenOptionsExt as _},
     },
     path::{Path, PathBuf},
     sync::{
@@ -23,7 +23,7 @@ use std::{
 };
 
 use crate::{
-    apply::RUN_DIR,
+    apply::{make_private_dir, RUN_DIR},
     error::{Error, Result},
 };
 
@@ -66,11 +66,7 @@ pub fn take() -> Result<Lock> {
 pub fn exclusive(wait: Duration) -> Result<Lock> {
     // A thread that panicked while holding it left nothing half-done here.
     let thread = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(RUN_DIR)
-        .map_err(|e| Error::io(format!("creating {RUN_DIR}"), e))?;
+    make_private_dir(Path::new(RUN_DIR))?;
     let path = path();
     let file = OpenOptions::new()
         .read(true)
