@@ -194,6 +194,11 @@ impl Plan {
 pub fn apply(pins: &PinDir, plan: &Plan) -> Result<()> {
     require_root("fw apply")?;
     let _lock = crate::lock::take()?;
+    apply_locked(pins, plan)
+}
+
+/// [`apply`], for a caller that holds [`crate::lock`].
+fn apply_locked(pins: &PinDir, plan: &Plan) -> Result<()> {
     let dir = pending_dir(pins);
     make_private_dir(&dir)?;
     let old = dir.join(APPLYING_OLD);
@@ -467,10 +472,14 @@ pub fn apply_with_confirm(
         ));
     }
     install_signals();
+    require_root("fw apply")?;
+    // Failing here (another command holds fw) has changed nothing: no
+    // rollback, which would undo that other command's work.
+    let lock = crate::lock::take()?;
     let marker = Marker::create(pins, secs, &plan.old)?;
-    if let Err(e) = apply(pins, plan) {
+    if let Err(e) = apply_locked(pins, plan) {
         // Half-applied is worse than either config: put the old one back.
-        let rolled = crate::lock::take().and_then(|_lock| loader::apply_config(pins, &plan.old));
+        let rolled = loader::apply_config(pins, &plan.old);
         let saved = marker.previous();
         return Err(match rolled {
             Ok(()) => {
@@ -486,6 +495,7 @@ pub fn apply_with_confirm(
             }
         });
     }
+    drop(lock);
     let verdict = countdown(&marker, secs, out)?;
     match verdict {
         Verdict::Confirmed(how) => {

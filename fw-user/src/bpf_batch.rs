@@ -114,13 +114,16 @@ pub fn read_mmapped_array(
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `base` maps `len` readable bytes until the munmap below. The
-    // BPF programs may store into it concurrently; each value is read as
-    // bytes, and a one-byte value is never torn.
-    let area = unsafe { std::slice::from_raw_parts(base as *const u8, len) };
+    // The BPF side may store into the area while it is read, so it is read
+    // byte by byte with volatile loads rather than through a `&[u8]`.
+    let base_u8 = base as *const u8;
     let mut out = Vec::with_capacity(value_size * max_entries as usize);
-    for v in area.chunks_exact(stride) {
-        out.extend_from_slice(&v[..value_size]);
+    for entry in 0..max_entries as usize {
+        for b in 0..value_size {
+            // SAFETY: entry * stride + b < len, inside the mapping, which
+            // lives until the munmap below.
+            out.push(unsafe { std::ptr::read_volatile(base_u8.add(entry * stride + b)) });
+        }
     }
     // SAFETY: unmaps exactly the mapping made above; `area` is not used after.
     unsafe { libc::munmap(base, len) };

@@ -122,23 +122,47 @@ pub fn attach_tcx(pins: &PinDir, i: &Iface) -> Result<()> {
     crate::loader::pin_link(link, pins.tc_link(i.index))
 }
 
-/// Interface `ifindex` has a clsact qdisc.
-pub fn has_clsact(ifindex: u32) -> Result<bool> {
-    let msg = TcMessage::with_index(ifindex as i32);
+/// `i` has a clsact qdisc. Refuses an `ingress` qdisc (same handle,
+/// ffff:): a filter put "on egress" there would run on ingress.
+pub fn has_clsact(i: &Iface) -> Result<bool> {
+    let msg = TcMessage::with_index(i.index as i32);
     let replies = request(RouteNetlinkMessage::GetQueueDiscipline(msg), NLM_F_DUMP)
-        .map_err(|e| Error::io(format!("listing the qdiscs of ifindex {ifindex}"), e))?;
-    Ok(replies.iter().any(|m| {
-        matches!(m, RouteNetlinkMessage::NewQueueDiscipline(q)
-            if q.header.index == ifindex as i32
-                && q.attributes.contains(&TcAttribute::Kind("clsact".into())))
-    }))
+        .map_err(|e| Error::io(format!("listing the qdiscs of `{}`", i.name), e))?;
+    let kind = replies.iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewQueueDiscipline(q)
+            if q.header.index == i.index as i32 && q.header.handle.major == CLSACT_MAJOR =>
+        {
+            q.attributes.iter().find_map(|a| match a {
+                TcAttribute::Kind(k) => Some(k.clone()),
+                _ => None,
+            })
+        }
+        _ => None,
+    });
+    match kind.as_deref() {
+        None => Ok(false),
+        Some("clsact") => Ok(true),
+        Some(other) => Err(Error::invalid(
+            "interface",
+            i.name.clone(),
+            format!(
+                "it has an `{other}` qdisc where fw's egress hook needs clsact: replace it \
+                 (`tc qdisc del dev {} {other}`, then move its filters to clsact ingress) or \
+                 use tcx (Linux 6.6+)",
+                i.name
+            ),
+        )),
+    }
 }
+
+/// Major number of the ingress/clsact qdisc handle (ffff:).
+const CLSACT_MAJOR: u16 = TcHandle::CLSACT.major;
 
 /// Makes sure `i` has a clsact qdisc; true when this call made it.
 pub fn add_clsact(i: &Iface) -> Result<bool> {
     let mut msg = TcMessage::with_index(i.index as i32);
     msg.header.handle = TcHandle {
-        major: TcHandle::CLSACT.major,
+        major: CLSACT_MAJOR,
         minor: 0,
     };
     msg.header.parent = TcHandle::CLSACT;
@@ -186,14 +210,22 @@ pub fn attach_clsact(pins: &PinDir, i: &Iface) -> Result<()> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     pub egress: bool,
-    /// The BPF program's name, for cls_bpf filters.
+    /// The BPF program's name and id, for cls_bpf filters.
     pub prog_name: Option<String>,
+    pub prog_id: Option<u32>,
     header: TcHeader,
 }
 
 impl Filter {
-    pub fn is_fw(&self) -> bool {
-        self.egress && self.prog_name.as_deref() == Some(PROG_EGRESS)
+    /// The filter runs fw's egress program: the one with id `prog` when
+    /// known (so another fw instance's filter is not taken for this one's),
+    /// else any program named `fw_egress`.
+    pub fn is_fw(&self, prog: Option<u32>) -> bool {
+        self.egress
+            && match prog {
+                Some(id) => self.prog_id == Some(id),
+                None => self.prog_name.as_deref() == Some(PROG_EGRESS),
+            }
     }
 }
 
@@ -222,27 +254,33 @@ pub fn clsact_filters(ifindex: u32) -> io::Result<Vec<Filter>> {
             if u32::from(f.header.handle) == 0 {
                 continue;
             }
-            let prog_name = f.attributes.iter().find_map(|a| match a {
-                TcAttribute::Options(opts) => opts.iter().find_map(|o| match o {
+            let bpf = || {
+                f.attributes.iter().flat_map(|a| match a {
+                    TcAttribute::Options(opts) => opts.as_slice(),
+                    _ => &[],
+                })
+            };
+            out.push(Filter {
+                egress,
+                prog_name: bpf().find_map(|o| match o {
                     TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => Some(n.clone()),
                     _ => None,
                 }),
-                _ => None,
-            });
-            out.push(Filter {
-                egress,
-                prog_name,
-                header: f.header,
+                prog_id: bpf().find_map(|o| match o {
+                    TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => Some(*id),
+                    _ => None,
+                }),
+                header: f.header.clone(),
             });
         }
     }
     Ok(out)
 }
 
-/// Removes fw's filter from interface `ifindex` and, when fw made the
-/// qdisc (`own`) and nothing else uses it, the qdisc. An interface that is
-/// gone took both with it.
-pub fn detach_clsact(ifindex: u32, own: bool) -> Result<()> {
+/// Removes fw's filter (of program `prog`, see [`Filter::is_fw`]) from
+/// interface `ifindex` and, when fw made the qdisc (`own`) and nothing else
+/// uses it, the qdisc. An interface that is gone took both with it.
+pub fn detach_clsact(ifindex: u32, own: bool, prog: Option<u32>) -> Result<()> {
     let gone = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT));
     let what = |w: &str| format!("{w} on ifindex {ifindex}");
     let filters = match clsact_filters(ifindex) {
@@ -250,7 +288,7 @@ pub fn detach_clsact(ifindex: u32, own: bool) -> Result<()> {
         Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(Error::io(what("listing the clsact filters"), e)),
     };
-    for f in filters.iter().filter(|f| f.is_fw()) {
+    for f in filters.iter().filter(|f| f.is_fw(prog)) {
         let msg = TcMessage::from_parts(f.header.clone(), Vec::new());
         match request(RouteNetlinkMessage::DelTrafficFilter(msg), NLM_F_ACK) {
             Ok(_) => {}
@@ -258,15 +296,17 @@ pub fn detach_clsact(ifindex: u32, own: bool) -> Result<()> {
             Err(e) => return Err(Error::io(what("removing fw's clsact filter"), e)),
         }
     }
-    if !own || filters.iter().any(|f| !f.is_fw()) {
+    if !own || filters.iter().any(|f| !f.is_fw(prog)) {
         return Ok(());
     }
     let mut msg = TcMessage::with_index(ifindex as i32);
     msg.header.handle = TcHandle {
-        major: TcHandle::CLSACT.major,
+        major: CLSACT_MAJOR,
         minor: 0,
     };
     msg.header.parent = TcHandle::CLSACT;
+    // Named, so the kernel refuses to delete a qdisc of another kind.
+    msg.attributes.push(TcAttribute::Kind("clsact".into()));
     match request(RouteNetlinkMessage::DelQueueDiscipline(msg), NLM_F_ACK) {
         Ok(_) => Ok(()),
         Err(e) if gone(&e) || e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
@@ -274,9 +314,11 @@ pub fn detach_clsact(ifindex: u32, own: bool) -> Result<()> {
     }
 }
 
-/// fw's filter is on interface `ifindex`'s clsact egress hook.
-pub fn has_fw_filter(ifindex: u32) -> bool {
-    clsact_filters(ifindex).is_ok_and(|f| f.iter().any(Filter::is_fw))
+/// fw's filter is on interface `ifindex`'s clsact egress hook, or the
+/// filters cannot be listed (unknown is not "detached": a repair must not
+/// tear down the ingress side on a guess).
+pub fn fw_filter_present(ifindex: u32, prog: Option<u32>) -> bool {
+    clsact_filters(ifindex).map_or(true, |f| f.iter().any(|f| f.is_fw(prog)))
 }
 
 /// Sends one rtnetlink request and collects the replies (a dump's
@@ -304,6 +346,10 @@ fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkM
             let len = msg.header.length as usize;
             match msg.payload {
                 NetlinkPayload::InnerMessage(m) => out.push(m),
+                // A dump that failed midway says so in its DONE message.
+                NetlinkPayload::Done(d) if d.code < 0 => {
+                    return Err(io::Error::from_raw_os_error(-d.code))
+                }
                 NetlinkPayload::Done(_) => return Ok(out),
                 NetlinkPayload::Error(e) if e.code.is_none() => return Ok(out),
                 NetlinkPayload::Error(e) => return Err(e.to_io()),

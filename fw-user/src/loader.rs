@@ -205,7 +205,8 @@ impl HalfState {
 /// gone, which detached them).
 pub fn attached(pins: &PinDir, m: &IfaceMeta) -> bool {
     let egress = if egress_hook::is_clsact(m.tc_mode) {
-        !iface::exists(m.ifindex) || egress_hook::has_fw_filter(m.ifindex)
+        !iface::exists(m.ifindex)
+            || egress_hook::fw_filter_present(m.ifindex, program_id(pins, PROG_EGRESS).ok())
     } else {
         pins.tc_link(m.ifindex).exists()
     };
@@ -516,7 +517,7 @@ fn attach_clsact(
             TC_MODE_CLSACT
         }
     };
-    let mut own = !egress_hook::has_clsact(i.index)?;
+    let mut own = !egress_hook::has_clsact(i)?;
     meta.ifaces[slot_idx] = entry(0, mode(own));
     let mut steps = || -> Result<()> {
         maps.set_meta(meta)?;
@@ -531,7 +532,8 @@ fn attach_clsact(
     match steps() {
         Ok(()) => Ok(mode(own)),
         Err(e) => {
-            let _ = egress_hook::detach_clsact(i.index, own);
+            let prog = program_id(pins, PROG_EGRESS).ok();
+            let _ = egress_hook::detach_clsact(i.index, own, prog);
             meta.ifaces[slot_idx] = IfaceMeta::default();
             let _ = maps.set_meta(meta);
             Err(e)
@@ -542,7 +544,8 @@ fn attach_clsact(
 /// Undoes [`attach_egress`] on interface `ifindex`.
 fn detach_egress(pins: &PinDir, ifindex: u32, tc_mode: u32) -> Result<()> {
     if egress_hook::is_clsact(tc_mode) {
-        return egress_hook::detach_clsact(ifindex, tc_mode == TC_MODE_CLSACT_OWN);
+        let prog = program_id(pins, PROG_EGRESS).ok();
+        return egress_hook::detach_clsact(ifindex, tc_mode == TC_MODE_CLSACT_OWN, prog);
     }
     let path = pins.tc_link(ifindex);
     match fs::remove_file(&path) {

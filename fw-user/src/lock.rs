@@ -3,7 +3,7 @@
 //! interleave their read-modify-write of the maps, and two `fw up` at once
 //! both load fw, the loser removing the winner's pins (which detaches it).
 //!
-//! The lock is flock(2) on /run/fw/lock, one for every pin dir (as
+//! The lock is flock(2) on /run/fw/lock, one shared by all pin dirs (as
 //! iptables has /run/xtables.lock): the kernel releases it when the holder
 //! exits, however it exits, so a killed command never leaves it taken, and
 //! the file is never removed (removing a lock file others wait on would let
@@ -39,8 +39,9 @@ pub fn set_wait(wait: Duration) {
 }
 
 /// Threads of one process (a program using this library) queue here
-/// first: a mutex hands over at once, where polling flock lets a thread
-/// that releases and retakes it starve the others.
+/// first: a blocked mutex waiter is woken at once, where polling flock lets
+/// a thread that releases and retakes it starve the others. (This wait has
+/// no deadline: another thread's command is bounded by its own.)
 static IN_PROCESS: Mutex<()> = Mutex::new(());
 
 /// Held while it lives.
@@ -88,17 +89,21 @@ pub fn exclusive(wait: Duration) -> Result<Lock> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(Error::io(format!("locking {}", path.display()), err));
         }
-        let holder = holder(&file);
+        let holder = || {
+            holder(&file)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default()
+        };
         if start.elapsed() >= wait {
             return Err(Error::Busy {
-                holder: holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                holder: holder(),
                 waited: wait,
             });
         }
         if !said && start.elapsed() >= Duration::from_millis(500) {
             eprintln!(
                 "fw: waiting for another fw command{} to finish ...",
-                holder.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                holder()
             );
             said = true;
         }

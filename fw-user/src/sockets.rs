@@ -128,6 +128,9 @@ fn dump(family: u8, proto: u8, mut each: impl FnMut(&InetResponse)) -> Result<()
             let len = msg.header.length as usize;
             match msg.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(&r),
+                NetlinkPayload::Done(d) if d.code < 0 => {
+                    return Err(nl_err(std::io::Error::from_raw_os_error(-d.code)));
+                }
                 NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(e) => {
                     return Err(Error::io(

@@ -193,3 +193,24 @@ fn interface_deleted_while_on_clsact() {
     assert_eq!(egress_filters(&rig), "", "no filter left");
     assert!(!qdiscs(&rig).contains("clsact"), "no qdisc left");
 }
+
+#[test]
+fn an_ingress_qdisc_is_refused_not_mistaken_for_clsact() {
+    let rig = Rig::new();
+    let veth = rig.veth().to_string();
+    // Same handle (ffff:) as clsact, but no egress hook.
+    tc(&rig, &["qdisc", "add", "dev", &veth, "ingress"]);
+    let err = rig.refused(
+        &["up", veth.as_str(), "--egress", "clsact"],
+        1,
+        "an `ingress` qdisc where fw's egress hook needs clsact",
+    );
+    assert!(err.contains(&veth), "{err}");
+    assert!(!rig.pins.path().exists(), "nothing loaded: {err}");
+    assert_eq!(
+        tc(&rig, &["filter", "show", "dev", &veth, "ingress"]),
+        "",
+        "nothing attached on ingress"
+    );
+    assert!(qdiscs(&rig).contains("qdisc ingress"), "their qdisc stays");
+}

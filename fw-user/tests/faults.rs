@@ -715,6 +715,14 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
         "{err}"
     );
     assert!(took >= Duration::from_secs(1), "waited {took:?}");
+    // `apply --confirm` that cannot take the lock changed nothing, so it
+    // rolls nothing back (a rollback would undo the holder's work).
+    let wide = path_str(&rig.file("wide.toml", WIDE));
+    let out = rig.fw(&["--wait", "1", "apply", &wide, "--confirm", "30"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another fw command") && !err.contains("roll"), "{err}");
+    assert_eq!(rig.status()["interrupted_apply"], serde_json::Value::Null);
     // Reading needs no lock.
     assert_eq!(rig.ok(&["ports", "--json"]), before, "policy untouched");
     rig.ok(&["status"]);
