@@ -721,7 +721,10 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     let out = rig.fw(&["--wait", "1", "apply", &wide, "--confirm", "30"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("another fw command") && !err.contains("roll"), "{err}");
+    assert!(
+        err.contains("another fw command") && !err.contains("roll"),
+        "{err}"
+    );
     assert_eq!(rig.status()["interrupted_apply"], serde_json::Value::Null);
     // Reading needs no lock.
     assert_eq!(rig.ok(&["ports", "--json"]), before, "policy untouched");
