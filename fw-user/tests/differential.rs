@@ -11,9 +11,10 @@ use fw_testkit::{
 use support::{
     probes::{self, Ends, Kind},
     raw::{self, Answer, RawPort},
+    rigs::sh,
 };
 
-use fw_testkit::seed::{IPTABLES_V4 as SEED_V4, IPTABLES_V6 as SEED_V6};
+use fw_testkit::seed;
 
 const CASES: &[Kind] = &[
     Kind::Syn(22),
@@ -41,20 +42,6 @@ enum Guard {
     Fw(PinDir),
 }
 
-fn sh(ns: &Netns, args: &[&str]) {
-    let out = ns
-        .command(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("command runs");
-    assert!(
-        out.status.success(),
-        "{args:?} in {}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
     let pair = Netns::pair("fwdf");
     let any6: IpAddr = "::".parse().expect("addr");
@@ -72,16 +59,7 @@ fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
         // (a named difference): take the per-peer limit out of the comparison.
         sh(pair.srv(), &["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
         sh(pair.srv(), &["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"]);
-        for r in SEED_V4 {
-            let mut a = vec!["iptables"];
-            a.extend(r.split(' '));
-            sh(pair.srv(), &a);
-        }
-        for r in SEED_V6 {
-            let mut a = vec!["ip6tables"];
-            a.extend(r.split(' '));
-            sh(pair.srv(), &a);
-        }
+        seed::apply_iptables(pair.srv()).expect("seed iptables ruleset");
         Guard::Iptables
     };
     (pair, guard, servers)

@@ -32,21 +32,19 @@ pub fn sum_ok(data: &[u8]) -> bool {
     ones_sum(data, 0) == 0xffff
 }
 
-fn v6_pseudo(src: &[u8; 16], dst: &[u8; 16], len: u32, next: u8) -> u32 {
+/// The ones'-complement sum of the TCP/UDP/ICMPv6 pseudo-header: IPv4
+/// when `src` is 4 bytes, IPv6 when it is 16.
+pub fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
     let mut p = Vec::with_capacity(40);
     p.extend_from_slice(src);
     p.extend_from_slice(dst);
-    p.extend_from_slice(&len.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0, next]);
-    ones_sum(&p, 0) as u32
-}
-
-fn v4_pseudo(src: &[u8; 4], dst: &[u8; 4], len: u16, proto: u8) -> u32 {
-    let mut p = Vec::with_capacity(12);
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    p.extend_from_slice(&[0, proto]);
-    p.extend_from_slice(&len.to_be_bytes());
+    if src.len() == 4 {
+        p.extend_from_slice(&[0, proto]);
+        p.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        p.extend_from_slice(&(len as u32).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, proto]);
+    }
     ones_sum(&p, 0) as u32
 }
 
@@ -175,7 +173,7 @@ pub fn assert_icmp_error(input: &[u8], out: &[u8], ty: u8, code: u8) {
             let icmp = rest;
             assert_eq!((icmp[0], icmp[1]), (ty, code), "ICMPv6 type/code");
             assert_eq!(icmp[4..8], [0, 0, 0, 0], "unused word is zero");
-            let pseudo = v6_pseudo(&h.source, &h.destination, icmp.len() as u32, 58);
+            let pseudo = pseudo_sum(&h.source, &h.destination, 58, icmp.len());
             assert_eq!(
                 ones_sum(icmp, pseudo),
                 0xffff,
@@ -232,7 +230,7 @@ pub fn assert_tcp_reset(input: &[u8], out: &[u8]) {
             assert_eq!(h.identification, 0);
             assert_eq!(h.source, orig[16..20]);
             assert_eq!(h.destination, orig[12..16]);
-            let pseudo = v4_pseudo(&h.source, &h.destination, 20, 6);
+            let pseudo = pseudo_sum(&h.source, &h.destination, 6, 20);
             assert_eq!(
                 ones_sum(rest, pseudo),
                 0xffff,
@@ -253,7 +251,7 @@ pub fn assert_tcp_reset(input: &[u8], out: &[u8]) {
             assert_eq!(h.hop_limit, 64);
             assert_eq!(h.source, orig[24..40]);
             assert_eq!(h.destination, orig[8..24]);
-            let pseudo = v6_pseudo(&h.source, &h.destination, 20, 6);
+            let pseudo = pseudo_sum(&h.source, &h.destination, 6, 20);
             assert_eq!(
                 ones_sum(rest, pseudo),
                 0xffff,

@@ -12,7 +12,7 @@ use proptest::{
     strategy::{BoxedStrategy, Just, Strategy},
 };
 
-use crate::common::check::ones_sum;
+use crate::common::check::{ones_sum, pseudo_sum};
 
 pub const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -185,20 +185,6 @@ fn finish(sum: u16, how: Sum) -> [u8; 2] {
     }
 }
 
-fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut p = Vec::with_capacity(40);
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    if src.len() == 4 {
-        p.extend_from_slice(&[0, proto]);
-        p.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        p.extend_from_slice(&(len as u32).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, proto]);
-    }
-    ones_sum(&p, 0) as u32
-}
-
 fn pad4(b: &[u8], max: usize) -> Vec<u8> {
     let mut v = b[..b.len().min(max)].to_vec();
     while !v.len().is_multiple_of(4) {
@@ -253,7 +239,7 @@ impl L4 {
                 t.extend_from_slice(&[0, 0, 0, 0]);
                 t.extend_from_slice(&opts);
                 t.extend_from_slice(payload);
-                let s = ones_sum(&t, pseudo(src, dst, proto, t.len()));
+                let s = ones_sum(&t, pseudo_sum(src, dst, proto, t.len()));
                 t[16..18].copy_from_slice(&finish(s, *sum));
                 t
             }
@@ -270,7 +256,7 @@ impl L4 {
                 u.extend_from_slice(&len.apply(8 + payload.len()).to_be_bytes());
                 u.extend_from_slice(&[0, 0]);
                 u.extend_from_slice(payload);
-                let s = ones_sum(&u, pseudo(src, dst, proto, u.len()));
+                let s = ones_sum(&u, pseudo_sum(src, dst, proto, u.len()));
                 let mut c = finish(s, *sum);
                 if matches!(sum, Sum::Right) && c == [0, 0] {
                     c = [0xff, 0xff];
@@ -289,7 +275,7 @@ impl L4 {
                 m.extend_from_slice(rest);
                 m.extend_from_slice(body);
                 let init = if v6 {
-                    pseudo(src, dst, proto, m.len())
+                    pseudo_sum(src, dst, proto, m.len())
                 } else {
                     0
                 };

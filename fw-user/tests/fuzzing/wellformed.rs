@@ -9,7 +9,7 @@ use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use fw_user::policy::RejectWith;
 
 use crate::common::{
-    check::{assert_icmp_error, assert_tcp_reset, ones_sum, sum_ok},
+    check::{assert_icmp_error, assert_tcp_reset, ones_sum, pseudo_sum, sum_ok},
     frames::l3_offset,
 };
 
@@ -24,20 +24,6 @@ fn icmp_type_code(kind: RejectWith, v6: bool) -> (u8, u8) {
         (RejectWith::AdminProhibited, true) => (1, 1),
         (_, true) => (1, 3),
     }
-}
-
-fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut p = Vec::new();
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    if src.len() == 4 {
-        p.extend_from_slice(&[0, proto]);
-        p.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        p.extend_from_slice(&(len as u32).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, proto]);
-    }
-    ones_sum(&p, 0) as u32
 }
 
 macro_rules! ensure {
