@@ -13,15 +13,12 @@ use aya::programs::{
     LinkOrder, SchedClassifier,
 };
 use fw_common::{PROG_EGRESS, TC_MODE_CLSACT, TC_MODE_CLSACT_OWN, TC_MODE_TCX};
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
     tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcHeader, TcMessage, TcOption},
     RouteNetlinkMessage,
 };
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_ROUTE;
 
 use crate::{
     error::{Error, Result},
@@ -321,49 +318,9 @@ pub fn fw_filter_present(ifindex: u32, prog: Option<u32>) -> bool {
     clsact_filters(ifindex).map_or(true, |f| f.iter().any(|f| f.is_fw(prog)))
 }
 
-/// Sends one rtnetlink request and collects the replies (a dump's
-/// messages, or nothing for an acknowledged change).
+/// One rtnetlink request (see [`crate::netlink::request`]).
 fn request(msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | flags;
-    let mut req = NetlinkMessage::new(hdr, msg.into());
-    req.finalize();
-    let mut buf = vec![0; req.buffer_len()];
-    req.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-    let mut out = Vec::new();
-    let mut rx = vec![0u8; 1 << 16];
-    loop {
-        let n = socket.recv(&mut &mut rx[..], 0)?;
-        let mut off = 0;
-        while off < n {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                .map_err(|e| io::Error::other(format!("parsing an rtnetlink reply: {e}")))?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
-                // A dump that failed midway says so in its DONE message.
-                NetlinkPayload::Done(d) if d.code < 0 => {
-                    return Err(io::Error::from_raw_os_error(-d.code))
-                }
-                NetlinkPayload::Done(_) => return Ok(out),
-                NetlinkPayload::Error(e) if e.code.is_none() => return Ok(out),
-                NetlinkPayload::Error(e) => return Err(e.to_io()),
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            off += len;
-        }
-        if !dump {
-            return Ok(out);
-        }
-    }
+    crate::netlink::request(NETLINK_ROUTE, msg, flags)
 }
 
 #[cfg(test)]

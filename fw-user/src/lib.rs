@@ -20,6 +20,7 @@ pub mod lock;
 pub mod log;
 pub mod maps;
 pub mod metrics;
+mod netlink;
 pub mod pins;
 pub mod policy;
 pub mod rig;

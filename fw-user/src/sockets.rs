@@ -5,15 +5,13 @@
 //! on a large-memory host costs milliseconds per call.)
 use std::net::IpAddr;
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::NLM_F_DUMP;
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, TCP_LISTEN},
     inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags},
     SockDiagMessage,
 };
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
 use crate::error::{Error, Result};
 
@@ -89,61 +87,21 @@ fn nl_err(e: std::io::Error) -> Error {
 
 /// Calls `each` for every socket of `family` and `proto`.
 fn dump(family: u8, proto: u8, mut each: impl FnMut(&InetResponse)) -> Result<()> {
-    let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(nl_err)?;
-    socket.bind_auto().map_err(nl_err)?;
-    socket.connect(&SocketAddr::new(0, 0)).map_err(nl_err)?;
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut req = NetlinkMessage::new(
-        hdr,
-        SockDiagMessage::InetRequest(InetRequest {
-            family,
-            protocol: proto,
-            extensions: ExtensionFlags::empty(),
-            states: StateFlags::all(),
-            socket_id: if family == AF_INET {
-                SocketId::new_v4()
-            } else {
-                SocketId::new_v6()
-            },
-        })
-        .into(),
-    );
-    req.finalize();
-    let mut buf = vec![0; req.buffer_len()];
-    req.serialize(&mut buf);
-    socket.send(&buf, 0).map_err(nl_err)?;
-
-    let mut rx = vec![0u8; 1 << 16];
-    loop {
-        let n = socket.recv(&mut &mut rx[..], 0).map_err(nl_err)?;
-        let mut off = 0;
-        while off < n {
-            let msg = NetlinkMessage::<SockDiagMessage>::deserialize(&rx[off..n]).map_err(|e| {
-                Error::io(
-                    "parsing a sock_diag reply",
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(&r),
-                NetlinkPayload::Done(d) if d.code < 0 => {
-                    return Err(nl_err(std::io::Error::from_raw_os_error(-d.code)));
-                }
-                NetlinkPayload::Done(_) => return Ok(()),
-                NetlinkPayload::Error(e) => {
-                    return Err(Error::io(
-                        "sock_diag dump",
-                        std::io::Error::other(e.to_string()),
-                    ));
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            off += len;
+    let req = SockDiagMessage::InetRequest(InetRequest {
+        family,
+        protocol: proto,
+        extensions: ExtensionFlags::empty(),
+        states: StateFlags::all(),
+        socket_id: if family == AF_INET {
+            SocketId::new_v4()
+        } else {
+            SocketId::new_v6()
+        },
+    });
+    for m in crate::netlink::request(NETLINK_SOCK_DIAG, req, NLM_F_DUMP).map_err(nl_err)? {
+        if let SockDiagMessage::InetResponse(r) = m {
+            each(&r);
         }
     }
+    Ok(())
 }
