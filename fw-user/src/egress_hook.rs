@@ -155,17 +155,23 @@ pub fn has_clsact(i: &Iface) -> Result<bool> {
 /// Major number of the ingress/clsact qdisc handle (ffff:).
 const CLSACT_MAJOR: u16 = TcHandle::CLSACT.major;
 
-/// Makes sure `i` has a clsact qdisc; true when this call made it.
-pub fn add_clsact(i: &Iface) -> Result<bool> {
-    let mut msg = TcMessage::with_index(i.index as i32);
+/// The clsact qdisc of interface `ifindex` (handle ffff:, parent
+/// ffff:fff1), named by kind so the kernel refuses one of another kind.
+fn clsact_qdisc(ifindex: u32) -> TcMessage {
+    let mut msg = TcMessage::with_index(ifindex as i32);
     msg.header.handle = TcHandle {
         major: CLSACT_MAJOR,
         minor: 0,
     };
     msg.header.parent = TcHandle::CLSACT;
     msg.attributes.push(TcAttribute::Kind("clsact".into()));
+    msg
+}
+
+/// Makes sure `i` has a clsact qdisc; true when this call made it.
+pub fn add_clsact(i: &Iface) -> Result<bool> {
     match request(
-        RouteNetlinkMessage::NewQueueDiscipline(msg),
+        RouteNetlinkMessage::NewQueueDiscipline(clsact_qdisc(i.index)),
         NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
     ) {
         Ok(_) => Ok(true),
@@ -296,15 +302,10 @@ pub fn detach_clsact(ifindex: u32, own: bool, prog: Option<u32>) -> Result<()> {
     if !own || filters.iter().any(|f| !f.is_fw(prog)) {
         return Ok(());
     }
-    let mut msg = TcMessage::with_index(ifindex as i32);
-    msg.header.handle = TcHandle {
-        major: CLSACT_MAJOR,
-        minor: 0,
-    };
-    msg.header.parent = TcHandle::CLSACT;
-    // Named, so the kernel refuses to delete a qdisc of another kind.
-    msg.attributes.push(TcAttribute::Kind("clsact".into()));
-    match request(RouteNetlinkMessage::DelQueueDiscipline(msg), NLM_F_ACK) {
+    match request(
+        RouteNetlinkMessage::DelQueueDiscipline(clsact_qdisc(ifindex)),
+        NLM_F_ACK,
+    ) {
         Ok(_) => Ok(()),
         Err(e) if gone(&e) || e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
         Err(e) => Err(Error::io(what("removing the clsact qdisc fw added"), e)),
