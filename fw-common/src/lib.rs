@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -27,10 +27,13 @@ pub enum Reason {
     Martian = 9,
     Fragment = 10,
     WouldReject = 11,
+    /// A DHCPv4 server's reply to this host's client (UDP 67 -> 68), passed
+    /// so the client's packet socket gets it, as it would behind netfilter.
+    Dhcp = 12,
 }
 
 /// Number of reasons in use.
-pub const REASON_COUNT: usize = 12;
+pub const REASON_COUNT: usize = 13;
 /// Counter slots reserved per interface (room to add reasons without a
 /// layout change of the counter map).
 pub const REASON_SLOTS: u32 = 16;
@@ -49,6 +52,7 @@ impl Reason {
         Reason::Martian,
         Reason::Fragment,
         Reason::WouldReject,
+        Reason::Dhcp,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl Reason {
             Reason::Martian => "martian",
             Reason::Fragment => "fragment",
             Reason::WouldReject => "would_reject",
+            Reason::Dhcp => "dhcp",
         }
     }
 
@@ -86,6 +91,7 @@ impl Reason {
                 | Reason::Ndp
                 | Reason::Port
                 | Reason::WouldReject
+                | Reason::Dhcp
         )
     }
 }
@@ -166,6 +172,9 @@ impl RejectKind {
 
 /// `Config.flags`: count would-be rejects but let them pass.
 pub const CFG_DRY_RUN: u32 = 1;
+/// `Config.flags`: pass DHCPv4 server -> client replies (UDP 67 -> 68) that
+/// no other rule accepts (`[dhcp] client`, on by default).
+pub const CFG_DHCP_CLIENT: u32 = 2;
 
 /// Runtime settings, `CONFIG[0]`. Written by userspace, read per packet.
 #[repr(C)]
@@ -197,7 +206,7 @@ impl Config {
     /// Kernel-like defaults (nf_conntrack's timeouts, icmp_msgs_per_sec).
     pub const DEFAULT: Config = Config {
         reject_kind: RejectKind::HostUnreachable as u32,
-        flags: 0,
+        flags: CFG_DHCP_CLIENT,
         reject_rate: 1000,
         reject_burst: 1000,
         event_rate_per_cpu: 1000,

@@ -1,5 +1,6 @@
 //! The XDP program: parse, then the seed policy in order (fragments,
-//! ESTABLISHED, RELATED, NDP, ports, REJECT), then count.
+//! ESTABLISHED, RELATED, NDP, ports, DHCP client replies, REJECT), then
+//! count.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
@@ -92,6 +93,13 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
         counters::count_port(idx);
         conntrack::accept_new(p, now);
         return (xdp_action::XDP_PASS, Reason::Port);
+    }
+    // After conntrack and the ports: a unicast renewal's answer to the
+    // client's UDP socket stays `established`, an open udp 68 stays `port`,
+    // as under the reference. Not a flow of its own (netfilter's INPUT
+    // never accepts it either).
+    if policy::dhcp_client_reply(cfg, p) {
+        return (xdp_action::XDP_PASS, Reason::Dhcp);
     }
     if cfg.flags & CFG_DRY_RUN != 0 {
         return (xdp_action::XDP_PASS, Reason::WouldReject);

@@ -1,6 +1,10 @@
-//! The port policy: allowed (proto, port), optionally restricted by source.
+//! The port policy: allowed (proto, port), optionally restricted by source;
+//! and the DHCPv4 client exception.
 use aya_ebpf::maps::lpm_trie::Key;
-use fw_common::{proto_index, SrcKey, PORT_ALLOW, PORT_FROM_RESTRICTED, SRC_KEY_FIXED_BITS};
+use fw_common::{
+    proto_index, Config, SrcKey, CFG_DHCP_CLIENT, IPPROTO_UDP, PORT_ALLOW, PORT_FROM_RESTRICTED,
+    SRC_KEY_FIXED_BITS,
+};
 
 use crate::{
     maps::{ALLOW_SRC, PORTS},
@@ -35,4 +39,25 @@ fn source_allowed(p: &Pkt) -> bool {
         },
     );
     ALLOW_SRC.get(&key).is_some()
+}
+
+const DHCP_SERVER_PORT: u16 = 67;
+const DHCP_CLIENT_PORT: u16 = 68;
+
+/// A DHCPv4 server -> client message (UDP 67 -> 68, any address, broadcast
+/// or not) while `[dhcp] client` is on. DHCP clients read through packet
+/// sockets, which see a frame after XDP but before netfilter: behind the
+/// reference ruleset the client gets every such reply (offer, ack, the
+/// answers to renewals and rebinding, also unicast to an address the host
+/// does not have yet), whatever INPUT then does with the IP packet. fw
+/// cannot pass a frame to packet sockets only, so it passes it to the stack
+/// (ufw's before.rules accepts the same). DHCPv6 clients use UDP sockets,
+/// which the reference does filter: no exception for 547 -> 546.
+#[inline(always)]
+pub fn dhcp_client_reply(cfg: &Config, p: &Pkt) -> bool {
+    cfg.flags & CFG_DHCP_CLIENT != 0
+        && p.family == 4
+        && p.proto == IPPROTO_UDP
+        && p.sport == DHCP_SERVER_PORT
+        && p.dport == DHCP_CLIENT_PORT
 }

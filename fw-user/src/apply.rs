@@ -181,6 +181,17 @@ impl Plan {
         if o.dry_run != n.dry_run {
             let _ = writeln!(out, "dry run {}", if n.dry_run { "on" } else { "off" });
         }
+        if o.dhcp_client != n.dhcp_client {
+            let _ = writeln!(
+                out,
+                "dhcp client replies {}",
+                if n.dhcp_client {
+                    "passed"
+                } else {
+                    "no longer passed"
+                }
+            );
+        }
         if out.is_empty() {
             out.push_str("no change to the running config\n");
         }

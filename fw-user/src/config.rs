@@ -22,6 +22,8 @@ pub struct Config {
     pub conntrack_entries: u32,
     pub interfaces: Vec<String>,
     pub dry_run: bool,
+    /// `[dhcp] client`: pass DHCPv4 server -> client replies (UDP 67 -> 68).
+    pub dhcp_client: bool,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             conntrack_entries: fw_common::CT_DEFAULT_ENTRIES,
             interfaces: Vec::new(),
             dry_run: false,
+            dhcp_client: true,
         }
     }
 }
@@ -50,6 +53,7 @@ struct File {
     sources: Vec<Source>,
     reject: Option<Reject>,
     conntrack: Option<Conntrack>,
+    dhcp: Option<Dhcp>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +92,12 @@ struct Reject {
 #[serde(deny_unknown_fields)]
 struct Conntrack {
     entries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dhcp {
+    client: Option<bool>,
 }
 
 fn port_range(spec: &PortSpec) -> Result<PortRange> {
@@ -179,6 +189,9 @@ impl Config {
         }
         cfg.interfaces = file.interfaces;
         cfg.dry_run = file.dry_run;
+        if let Some(client) = file.dhcp.and_then(|d| d.client) {
+            cfg.dhcp_client = client;
+        }
         Ok(cfg)
     }
 
@@ -207,6 +220,7 @@ impl Config {
                 .map(|m| crate::iface::name_from_bytes(&m.name))
                 .collect(),
             dry_run: k.flags & fw_common::CFG_DRY_RUN != 0,
+            dhcp_client: k.flags & fw_common::CFG_DHCP_CLIENT != 0,
         })
     }
 
@@ -254,6 +268,7 @@ impl Config {
             self.reject_burst
         );
         let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
+        let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
         out
     }
 
@@ -262,11 +277,13 @@ impl Config {
     pub fn kernel(&self) -> fw_common::Config {
         let mut k = fw_common::Config::DEFAULT;
         k.reject_kind = self.reject_with.kind() as u32;
-        k.flags = if self.dry_run {
-            fw_common::CFG_DRY_RUN
-        } else {
-            0
-        };
+        k.flags = 0;
+        if self.dry_run {
+            k.flags |= fw_common::CFG_DRY_RUN;
+        }
+        if self.dhcp_client {
+            k.flags |= fw_common::CFG_DHCP_CLIENT;
+        }
         k.reject_rate = self.reject_rate;
         k.reject_burst = self.reject_burst;
         k
@@ -344,6 +361,18 @@ mod tests {
     }
 
     #[test]
+    fn dhcp_client_is_on_unless_turned_off() {
+        use fw_common::CFG_DHCP_CLIENT;
+        assert!(Config::default().dhcp_client);
+        assert_ne!(Config::default().kernel().flags & CFG_DHCP_CLIENT, 0);
+        let off = parse("[ports]\n[dhcp]\nclient = false\n").unwrap();
+        assert!(!off.dhcp_client);
+        assert_eq!(off.kernel().flags & CFG_DHCP_CLIENT, 0);
+        assert_eq!(parse(&off.to_toml()).unwrap(), off);
+        assert!(parse("[dhcp]\n").unwrap().dhcp_client);
+    }
+
+    #[test]
     fn rejects_bad_input() {
         for (text, needle) in [
             ("[ports]\ntcp = [0]", "1-65535"),
@@ -354,6 +383,8 @@ mod tests {
             ("[reject]\nrate = 0", "rate"),
             ("[ports\n", "expected"),
             ("color = 1", "unknown field"),
+            ("[dhcp]\nclient = 1", "invalid type"),
+            ("[dhcp]\nserver = true", "unknown field"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");

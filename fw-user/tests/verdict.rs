@@ -1874,3 +1874,186 @@ fn a_cut_icmpv4_header_is_judged_by_its_type() {
         }
     }
 }
+
+/// A DHCPv4 server's reply (UDP 67 -> 68, about the size of a real one)
+/// from the router to `dst`.
+fn dhcp_reply(dst: Ipv4Addr) -> Pkt {
+    Pkt::udp(Fam::V4, 67, 68).from(ROUTER4).to(dst).payload(300)
+}
+
+#[test]
+fn dhcp_client_replies_pass() {
+    let fw = Fw::seed();
+    // Behind the reference the client's packet socket gets each of these
+    // (it reads before netfilter); fw passes them to the stack.
+    let not_yet_mine = Ipv4Addr::new(198, 51, 100, 50);
+    let ra = [0x94, 0x04, 0, 0];
+    let cases = [
+        (
+            "broadcast offer",
+            dhcp_reply(Ipv4Addr::BROADCAST).l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "unicast offer to an address the host lacks",
+            dhcp_reply(not_yet_mine),
+        ),
+        ("unicast ack to the host's address", dhcp_reply(HOST4)),
+        (
+            "unicast address in an L2 broadcast",
+            dhcp_reply(not_yet_mine).l2_dst(BROADCAST_MAC),
+        ),
+        (
+            "with IPv4 options",
+            dhcp_reply(not_yet_mine).v4_options(&ra),
+        ),
+        ("priority-tagged", dhcp_reply(not_yet_mine).vlan(0)),
+        ("in VLAN 100", dhcp_reply(not_yet_mine).vlan(100)),
+        (
+            "QinQ broadcast",
+            dhcp_reply(Ipv4Addr::BROADCAST)
+                .l2_dst(BROADCAST_MAC)
+                .qinq(200, 300),
+        ),
+    ];
+    for (what, pkt) in cases {
+        fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Dhcp);
+    }
+    // A fragmented reply: the followers pass under the first's reason.
+    let first = dhcp_reply(Ipv4Addr::BROADCAST)
+        .l2_dst(BROADCAST_MAC)
+        .payload(600)
+        .frag(Frag::First { id: 0x6768 });
+    fw.expect("first fragment", &first.frame(), XDP_PASS, Reason::Dhcp);
+    let mut later = Pkt::new(
+        Fam::V4,
+        L4::Raw {
+            proto: IPPROTO_UDP,
+            bytes: vec![0xab; 64],
+        },
+    )
+    .from(ROUTER4)
+    .to(Ipv4Addr::BROADCAST)
+    .l2_dst(BROADCAST_MAC);
+    later.frag = Frag::Later {
+        id: 0x6768,
+        offset: 76,
+        more: false,
+    };
+    fw.expect("later fragment", &later.frame(), XDP_PASS, Reason::Dhcp);
+}
+
+#[test]
+fn only_dhcp_client_replies_are_excepted() {
+    let fw = Fw::seed();
+    let bcast = Ipv4Addr::BROADCAST;
+    let unicast = [
+        ("udp 67 -> 69", Pkt::udp(Fam::V4, 67, 69).from(ROUTER4)),
+        ("udp 68 -> 68", Pkt::udp(Fam::V4, 68, 68).from(ROUTER4)),
+        (
+            "udp 68 -> 67 (the host is no server)",
+            Pkt::udp(Fam::V4, 68, 67),
+        ),
+        ("udp 66 -> 68", Pkt::udp(Fam::V4, 66, 68).from(ROUTER4)),
+        ("tcp 67 -> 68", Pkt::tcp(Fam::V4, 67, 68, SYN).from(ROUTER4)),
+        ("v6 udp 67 -> 68", Pkt::udp(Fam::V6, 67, 68)),
+        // DHCPv6 clients read through UDP sockets, which the reference
+        // filters: its server's answer is rejected there too.
+        ("v6 udp 547 -> 546", Pkt::udp(Fam::V6, 547, 546)),
+    ];
+    for (what, pkt) in unicast {
+        expect_host_unreach(&fw, what, &pkt.payload(300));
+    }
+    let silent = [
+        (
+            "broadcast udp 67 -> 69",
+            Pkt::udp(Fam::V4, 67, 69).from(ROUTER4).to(bcast),
+        ),
+        (
+            "broadcast udp 68 -> 68",
+            Pkt::udp(Fam::V4, 68, 68).from(ROUTER4).to(bcast),
+        ),
+    ];
+    for (what, pkt) in silent {
+        fw.expect(
+            what,
+            &pkt.l2_dst(BROADCAST_MAC).frame(),
+            XDP_DROP,
+            Reason::RejectSilent,
+        );
+    }
+}
+
+#[test]
+fn dhcp_client_replies_keep_the_reasons_of_earlier_rules() {
+    let mut fw = Fw::seed();
+    // A renewal: the client's UDP socket asks the server directly, so the
+    // answer is ESTABLISHED, as under the reference.
+    fw.egress(&dhcp_reply(HOST4).outbound().frame());
+    fw.expect(
+        "renewal answer",
+        &dhcp_reply(HOST4).frame(),
+        XDP_PASS,
+        Reason::Established,
+    );
+    // The broadcast of a packet-socket client creates no flow the answer
+    // could match: still `dhcp`.
+    let discover = Pkt::udp(Fam::V4, 68, 67)
+        .from(Ipv4Addr::UNSPECIFIED)
+        .to(Ipv4Addr::BROADCAST)
+        .l2_dst(BROADCAST_MAC);
+    fw.egress(&discover.payload(300).frame());
+    fw.expect(
+        "offer after a discover",
+        &dhcp_reply(Ipv4Addr::BROADCAST)
+            .l2_dst(BROADCAST_MAC)
+            .frame(),
+        XDP_PASS,
+        Reason::Dhcp,
+    );
+    // An open udp 68 counts as a port hit.
+    let mut policy = Policy::seed();
+    policy.allow(Proto::Udp, PortRange::single(68), &[]);
+    fw.set_policy(policy);
+    let other = Pkt::udp(Fam::V4, 67, 68).from(PEER4).payload(300);
+    fw.expect("open udp 68", &other.frame(), XDP_PASS, Reason::Port);
+    assert_eq!(fw.port_hits(Proto::Udp, 68), 1);
+}
+
+#[test]
+fn dhcp_client_replies_are_rejected_when_turned_off() {
+    let fw = Fw::load(Config {
+        dhcp_client: false,
+        ..Config::default()
+    });
+    expect_host_unreach(&fw, "unicast ack", &dhcp_reply(HOST4));
+    fw.expect(
+        "broadcast offer",
+        &dhcp_reply(Ipv4Addr::BROADCAST)
+            .l2_dst(BROADCAST_MAC)
+            .frame(),
+        XDP_DROP,
+        Reason::RejectSilent,
+    );
+    // Dry run: would be rejected, passes as such.
+    let dry = Fw::load(Config {
+        dhcp_client: false,
+        dry_run: true,
+        ..Config::default()
+    });
+    dry.expect(
+        "dry run, turned off",
+        &dhcp_reply(HOST4).frame(),
+        XDP_PASS,
+        Reason::WouldReject,
+    );
+    let dry_on = Fw::load(Config {
+        dry_run: true,
+        ..Config::default()
+    });
+    dry_on.expect(
+        "dry run, on",
+        &dhcp_reply(HOST4).frame(),
+        XDP_PASS,
+        Reason::Dhcp,
+    );
+}
