@@ -7,6 +7,7 @@ pub mod corpus_frag;
 pub mod corpus_ip;
 pub mod corpus_l4;
 pub mod craft;
+pub mod daemon;
 pub mod flowrun;
 pub mod flows;
 pub mod pipeline;
