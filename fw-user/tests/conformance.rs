@@ -108,6 +108,14 @@ const NAMED: &[Named] = &[
               the stack, which resets it; netfilter calls it invalid and rejects it",
         fits: |ipt, fw| icmp(ipt) && fw.contains("Tcp(R)"),
     },
+    Named {
+        tag: "dhcp",
+        why: "a DHCPv4 server's reply (UDP 67 -> 68) reaches the stack, so that a DHCP \
+              client's packet socket gets it (it does behind iptables, which filters only \
+              after packet sockets): a unicast one to the host with nothing on port 68 \
+              gets the stack's port unreachable instead of REJECT's host unreachable",
+        fits: |ipt, fw| ipt.starts_with("Icmp(3,1)") && fw.starts_with("Icmp(3,3)"),
+    },
 ];
 
 fn long() -> bool {

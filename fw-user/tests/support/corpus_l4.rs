@@ -32,6 +32,7 @@ pub fn add(g: &mut Gen) {
         tcp_flags(g, v6);
         tcp_shapes(g, v6);
         udp_cases(g, v6);
+        dhcp_ports(g, v6);
         icmp_types(g, v6);
         protocols(g, v6);
     }
@@ -213,6 +214,44 @@ fn udp_cases(g: &mut Gen, v6: bool) {
             );
             g.push_pkt(
                 format!("{} udp {what} -> {}", fam(v6), udp_port(port)),
+                None,
+                &p,
+            );
+        }
+    }
+}
+
+/// DHCP's ports, unicast and (IPv4) to the limited broadcast. fw passes a
+/// DHCPv4 server's reply (UDP 67 -> 68) to the stack, so that a client's
+/// packet socket gets it; the reference rejects it in INPUT, after packet
+/// sockets had it. With nothing on port 68 (as here) the stack answers a
+/// unicast one with port unreachable: named "dhcp".
+fn dhcp_ports(g: &mut Gen, v6: bool) {
+    let ports: &[(u16, u16)] = if v6 {
+        &[(547, 546), (546, 547), (67, 68)]
+    } else {
+        &[(67, 68), (67, 69), (68, 68), (68, 67), (66, 68)]
+    };
+    for &(sport, dport) in ports {
+        let tag = (!v6 && (sport, dport) == (67, 68)).then_some("dhcp");
+        // A fresh source address; the fixed source port names the probe.
+        let (src, _) = g.src(v6);
+        let p = g.to_server(src, udp(sport, dport, 300));
+        g.push_pkt(
+            format!("{} udp {sport} -> {dport} (dhcp ports)", fam(v6)),
+            tag,
+            &p,
+        );
+        if !v6 {
+            let (src, _) = g.src(v6);
+            let mut p = g.to_server(src, udp(sport, dport, 300));
+            p.dst = std::net::Ipv4Addr::BROADCAST.into();
+            p.dst_mac = [0xff; 6];
+            g.push_pkt(
+                format!(
+                    "{} udp {sport} -> {dport} (dhcp ports) to the limited broadcast",
+                    fam(v6)
+                ),
                 None,
                 &p,
             );
