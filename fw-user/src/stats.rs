@@ -50,7 +50,7 @@ pub struct IfaceStats {
 /// - `reasons`: every counter reason (DESIGN.md names), zeros included,
 ///   summed over CPUs and interfaces. Each packet fw saw is in exactly one.
 /// - `accepted`: reasons that reach the stack (`non_ip`, `established`,
-///   `related`, `ndp`, `port`, `would_reject`); `dropped`: all the others
+///   `related`, `ndp`, `port`, `dhcp`, `would_reject`); `dropped`: all the others
 ///   (`reject` is answered with an ICMP error or RST, then dropped).
 /// - `ports`: the open ports in order (TCP, then UDP), with the packets that
 ///   opened a new flow on them (reason `port`).

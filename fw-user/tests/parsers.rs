@@ -223,6 +223,7 @@ fn config() -> impl Strategy<Value = Config> {
         1024u32..=16_777_216,
         vec(iface_name(), 0..3),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -233,6 +234,7 @@ fn config() -> impl Strategy<Value = Config> {
                 conntrack_entries,
                 interfaces,
                 dry_run,
+                dhcp_client,
             )| {
                 let mut policy = Policy::default();
                 for (proto, r, nets) in rules {
@@ -246,6 +248,7 @@ fn config() -> impl Strategy<Value = Config> {
                     conntrack_entries,
                     interfaces,
                     dry_run,
+                    dhcp_client,
                 }
             },
         )

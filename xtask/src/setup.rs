@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::tool::{self, capture, command};
 
 /// Debian packages the tests, the demo and the benchmarks use.
-pub const DEBIAN_PACKAGES: [&str; 7] = [
+pub const DEBIAN_PACKAGES: [&str; 10] = [
     "iproute2",
     "iputils-ping",
     "iptables",
@@ -19,6 +19,11 @@ pub const DEBIAN_PACKAGES: [&str; 7] = [
     "ethtool",
     "xdp-tools",
     "bpftool",
+    // dhcp.rs: a DHCP server and two clients, binaries only (dnsmasq-base,
+    // not dnsmasq, which would enable a system service).
+    "dnsmasq-base",
+    "busybox",
+    "isc-dhcp-client",
 ];
 
 /// Runs every setup step; the error names the step that failed.

@@ -423,7 +423,8 @@ fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
 
 fn port() -> impl Strategy<Value = u16> {
     prop_oneof![
-        6 => select(vec![22u16, 80, 53, 443, 2222, 8000, 8100, 8101, 40000, 40001, 40002]),
+        // 67 and 68: DHCP, whose server -> client direction passes as `dhcp`.
+        6 => select(vec![22u16, 80, 53, 67, 68, 443, 2222, 8000, 8100, 8101, 40000, 40001, 40002]),
         1 => 7990u16..=8110,
         1 => any::<u16>(),
     ]
