@@ -1,5 +1,6 @@
 //! Bulk access to array maps: BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH
-//! (Linux 5.6+), and reading a `BPF_F_MMAPABLE` array through mmap.
+//! (Linux 5.6+), reading a `BPF_F_MMAPABLE` array through mmap, and the
+//! interface a link is attached to (aya 0.14's `LinkInfo` does not say).
 //!
 //! aya 0.14 has neither, and the port policy is an array of 131072 one-byte
 //! entries: reading it one syscall per entry costs ~90 ms, one batch call
@@ -30,6 +31,65 @@ fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// What a BPF link holds: its program, and the interface of an XDP or tcx
+/// link (0 once the link was detached, e.g. by `bpftool link detach`, or
+/// its interface vanished).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkTarget {
+    pub prog_id: u32,
+    pub ifindex: u32,
+}
+
+/// [`LinkTarget`] of the link behind `fd` (BPF_OBJ_GET_INFO_BY_FD).
+pub fn link_target(fd: BorrowedFd<'_>) -> io::Result<LinkTarget> {
+    use aya_obj::generated::{bpf_link_info, bpf_link_type};
+    // SAFETY: an all-zero bpf_link_info / bpf_attr is a valid empty one.
+    let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    attr.info.bpf_fd = fd.as_raw_fd() as u32;
+    attr.info.info_len = size_of::<bpf_link_info>() as u32;
+    attr.info.info = &mut info as *mut bpf_link_info as u64;
+    sys_bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    // SAFETY: the kernel filled the union member of the link's type.
+    let ifindex = unsafe {
+        match info.type_ {
+            t if t == bpf_link_type::BPF_LINK_TYPE_XDP as u32 => info.__bindgen_anon_1.xdp.ifindex,
+            t if t == bpf_link_type::BPF_LINK_TYPE_TCX as u32 => info.__bindgen_anon_1.tcx.ifindex,
+            _ => 0,
+        }
+    };
+    Ok(LinkTarget {
+        prog_id: info.prog_id,
+        ifindex,
+    })
+}
+
+/// [`LinkTarget`] of the link pinned at `path` (BPF_OBJ_GET, then [`link_target`]).
+pub fn pinned_link_target(path: &std::path::Path) -> io::Result<LinkTarget> {
+    use std::os::fd::{AsFd as _, FromRawFd as _, OwnedFd};
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: an all-zero bpf_attr is a valid empty one.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // `c` outlives the call.
+    attr.__bindgen_anon_4.pathname = c.as_ptr() as u64;
+    // SAFETY: as in sys_bpf; BPF_OBJ_GET returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            bpf_cmd::BPF_OBJ_GET as libc::c_long,
+            &mut attr as *mut bpf_attr,
+            size_of::<bpf_attr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd; nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    link_target(fd.as_fd())
 }
 
 /// Whether an error means "this kernel has no batch ops for this map".

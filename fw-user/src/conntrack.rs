@@ -73,18 +73,14 @@ pub fn entry_for(s: &FlowSocket, now: u64) -> Option<(FlowKey, FlowValue)> {
     Some((key, value))
 }
 
-/// Seeds conntrack with the flows of `sockets`; returns how many went in.
+/// Seeds conntrack with the flows of `sockets`; returns how many went in
+/// (new or refreshed).
 pub fn seed(maps: &FwMaps, sockets: &[FlowSocket]) -> Result<usize> {
     let now = crate::clock::kernel_now_ns();
-    let mut n = 0;
-    for s in sockets {
-        if let Some((k, v)) = entry_for(s, now) {
-            maps.conntrack_insert(&k, &v)?;
-            n += 1;
-        }
-    }
-    maps.conntrack_add_seeded(n as u64)?;
-    Ok(n)
+    let entries: Vec<(FlowKey, FlowValue)> =
+        sockets.iter().filter_map(|s| entry_for(s, now)).collect();
+    maps.conntrack_seed(&entries)?;
+    Ok(entries.len())
 }
 
 /// One row of `fw conntrack`.

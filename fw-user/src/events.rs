@@ -158,33 +158,42 @@ pub fn wall_time(ts_ns: u64) -> SystemTime {
 }
 
 /// Follows the `EVENTS` ring buffer of a loaded fw.
-pub struct EventReader<'a> {
-    maps: &'a FwMaps,
+pub struct EventReader {
+    maps: FwMaps,
     ring: RingBuf<MapData>,
     names: HashMap<u32, String>,
     /// Events older than this (kernel clock) are skipped.
     since_ns: u64,
 }
 
-impl<'a> EventReader<'a> {
+impl EventReader {
     /// Opens the ring buffer. With `backlog`, events already waiting in it
     /// are shown too; without, only those that happen from now on: a buffer
     /// nobody read fills up and then keeps its *oldest* events, so the
     /// backlog is rarely what one wants to see.
-    pub fn open(maps: &'a FwMaps, backlog: bool) -> Result<EventReader<'a>> {
+    pub fn open(maps: &FwMaps, backlog: bool) -> Result<EventReader> {
         let since_ns = if backlog {
             0
         } else {
             crate::clock::kernel_now_ns()
         };
         let mut r = EventReader {
-            maps,
+            maps: maps.clone(),
             ring: maps.events()?,
             names: HashMap::new(),
             since_ns,
         };
         r.reload_names()?;
         Ok(r)
+    }
+
+    /// Switches to the ring buffer of a new load of fw (see
+    /// [`crate::instance`]), keeping the start time: all of the new load's
+    /// events happened after this reader began.
+    pub fn reopen(&mut self, maps: &FwMaps) -> Result<()> {
+        self.ring = maps.events()?;
+        self.maps = maps.clone();
+        self.reload_names()
     }
 
     fn reload_names(&mut self) -> Result<()> {

@@ -15,6 +15,7 @@ pub mod exporter;
 pub mod foreground;
 pub mod guard;
 pub mod iface;
+pub mod instance;
 pub mod loader;
 pub mod lock;
 pub mod log;

@@ -213,6 +213,55 @@ pub fn attached(pins: &PinDir, m: &IfaceMeta) -> bool {
     pins.xdp_link(m.ifindex).exists() && egress
 }
 
+/// How one of fw's hooks on an interface stands, as the kernel sees it
+/// (not only the pins: [`attached`] trusts those).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookState {
+    Attached,
+    /// The link pin is gone (removed by hand, or an interrupted `fw down`):
+    /// unpinning the link detached it.
+    PinMissing,
+    /// The link (or clsact filter) no longer runs fw's program on this
+    /// interface: detached by someone else (`bpftool link detach`, `tc
+    /// filter del`), or the interface is gone.
+    Detached,
+}
+
+/// The kernel's view of the link pinned at `path`: attached to `ifindex`
+/// and running `prog` (when fw's program pin says which it is).
+fn link_state(path: &std::path::Path, ifindex: u32, prog: Option<u32>) -> HookState {
+    match crate::bpf_batch::pinned_link_target(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HookState::PinMissing,
+        Err(_) => HookState::Detached,
+        Ok(t) if t.ifindex == ifindex && prog.is_none_or(|p| p == t.prog_id) => {
+            HookState::Attached
+        }
+        Ok(_) => HookState::Detached,
+    }
+}
+
+/// Whether fw's XDP program really filters the interface of `m`.
+pub fn ingress_state(pins: &PinDir, m: &IfaceMeta) -> HookState {
+    link_state(
+        &pins.xdp_link(m.ifindex),
+        m.ifindex,
+        program_id(pins, PROG_INGRESS).ok(),
+    )
+}
+
+/// Whether fw's egress program really sees what the interface of `m` sends.
+pub fn egress_state(pins: &PinDir, m: &IfaceMeta) -> HookState {
+    let prog = program_id(pins, PROG_EGRESS).ok();
+    if egress_hook::is_clsact(m.tc_mode) {
+        return if egress_hook::fw_filter_present(m.ifindex, prog) {
+            HookState::Attached
+        } else {
+            HookState::Detached
+        };
+    }
+    link_state(&pins.tc_link(m.ifindex), m.ifindex, prog)
+}
+
 pub fn half_state(pins: &PinDir, meta: &Meta) -> HalfState {
     let listed: Vec<u32> = meta
         .ifaces

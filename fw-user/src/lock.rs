@@ -10,6 +10,7 @@
 //! two commands hold "the" lock).
 use std::{
     fs::{self, File, OpenOptions},
+    io::Write as _,
     os::{
         fd::AsRawFd as _,
         unix::fs::{MetadataExt as _, OpenOptionsExt as _},
@@ -101,7 +102,9 @@ pub fn exclusive(wait: Duration) -> Result<Lock> {
             });
         }
         if !said && start.elapsed() >= Duration::from_millis(500) {
-            eprintln!(
+            // A closed stderr is no reason to fail.
+            let _ = writeln!(
+                std::io::stderr(),
                 "fw: waiting for another fw command{} to finish ...",
                 holder()
             );

@@ -1,6 +1,7 @@
 //! `fw log`: follows the event stream and prints one line (or one JSON
 //! object, shape in [`crate::events`]) per rejected or dropped packet, until
-//! Ctrl-C/SIGTERM, `--count N` events or `--timeout SECS`.
+//! Ctrl-C/SIGTERM, `--count N` events or `--timeout SECS`. Across `fw down;
+//! fw up` it follows the new load of fw (see [`crate::instance`]), saying so.
 use std::{
     io::{self, Write},
     time::{Duration, Instant},
@@ -9,6 +10,7 @@ use std::{
 use crate::{
     error::{Error, Result},
     events::EventReader,
+    instance::{Change, Note, Tracker},
     maps::FwMaps,
     shutdown::Shutdown,
 };
@@ -46,24 +48,32 @@ pub struct LogSummary {
 
 /// An open `fw log`: the ring buffer is being read from the moment this
 /// exists, so a caller can announce readiness and then [`Log::follow`].
-pub struct Log<'a> {
-    reader: EventReader<'a>,
+pub struct Log {
+    reader: EventReader,
+    tracker: Tracker,
     opts: LogOptions,
 }
 
-impl<'a> Log<'a> {
-    pub fn open(maps: &'a FwMaps, opts: &LogOptions) -> Result<Log<'a>> {
+impl Log {
+    pub fn open(maps: &FwMaps, opts: &LogOptions) -> Result<Log> {
         if opts.count == Some(0) {
             return Err(Error::invalid("--count", "0", "give at least 1 event"));
         }
         Ok(Log {
+            tracker: Tracker::new(maps.pins())?,
             reader: EventReader::open(maps, opts.backlog)?,
             opts: opts.clone(),
         })
     }
 
-    /// Prints events to `out` until one of the stop conditions.
-    pub fn follow(&mut self, stop: &Shutdown, out: &mut dyn Write) -> Result<LogSummary> {
+    /// Prints events to `out` until one of the stop conditions; `notes`
+    /// hears when fw is unloaded or loaded again meanwhile.
+    pub fn follow(
+        &mut self,
+        stop: &Shutdown,
+        out: &mut dyn Write,
+        notes: &mut dyn FnMut(&Note),
+    ) -> Result<LogSummary> {
         let start = Instant::now();
         let mut shown = 0u64;
         let done = |shown: u64, stopped| Ok(LogSummary { shown, stopped });
@@ -71,6 +81,7 @@ impl<'a> Log<'a> {
             if stop.requested() {
                 return done(shown, Stopped::Signal);
             }
+            self.follow_reloads(notes)?;
             let left = match self.opts.timeout {
                 Some(t) => match t.checked_sub(start.elapsed()) {
                     Some(left) if !left.is_zero() => left,
@@ -109,6 +120,28 @@ impl<'a> Log<'a> {
                 return done(shown, Stopped::Count);
             }
         }
+    }
+
+    /// Moves to the ring buffer of a new load of fw, if there is one.
+    fn follow_reloads(&mut self, notes: &mut dyn FnMut(&Note)) -> Result<()> {
+        let change = self.tracker.check()?;
+        if change == Change::Reloaded {
+            let reopened =
+                FwMaps::open(self.tracker.pins()).and_then(|maps| self.reader.reopen(&maps));
+            match reopened {
+                Ok(()) => {}
+                // Gone again already: the next look tells.
+                Err(_) if !self.tracker.pins().is_loaded() => {
+                    self.tracker.forget();
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(n) = self.tracker.note(change) {
+            notes(&n);
+        }
+        Ok(())
     }
 
     fn timed_out(&self, shown: u64) -> Result<LogSummary> {

@@ -1,5 +1,9 @@
 //! The `fw` command line: parses arguments and calls fw-user's library.
-use std::{path::PathBuf, process::ExitCode};
+//!
+//! Output goes through `out!`/`outln!`: a closed standard output (`fw stats
+//! | head`) ends the command quietly with status 0, as other Unix tools end,
+//! instead of the panic of `println!`. Notes on stderr never fail.
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use fw_user::{
@@ -15,7 +19,7 @@ use fw_user::{
     policy::{parse_prefix, PortRange, Proto},
     shutdown::Shutdown,
     stats::Stats,
-    status::Status,
+    status::{Health, Status},
     top,
 };
 
@@ -143,12 +147,49 @@ enum Cmd {
     },
 }
 
+/// Standard output was closed by its reader: what the command did, it did.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+struct StdoutClosed;
+
+/// `fw status` found fw degraded (and printed why).
+#[derive(Debug, thiserror::Error)]
+#[error("fw is degraded")]
+struct Degraded;
+
+/// What `fw status` exits with when fw is degraded (1 is "could not tell").
+const EXIT_DEGRADED: u8 = 3;
+
+/// Writes to stdout; a reader that went away becomes [`StdoutClosed`].
+fn emit(args: std::fmt::Arguments) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        r => Ok(r?),
+    }
+}
+
+macro_rules! out {
+    ($($t:tt)*) => { emit(format_args!($($t)*))? };
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { emit(format_args!("{}\n", format_args!($($t)*)))? };
+}
+
+/// A line on stderr (a closed stderr is no reason to fail).
+fn note(args: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
+        Err(e) if e.is::<Degraded>() => ExitCode::from(EXIT_DEGRADED),
         Err(e) => {
-            eprintln!("fw: {e:#}");
+            note(format_args!("fw: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -175,27 +216,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if dry_run {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
-            let print_up = |r: &loader::UpReport| {
-                for note in &r.repaired {
-                    println!("repaired: {note}");
+            let print_up = |r: &loader::UpReport| -> anyhow::Result<()> {
+                for n in &r.repaired {
+                    outln!("repaired: {n}");
                 }
                 for a in &r.attached {
-                    println!("fw up on {} (xdp {}, egress {})", a.name, a.xdp, a.egress);
+                    outln!("fw up on {} (xdp {}, egress {})", a.name, a.xdp, a.egress);
                 }
-                println!("{} existing flow(s) seeded into conntrack", r.seeded);
+                outln!("{} existing flow(s) seeded into conntrack", r.seeded);
+                Ok(())
             };
             if foreground {
                 let stop = Shutdown::on_signals()?;
                 foreground::init_tracing();
-                let d = foreground::run(&pins, &ifaces, hooks, cfg.as_ref(), &stop, print_up)?;
+                // Staying attached matters more than being heard: a closed
+                // stdout does not end a foreground fw.
+                let d = foreground::run(&pins, &ifaces, hooks, cfg.as_ref(), &stop, |r| {
+                    let _ = print_up(r);
+                })?;
                 for n in &d.detached {
-                    println!("fw down on {n}");
+                    outln!("fw down on {n}");
                 }
                 if d.unloaded {
-                    println!("fw unloaded; pins under {} removed", pins.root().display());
+                    outln!("fw unloaded; pins under {} removed", pins.root().display());
                 }
             } else {
-                print_up(&loader::up(&pins, &ifaces, hooks, cfg.as_ref())?);
+                print_up(&loader::up(&pins, &ifaces, hooks, cfg.as_ref())?)?;
             }
         }
         Cmd::Log {
@@ -213,38 +259,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 backlog,
             };
             let mut follow = log::Log::open(&maps, &opts)?;
-            eprintln!(
+            note(format_args!(
                 "fw log: following events under {} (Ctrl-C stops)",
                 pins.root().display()
-            );
-            follow.follow(&Shutdown::on_signals()?, &mut std::io::stdout().lock())?;
+            ));
+            follow.follow(
+                &Shutdown::on_signals()?,
+                &mut std::io::stdout().lock(),
+                &mut |n| note(format_args!("fw log: {n}")),
+            )?;
         }
         Cmd::Top => top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?,
         Cmd::Exporter { listen } => {
             exporter::serve(&pins, listen, &Shutdown::on_signals()?, |addr| {
-                eprintln!("fw exporter: serving http://{addr}/metrics (Ctrl-C stops)")
+                note(format_args!(
+                    "fw exporter: serving http://{addr}/metrics (Ctrl-C stops)"
+                ))
             })?;
         }
         Cmd::Down { ifaces } => {
             let r = loader::down(&pins, &ifaces)?;
             for note in &r.repaired {
-                println!("repaired: {note}");
+                outln!("repaired: {note}");
             }
             for n in &r.detached {
-                println!("fw down on {n}");
+                outln!("fw down on {n}");
             }
             if r.unloaded {
-                println!("fw unloaded; pins under {} removed", pins.root().display());
+                outln!("fw unloaded; pins under {} removed", pins.root().display());
             } else if !r.was_loaded {
-                println!("fw is not loaded; nothing to do");
+                outln!("fw is not loaded; nothing to do");
             }
         }
         Cmd::Status { json } => {
             let st = Status::collect(&pins)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                print!("{}", st.render());
+                out!("{}", st.render());
+            }
+            if st.health == Health::Degraded {
+                return Err(Degraded.into());
             }
         }
         Cmd::Stats { json, watch } => {
@@ -253,9 +308,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => {
                     let s = Stats::collect(&maps)?;
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&s)?);
+                        outln!("{}", serde_json::to_string_pretty(&s)?);
                     } else {
-                        print!("{}", s.render(None));
+                        out!("{}", s.render(None));
                     }
                 }
                 Some(secs) => fw_user::stats::watch(
@@ -264,6 +319,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                     &Shutdown::on_signals()?,
                     &mut std::io::stdout().lock(),
+                    &mut |n| note(format_args!("fw stats: {n}")),
                 )?,
             }
         }
@@ -274,7 +330,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|s| parse_prefix(s))
                 .collect::<Result<Vec<_>, _>>()?;
             let c = control::allow(&pins, proto, &ports, &nets)?;
-            print!("{}", c.render(true));
+            out!("{}", c.render(true));
             pending_note(&pins, c.changed());
         }
         Cmd::Deny {
@@ -283,7 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
         } => {
             let c = control::deny(&pins, proto, &ports, force)?;
-            print!("{}", c.render(false));
+            out!("{}", c.render(false));
             pending_note(&pins, c.changed());
         }
         Cmd::Apply {
@@ -293,54 +349,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let plan = apply::plan(&pins, &file, force, confirm.is_some())?;
             for n in &plan.notes {
-                eprintln!("fw: note: {n}");
+                note(format_args!("fw: note: {n}"));
             }
-            print!("{}", plan.summary());
+            // A closed stdout must not stop the apply (nor its rollback):
+            // its error comes last.
+            let shown = emit(format_args!("{}", plan.summary()));
             match confirm {
                 None => {
                     apply::apply(&pins, &plan)?;
-                    println!("applied {}", file.display());
                     pending_note(&pins, 1);
+                    shown?;
+                    outln!("applied {}", file.display());
                 }
                 Some(secs) => {
-                    apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?
+                    apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?;
+                    shown?;
                 }
             }
         }
         Cmd::Confirm => {
             let r = apply::confirm(&pins)?;
             if r.waiter_gone {
-                println!(
+                outln!(
                     "confirmed; note: the waiting `fw apply` (pid {}) had died, its config was live and stays",
                     r.pid
                 );
             } else {
-                println!(
+                outln!(
                     "confirmed: the config applied by `fw apply` (pid {}) stays",
                     r.pid
                 );
             }
         }
         Cmd::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "fw", &mut std::io::stdout());
+            // Into a buffer first: generate() panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fw", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
         }
         Cmd::Conntrack { json } => {
             let rows = fw_user::conntrack::list(&FwMaps::open(&pins)?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                print!("{}", fw_user::conntrack::render(&rows));
+                out!("{}", fw_user::conntrack::render(&rows));
             }
         }
         Cmd::Ports { json } => {
             let p = FwMaps::open(&pins)?.policy()?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&control::ports_json(&p))?
                 );
             } else {
-                print!("{}", control::render_ports(&p));
+                out!("{}", control::render_ports(&p));
             }
         }
     }
@@ -351,7 +414,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn pending_note(pins: &PinDir, changed: usize) {
     if changed > 0 {
         if let Some(w) = apply::pending_warning(pins) {
-            eprintln!("fw: {w}");
+            note(format_args!("fw: {w}"));
         }
     }
 }

@@ -49,6 +49,7 @@ fn expected_layout() -> [(&'static str, u32, u32); 12] {
 /// Counters of one interface slot, indexed by `Reason`.
 pub type SlotCounters = [Counter; REASON_COUNT];
 
+#[derive(Clone, Debug)]
 pub struct FwMaps {
     pins: PinDir,
 }
@@ -63,6 +64,11 @@ impl FwMaps {
         let maps = FwMaps { pins: pins.clone() };
         maps.check_layout()?;
         Ok(maps)
+    }
+
+    /// The pin dir these maps are under.
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
     }
 
     /// Opens without checks (for `fw up`, right after pinning).
@@ -200,23 +206,26 @@ impl FwMaps {
         RingBuf::try_from(self.data(names::EVENTS)?).map_err(Error::map(names::EVENTS))
     }
 
-    /// Number of conntrack entries (expired ones included), counting keys
-    /// only: cheaper than reading every value.
-    /// Conntrack entries that vanished without being deleted: the LRU
-    /// evicted them to make room (created + seeded − deleted − present).
-    pub fn conntrack_evicted(&self, present: u64) -> Result<u64> {
+    /// Conntrack entries in the table (expired ones included) and those
+    /// that vanished without being deleted: the LRU evicted them to make
+    /// room (created + seeded − deleted − present). The creations are read
+    /// before the table and the deletions after it, so a flow made or
+    /// deleted meanwhile never shows as an eviction.
+    pub fn conntrack_census(&self) -> Result<(u64, u64)> {
         let stats = self.per_cpu::<u64>(names::CT_STATS)?;
         let sum = |i: u32| -> Result<u64> {
             let v = stats.get(&i, 0).map_err(Error::map(names::CT_STATS))?;
             Ok(v.iter().sum())
         };
         let made = sum(fw_common::CT_STAT_CREATED)? + sum(fw_common::CT_STAT_SEEDED)?;
-        Ok(made.saturating_sub(sum(fw_common::CT_STAT_DELETED)? + present))
+        let present = self.conntrack_count()?;
+        let deleted = sum(fw_common::CT_STAT_DELETED)?;
+        Ok((present, made.saturating_sub(deleted + present)))
     }
 
     /// Records `n` entries seeded from userspace (CPU 0's slot: the kernel
     /// side never writes this index, so nothing races).
-    pub fn conntrack_add_seeded(&self, n: u64) -> Result<()> {
+    fn conntrack_add_seeded(&self, n: u64) -> Result<()> {
         let mut stats = self.per_cpu::<u64>(names::CT_STATS)?;
         let idx = fw_common::CT_STAT_SEEDED;
         let mut v: Vec<u64> = stats
@@ -235,6 +244,31 @@ impl FwMaps {
             .map_err(Error::map(names::CT_STATS))
     }
 
+    /// Seeds conntrack with `entries` (flows of the socket table). A flow
+    /// already tracked (a second `fw up` seeds again) is refreshed, not
+    /// counted: only new keys count as seeded, as the kernel side counts
+    /// only new keys as created, so evictions stay exact.
+    pub fn conntrack_seed(&self, entries: &[(FlowKey, FlowValue)]) -> Result<()> {
+        /// BPF_NOEXIST: create only.
+        const NOEXIST: u64 = 1;
+        let mut ct = self.conntrack()?;
+        let mut new = 0;
+        for (k, v) in entries {
+            match ct.insert(k, v, NOEXIST) {
+                Ok(()) => new += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    ct.insert(k, v, 0).map_err(Error::map(names::CONNTRACK))?
+                }
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        self.conntrack_add_seeded(new)
+    }
+
+    /// Number of conntrack entries (expired ones included), counting keys
+    /// only: cheaper than reading every value.
     pub fn conntrack_count(&self) -> Result<u64> {
         let mut n = 0;
         for key in self.conntrack()?.keys() {

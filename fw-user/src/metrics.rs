@@ -43,11 +43,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn collect(maps: &FwMaps) -> Result<Snapshot> {
-        let conntrack_entries = maps.conntrack_count()?;
+        let (conntrack_entries, conntrack_evicted) = maps.conntrack_census()?;
         Ok(Snapshot {
             stats: Stats::collect(maps)?,
             conntrack_entries,
-            conntrack_evicted: maps.conntrack_evicted(conntrack_entries)?,
+            conntrack_evicted,
         })
     }
 

@@ -5,7 +5,13 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use fw_common::{Counter, Reason};
 use serde::Serialize;
 
-use crate::{error::Result, iface, maps::FwMaps, policy::Proto};
+use crate::{
+    error::Result,
+    iface,
+    instance::{Change, Note, Tracker},
+    maps::FwMaps,
+    policy::Proto,
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Count {
@@ -223,16 +229,21 @@ impl Stats {
 }
 
 /// `fw stats --watch`: a fresh table (or one JSON object per line) every
-/// `period`, with rates since the previous one, until `stop`.
+/// `period`, with rates since the previous one, until `stop` or until the
+/// reader of `out` goes away. Across `fw down; fw up` it follows the new
+/// load of fw (see [`crate::instance`]), telling `notes`; while fw is not
+/// loaded it prints nothing and waits.
 pub fn watch(
     maps: &FwMaps,
     period: std::time::Duration,
     json: bool,
     stop: &crate::shutdown::Shutdown,
     out: &mut impl std::io::Write,
+    notes: &mut dyn FnMut(&Note),
 ) -> Result<()> {
-    let write_err = |e| crate::error::Error::io("writing stats", e);
-    let mut prev = Stats::collect(maps)?;
+    let mut tracker = Tracker::new(maps.pins())?;
+    let mut maps = maps.clone();
+    let mut prev = Some(Stats::collect(&maps)?);
     let mut prev_t = std::time::Instant::now();
     while !stop.requested() {
         // Sleep in small steps so Ctrl-C is prompt.
@@ -243,9 +254,41 @@ pub fn watch(
         if stop.requested() {
             break;
         }
-        let now = Stats::collect(maps)?;
-        let rates = now.rates(&prev, prev_t.elapsed().as_secs_f64());
-        if json {
+        let change = tracker.check()?;
+        if let Some(n) = tracker.note(change) {
+            notes(&n);
+        }
+        let now = match change {
+            Change::Unloaded | Change::Waiting => Ok(None),
+            Change::Reloaded => {
+                // A new load: its counters start at zero, no rate spans the two.
+                prev = None;
+                FwMaps::open(tracker.pins())
+                    .and_then(|m| {
+                        maps = m;
+                        Stats::collect(&maps)
+                    })
+                    .map(Some)
+            }
+            Change::Same => Stats::collect(&maps).map(Some),
+        };
+        let now = match now {
+            Ok(now) => now,
+            // Unloaded while we read: the next look tells.
+            Err(_) if !tracker.pins().is_loaded() => {
+                tracker.forget();
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let elapsed = prev_t.elapsed().as_secs_f64();
+        prev_t = std::time::Instant::now();
+        let (Some(now), Some(before)) = (now.clone(), prev.take()) else {
+            prev = now;
+            continue;
+        };
+        let rates = now.rates(&before, elapsed);
+        let written = if json {
             let rates: serde_json::Map<String, serde_json::Value> = rates
                 .iter()
                 .map(|(k, (p, b))| {
@@ -254,14 +297,18 @@ pub fn watch(
                 })
                 .collect();
             let line = serde_json::json!({"stats": now, "rates": rates});
-            writeln!(out, "{line}").map_err(write_err)?;
+            writeln!(out, "{line}")
         } else {
             // Clear the screen and home the cursor, like watch(1).
-            write!(out, "\x1b[2J\x1b[H{}", now.render(Some(&rates))).map_err(write_err)?;
+            write!(out, "\x1b[2J\x1b[H{}", now.render(Some(&rates)))
+        };
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // `fw stats --watch | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(crate::error::Error::io("writing stats", e)),
         }
-        out.flush().map_err(write_err)?;
-        prev = now;
-        prev_t = std::time::Instant::now();
+        prev = Some(now);
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
-//! `fw status`: where fw is attached, how, and what it runs.
+//! `fw status`: where fw is attached, how, and what it runs, and whether
+//! anything is wrong: every half state (a link pin removed, a hook detached
+//! by someone else, a program pin gone, an interface gone, leftovers of an
+//! interrupted command) makes fw "degraded", named in the headline and in
+//! `problems`, so a status never says "up" over a hole in the filter.
 use std::fmt::Write as _;
 
-use aya::programs::ProgramInfo;
 use fw_common::{PROG_EGRESS, PROG_INGRESS};
 use serde::Serialize;
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     iface,
     loader::mode_name,
     maps::FwMaps,
@@ -26,8 +29,35 @@ pub struct IfaceStatus {
     pub attached: bool,
 }
 
+/// fw's health in one word (`fw status --json`'s `health`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Loaded, every interface filtered both ways, nothing half-done.
+    Ok,
+    /// Loaded (or leftovers are), but something in `problems` is wrong.
+    Degraded,
+    /// Nothing of fw here.
+    NotLoaded,
+}
+
+/// One thing wrong with fw (`fw status --json`'s `problems`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The interface it concerns, if any.
+    pub interface: Option<String>,
+    /// Stable name: `ingress_link_missing`, `ingress_detached`,
+    /// `egress_link_missing`, `egress_detached`, `interface_gone`,
+    /// `program_pin_missing`, `stray_link`, `interrupted_apply`, `leftovers`.
+    pub problem: &'static str,
+    /// What it means and what to do, in words.
+    pub detail: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
+    pub health: Health,
+    pub problems: Vec<Problem>,
     pub loaded: bool,
     pub pin_dir: String,
     pub interfaces: Vec<IfaceStatus>,
@@ -53,6 +83,8 @@ pub struct Status {
 impl Status {
     pub fn collect(pins: &PinDir) -> Result<Status> {
         let mut st = Status {
+            health: Health::NotLoaded,
+            problems: Vec::new(),
             loaded: false,
             pin_dir: pins.root().display().to_string(),
             interfaces: Vec::new(),
@@ -73,6 +105,18 @@ impl Status {
         pins.check_readable()?;
         if !pins.is_loaded() {
             st.leftovers = pins.has_anything();
+            if st.leftovers {
+                st.problems.push(Problem {
+                    interface: None,
+                    problem: "leftovers",
+                    detail: format!(
+                        "{} holds leftovers of an interrupted `fw up` or `fw down` (pins without \
+                         fw's META map; links among them may still be attached): `fw down` removes them",
+                        st.pin_dir
+                    ),
+                });
+                st.health = Health::Degraded;
+            }
             return Ok(st);
         }
         let maps = FwMaps::open(pins)?;
@@ -87,33 +131,65 @@ impl Status {
         st.conntrack_max_entries = Some(meta.ct_entries);
         st.conntrack_entries = Some(crate::conntrack::list(&maps)?.len());
         st.conntrack_memory_bytes = maps.conntrack_memlock()?;
-        st.conntrack_evicted = Some(maps.conntrack_evicted(maps.conntrack_count()?)?);
-        let id = |name: &'static str| -> Result<u32> {
-            ProgramInfo::from_pin(pins.prog(name))
-                .map(|i| i.id())
-                .map_err(|source| Error::Program {
-                    name,
-                    source: Box::new(source),
-                })
-        };
-        st.ingress_prog_id = Some(id(PROG_INGRESS)?);
-        st.egress_prog_id = Some(id(PROG_EGRESS)?);
+        st.conntrack_evicted = Some(maps.conntrack_census()?.1);
+        st.ingress_prog_id = crate::loader::program_id(pins, PROG_INGRESS).ok();
+        st.egress_prog_id = crate::loader::program_id(pins, PROG_EGRESS).ok();
+        for (name, id) in [
+            (PROG_INGRESS, st.ingress_prog_id),
+            (PROG_EGRESS, st.egress_prog_id),
+        ] {
+            if id.is_none() {
+                st.problems.push(Problem {
+                    interface: None,
+                    problem: "program_pin_missing",
+                    detail: format!(
+                        "the pin of program {name} is gone: what is attached keeps running, but \
+                         fw cannot attach to more interfaces; `fw down` then `fw up` reloads it"
+                    ),
+                });
+            }
+        }
         st.interrupted_apply = crate::apply::interrupted(pins).map(|i| i.to_string());
+        if let Some(i) = &st.interrupted_apply {
+            st.problems.push(Problem {
+                interface: None,
+                problem: "interrupted_apply",
+                detail: i.clone(),
+            });
+        }
         st.stray_links = crate::loader::half_state(pins, &meta)
             .stray_links
             .iter()
             .map(|(p, _)| p.display().to_string())
             .collect();
+        for l in &st.stray_links {
+            st.problems.push(Problem {
+                interface: None,
+                problem: "stray_link",
+                detail: format!(
+                    "stray link {l}: attached by an interrupted `fw up` but not recorded; \
+                     the next `fw up` or `fw down` detaches it"
+                ),
+            });
+        }
         for m in meta.ifaces.iter().filter(|m| m.slot != 0) {
+            let name = iface::name_from_bytes(&m.name);
+            let present = iface::exists(m.ifindex);
             st.interfaces.push(IfaceStatus {
-                name: iface::name_from_bytes(&m.name),
+                name: name.clone(),
                 ifindex: m.ifindex,
                 mode: mode_name(m.xdp_mode),
                 egress: crate::egress_hook::mode_name(m.tc_mode),
-                present: iface::exists(m.ifindex),
+                present,
                 attached: crate::loader::attached(pins, m),
             });
+            st.problems.extend(iface_problems(pins, m, &name, present));
         }
+        st.health = if st.problems.is_empty() {
+            Health::Ok
+        } else {
+            Health::Degraded
+        };
         Ok(st)
     }
 
@@ -121,22 +197,40 @@ impl Status {
         let mut out = String::new();
         if !self.loaded {
             let _ = writeln!(out, "fw is not loaded (pin dir {})", self.pin_dir);
-            if self.leftovers {
-                let _ = writeln!(
-                    out,
-                    "but {} holds leftovers of an interrupted `fw up` or `fw down` (pins without \
-                     fw's META map; links among them may still be attached): `fw down` removes them",
-                    self.pin_dir
-                );
+            for p in &self.problems {
+                let _ = writeln!(out, "but {}", p.detail);
             }
             return out;
         }
-        let _ = writeln!(out, "fw is up (pin dir {})", self.pin_dir);
+        match self.problems.len() {
+            0 => {
+                let _ = writeln!(out, "fw is up (pin dir {})", self.pin_dir);
+            }
+            n => {
+                let _ = writeln!(
+                    out,
+                    "fw is DEGRADED (pin dir {}): {n} problem{}",
+                    self.pin_dir,
+                    if n == 1 { "" } else { "s" }
+                );
+                for p in &self.problems {
+                    match &p.interface {
+                        Some(i) => {
+                            let _ = writeln!(out, "  {i}: {}", p.detail);
+                        }
+                        None => {
+                            let _ = writeln!(out, "  {}", p.detail);
+                        }
+                    }
+                }
+            }
+        }
+        let id = |i: Option<u32>| i.map_or("(pin missing)".to_string(), |i| i.to_string());
         let _ = writeln!(
             out,
             "programs: ingress id {}, egress id {}",
-            self.ingress_prog_id.unwrap_or(0),
-            self.egress_prog_id.unwrap_or(0)
+            id(self.ingress_prog_id),
+            id(self.egress_prog_id)
         );
         let _ = writeln!(
             out,
@@ -163,6 +257,10 @@ impl Status {
             "interface", "ifindex", "xdp", "egress"
         );
         for i in &self.interfaces {
+            let trouble = self
+                .problems
+                .iter()
+                .any(|p| p.interface.as_deref() == Some(i.name.as_str()));
             let _ = writeln!(
                 out,
                 "{:<16} {:>7} {:<8} {:<6}{}",
@@ -170,25 +268,73 @@ impl Status {
                 i.ifindex,
                 i.mode,
                 i.egress,
-                if !i.present {
-                    "  (gone: run `fw down` to clean up)"
-                } else if !i.attached {
-                    "  (link pins missing: an interrupted `fw down`; run `fw down` or `fw up` again)"
-                } else {
-                    ""
-                }
-            );
-        }
-        if let Some(i) = &self.interrupted_apply {
-            let _ = writeln!(out, "warning: {i}");
-        }
-        for l in &self.stray_links {
-            let _ = writeln!(
-                out,
-                "stray link {l}: attached by an interrupted `fw up` but not recorded; \
-                 the next `fw up` or `fw down` detaches it"
+                if trouble { "  (DEGRADED, see above)" } else { "" }
             );
         }
         out
     }
+}
+
+/// What is wrong with interface `m` (named `name`), as the kernel sees it.
+fn iface_problems(
+    pins: &PinDir,
+    m: &fw_common::IfaceMeta,
+    name: &str,
+    present: bool,
+) -> Vec<Problem> {
+    use crate::loader::{egress_state, ingress_state, HookState};
+    let problem = |problem, detail: String| Problem {
+        interface: Some(name.to_string()),
+        problem,
+        detail,
+    };
+    if !present {
+        return vec![problem(
+            "interface_gone",
+            format!(
+                "the interface is gone (ifindex {}); one made again under this name is not \
+                 filtered: run `fw down {name}` (then `fw up {name}` if it is back)",
+                m.ifindex
+            ),
+        )];
+    }
+    let repair = format!("run `fw down {name}` then `fw up {name}`");
+    let mut out = Vec::new();
+    match ingress_state(pins, m) {
+        HookState::Attached => {}
+        HookState::PinMissing => out.push(problem(
+            "ingress_link_missing",
+            format!(
+                "the XDP link pin {} is gone, which detached fw's ingress filter: traffic \
+                 on {name} passes unfiltered; {repair}",
+                pins.xdp_link(m.ifindex).display()
+            ),
+        )),
+        HookState::Detached => out.push(problem(
+            "ingress_detached",
+            format!(
+                "fw's XDP program no longer runs on {name} (its link was detached by \
+                 someone else): traffic on {name} passes unfiltered; {repair}"
+            ),
+        )),
+    }
+    match egress_state(pins, m) {
+        HookState::Attached => {}
+        HookState::PinMissing => out.push(problem(
+            "egress_link_missing",
+            format!(
+                "the egress link pin {} is gone, which detached fw's egress program: \
+                 replies to flows the host starts on {name} are rejected; {repair}",
+                pins.tc_link(m.ifindex).display()
+            ),
+        )),
+        HookState::Detached => out.push(problem(
+            "egress_detached",
+            format!(
+                "fw's egress program no longer runs on {name} (detached by someone else): \
+                 replies to flows the host starts on {name} are rejected; {repair}"
+            ),
+        )),
+    }
+    out
 }

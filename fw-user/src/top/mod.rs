@@ -6,7 +6,9 @@
 //!
 //! [`model`] turns snapshots into rows (pure data); [`view`] draws them.
 //! `fw top` reads the `EVENTS` ring buffer, so a `fw log` running at the
-//! same time sees only part of the events (and so does `fw top`).
+//! same time sees only part of the events (and so does `fw top`). Across
+//! `fw down; fw up` it follows the new load of fw, saying so in its header
+//! ([`Feed`]).
 pub mod model;
 pub mod view;
 
@@ -20,6 +22,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, Ke
 use crate::{
     error::{Error, Result},
     events::EventReader,
+    instance::{Change, Tracker},
     maps::FwMaps,
     shutdown::Shutdown,
     stats::Stats,
@@ -52,6 +55,73 @@ impl Drop for Restore {
     }
 }
 
+/// What feeds the model: the maps and events of the load of fw it follows.
+pub struct Feed {
+    tracker: Tracker,
+    maps: FwMaps,
+    events: EventReader,
+    last: Instant,
+    /// When `model.notice` was set.
+    noticed: Option<Instant>,
+}
+
+/// How long a "loaded again" notice stays in the header.
+const NOTICE: Duration = Duration::from_secs(10);
+
+impl Feed {
+    /// Starts on the load of fw there is now, with a first snapshot in `model`.
+    pub fn open(maps: &FwMaps, model: &mut TopModel) -> Result<Feed> {
+        let feed = Feed {
+            tracker: Tracker::new(maps.pins())?,
+            maps: maps.clone(),
+            events: EventReader::open(maps, false)?,
+            last: Instant::now(),
+            noticed: None,
+        };
+        model.observe(Stats::collect(maps)?, REFRESH.as_secs_f64());
+        Ok(feed)
+    }
+
+    /// Brings `model` up to date: new events, a counter snapshot once per
+    /// [`REFRESH`], and fw going away or coming back (`model.notice`).
+    pub fn update(&mut self, model: &mut TopModel) -> Result<()> {
+        for ev in self.events.drain(EVENTS_PER_TICK) {
+            model.observe_event(&ev);
+        }
+        if self.last.elapsed() < REFRESH {
+            return Ok(());
+        }
+        let secs = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        let change = self.tracker.check()?;
+        if let Some(n) = self.tracker.note(change) {
+            model.notice = Some(n.to_string());
+            self.noticed = Some(Instant::now());
+        } else if change == Change::Same && self.noticed.is_some_and(|t| t.elapsed() >= NOTICE) {
+            model.notice = None;
+            self.noticed = None;
+        }
+        let snapshot = match change {
+            Change::Unloaded | Change::Waiting => return Ok(()),
+            Change::Reloaded => FwMaps::open(self.tracker.pins()).and_then(|maps| {
+                self.events.reopen(&maps)?;
+                self.maps = maps;
+                // Its counters start at zero: no rate spans the two loads.
+                model.restart();
+                Stats::collect(&self.maps)
+            }),
+            Change::Same => Stats::collect(&self.maps),
+        };
+        match snapshot {
+            Ok(now) => model.observe(now, secs),
+            // Unloaded while we read: the next look tells.
+            Err(_) if !self.tracker.pins().is_loaded() => self.tracker.forget(),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
 /// Runs the view until a quit key or `stop`.
 pub fn run(maps: &FwMaps, stop: &Shutdown) -> Result<()> {
     if !std::io::stdout().is_terminal() {
@@ -59,24 +129,15 @@ pub fn run(maps: &FwMaps, stop: &Shutdown) -> Result<()> {
             "standard output is not a terminal (use `fw stats --watch` in scripts)",
         )));
     }
-    let mut events = EventReader::open(maps, false)?;
     let mut model = TopModel::new();
-    model.observe(Stats::collect(maps)?, REFRESH.as_secs_f64());
-    let mut last = Instant::now();
+    let mut feed = Feed::open(maps, &mut model)?;
     let mut terminal = ratatui::try_init().map_err(Error::Terminal)?;
     let _restore = Restore;
     loop {
         if stop.requested() {
             return Ok(());
         }
-        for ev in events.drain(EVENTS_PER_TICK) {
-            model.observe_event(&ev);
-        }
-        if last.elapsed() >= REFRESH {
-            let now = Stats::collect(maps)?;
-            model.observe(now, last.elapsed().as_secs_f64());
-            last = Instant::now();
-        }
+        feed.update(&mut model)?;
         terminal
             .draw(|f| view::draw(f, &model))
             .map_err(Error::Terminal)?;

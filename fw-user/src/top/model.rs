@@ -68,6 +68,8 @@ pub struct TopModel {
     /// Events seen in total (the kernel samples them: at most
     /// `event_rate_per_cpu` per second per CPU).
     pub events_seen: u64,
+    /// The latest news about fw itself (unloaded, loaded again), for the header.
+    pub notice: Option<String>,
 }
 
 pub fn verdict(r: Reason) -> &'static str {
@@ -139,6 +141,12 @@ impl TopModel {
         }
         self.interfaces = now.interfaces.keys().cloned().collect();
         self.prev = Some(now);
+    }
+
+    /// Forgets the last snapshot: the next one is a new load of fw's, whose
+    /// counters start at zero, and only sets the baseline again.
+    pub fn restart(&mut self) {
+        self.prev = None;
     }
 
     /// Counts one event towards its source.

@@ -81,13 +81,21 @@ fn draw_header(frame: &mut Frame, area: Rect, m: &TopModel) {
     } else {
         m.interfaces.join(",")
     };
-    let left = Line::from(vec![
-        Span::from(" fw top").bold(),
-        Span::from(format!(" · {ifaces} · ")),
-        Span::from(format!("accepted {}/s", rate(m.accepted_per_sec))).green(),
-        Span::from(" · "),
-        Span::from(format!("rejected {}/s", rate(m.rejected_per_sec))).red(),
-    ]);
+    let left = match &m.notice {
+        // News about fw itself (unloaded, loaded again) comes first.
+        Some(n) => Line::from(vec![
+            Span::from(" fw top").bold(),
+            Span::from(" · "),
+            Span::from(n.as_str()).yellow(),
+        ]),
+        None => Line::from(vec![
+            Span::from(" fw top").bold(),
+            Span::from(format!(" · {ifaces} · ")),
+            Span::from(format!("accepted {}/s", rate(m.accepted_per_sec))).green(),
+            Span::from(" · "),
+            Span::from(format!("rejected {}/s", rate(m.rejected_per_sec))).red(),
+        ]),
+    };
     frame.render_widget(left, area);
     frame.render_widget(Line::from("q quits ").right_aligned().dim(), area);
 }
