@@ -138,8 +138,13 @@ impl PinDir {
     /// Reserves a fresh pin dir path, first removing those left by dead processes.
     pub fn new() -> PinDir {
         sweep_pin_dirs();
+        Self::under(Path::new(BPFFS))
+    }
+
+    /// Reserves a fresh pin dir path in `dir` (e.g. a [`Bpffs`] of the test's own).
+    pub fn under(dir: &Path) -> PinDir {
         let n = PIN_COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = Path::new(BPFFS).join(format!("{PIN_DIR_PREFIX}{}-{n}", std::process::id()));
+        let path = dir.join(format!("{PIN_DIR_PREFIX}{}-{n}", std::process::id()));
         cleanup::register_pin_dir(&path);
         PinDir { path }
     }
@@ -204,6 +209,104 @@ pub fn sweep_pin_dirs() {
     }
 }
 
+/// Where [`Bpffs`] mounts its instances: searchable by every user (a test
+/// may give other users a way in on purpose), and not under /run, which a
+/// test may cover with a tmpfs of its own in a private mount namespace.
+const PRIVATE_BPFFS_DIR: &str = "/tmp";
+/// Name prefix of the [`Bpffs`] mount points.
+const PRIVATE_BPFFS_PREFIX: &str = "fwtest-bpffs-";
+
+/// A bpffs instance of the test's own, mounted with the given mode on a
+/// fresh directory (`/tmp/fwtest-bpffs-<pid>-<n>`), so a test about how fw
+/// treats its bpffs creates that condition instead of relying on how (or
+/// whether) the machine mounted `/sys/fs/bpf`. Unmounted and removed on drop
+/// (also while unwinding from a panic); those of dead test processes are
+/// swept when the next one is made.
+#[derive(Debug)]
+pub struct Bpffs {
+    path: PathBuf,
+}
+
+impl Bpffs {
+    /// Mounts a new bpffs instance with `mode` (e.g. `0o1777`, bpffs's own
+    /// default, which fw's `mode=0700` mount and systemd's avoid).
+    pub fn mount(mode: u32) -> Result<Bpffs> {
+        sweep_private_bpffs();
+        let n = PIN_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = Path::new(PRIVATE_BPFFS_DIR).join(format!(
+            "{PRIVATE_BPFFS_PREFIX}{}-{n}",
+            std::process::id()
+        ));
+        let io = |what: &str, source| crate::Error::Io {
+            what: format!("{what} {}", path.display()),
+            source,
+        };
+        std::fs::create_dir(&path).map_err(|e| io("creating", e))?;
+        let target = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| io("naming", std::io::Error::other(e)))?;
+        let data = std::ffi::CString::new(format!("mode={mode:o}"))
+            .map_err(|e| io("mount options for", std::io::Error::other(e)))?;
+        // SAFETY: NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                target.as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            let _ = std::fs::remove_dir(&path);
+            return Err(io("mounting bpffs at", e));
+        }
+        Ok(Bpffs { path })
+    }
+
+    /// The mount point (the root of this bpffs).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Bpffs {
+    fn drop(&mut self) {
+        unmount_private_bpffs(&self.path);
+    }
+}
+
+fn unmount_private_bpffs(path: &Path) {
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a NUL-terminated path. MNT_DETACH: pins still open
+        // elsewhere do not keep the mount point busy.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    match std::fs::remove_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => eprintln!("fw-testkit: cleanup: removing {}: {e}", path.display()),
+    }
+}
+
+/// Unmounts the [`Bpffs`] instances of dead test processes.
+fn sweep_private_bpffs() {
+    let Ok(entries) = std::fs::read_dir(PRIVATE_BPFFS_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_string_lossy().strip_prefix(PRIVATE_BPFFS_PREFIX).map(str::to_owned)
+        else {
+            continue;
+        };
+        let pid = rest.split_once('-').and_then(|(p, _)| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !pid_alive(p)) {
+            unmount_private_bpffs(&entry.path());
+        }
+    }
+}
+
 /// The command line [`try_fw_cmd`] would run, for messages.
 pub fn fw_cmd_line<I, S>(ns_path: impl AsRef<Path>, pin_dir: impl AsRef<Path>, args: I) -> String
 where
@@ -243,6 +346,24 @@ mod tests {
         assert_eq!(parse_pin_dir_pid(&name), Some(std::process::id()));
         assert_eq!(parse_pin_dir_pid("fw"), None);
         assert_eq!(parse_pin_dir_pid("fwtest-12-x"), None);
+    }
+
+    #[test]
+    fn a_private_bpffs_has_its_mode_and_goes_away() {
+        use std::os::unix::fs::MetadataExt as _;
+        if crate::missing_privileges().is_some() {
+            panic!("needs root: run as root, e.g. `sudo cargo xtask test`");
+        }
+        let fs = Bpffs::mount(0o1777).expect("mount a bpffs");
+        let path = fs.path().to_path_buf();
+        let md = std::fs::metadata(&path).expect("stat");
+        assert_eq!(md.mode() & 0o7777, 0o1777);
+        let pins = PinDir::under(&path);
+        assert!(pins.path().starts_with(&path));
+        std::fs::create_dir(pins.path()).expect("mkdir on the private bpffs");
+        drop(pins);
+        drop(fs);
+        assert!(!path.exists(), "{} unmounted and removed", path.display());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
 pub use cmd::{command, output_with_timeout, CMD_TIMEOUT};
 pub use error::{Error, Result};
 pub use fw::{
-    fw_bin, fw_cmd, fw_cmd_line, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
+    fw_bin, fw_cmd, fw_cmd_line, Bpffs, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
     try_fw_cmd, workspace_dir, PinDir, BPFFS, FW_CMD_TIMEOUT,
 };
 pub use netns::{

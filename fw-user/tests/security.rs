@@ -18,7 +18,7 @@ use std::{
 };
 
 use fault_rig::{path_str, run, text, Rig};
-use fw_testkit::{command, fw_bin, output_with_timeout};
+use fw_testkit::{command, fw_bin, output_with_timeout, Bpffs, PinDir};
 use fw_user::apply::pending_dir;
 
 const NOBODY: u32 = 65534;
@@ -84,21 +84,41 @@ fn assert_root_only(root: &Path) {
 
 #[test]
 fn pins_are_root_only_even_under_a_loose_umask() {
-    let rig = Rig::new();
-    // Made afresh by this `fw up` (no fw command runs alongside this test).
-    let _ = fs::remove_file(fw_user::lock::path());
-    // umask 000: fw must not rely on the caller's umask.
-    let mut c = command("sh");
-    c.args(["-c", "umask 000; exec \"$@\"", "sh", "nsenter"])
-        .arg(format!("--net={}", rig.pair.srv_path().display()))
-        .arg("--")
+    // A bpffs of the test's own, world-writable (bpffs's default mode), so
+    // that only the modes fw gives its pins keep others out.
+    let bpffs = Bpffs::mount(0o1777).expect("a bpffs of the test's own");
+    let rig = Rig::with_pins(PinDir::under(bpffs.path()));
+    // umask 000: fw must not rely on the caller's umask. And a /run of its
+    // own (a tmpfs in a private mount namespace), so fw makes /run/fw and
+    // its lock afresh, as on a fresh machine, while the lock that other fw
+    // commands share is left alone.
+    let script = "mount -t tmpfs -o mode=0755 fwtest /run && umask 000 && \"$@\" && \
+                  stat -c '%u %a %n' /run/fw /run/fw/lock";
+    let mut c = command("nsenter");
+    c.arg(format!("--net={}", rig.pair.srv_path().display()))
+        .args([
+            "--",
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(fw_bin())
         .arg("--pin-dir")
         .arg(rig.pins.path())
         .args(["up", rig.veth()]);
-    run(&mut c);
+    let out = run(&mut c);
+    let modes: Vec<&str> = out.lines().filter(|l| l.contains(" /run/fw")).collect();
+    assert_eq!(
+        modes,
+        ["0 700 /run/fw", "0 600 /run/fw/lock"],
+        "/run/fw and its lock as fw made them: {out}"
+    );
     assert_root_only(rig.pins.path());
-    assert_root_only(&fw_user::lock::path());
     let n = walk(rig.pins.path()).len();
     assert!(
         n >= 1 + 3 + 11 + 2 + 2,
@@ -120,14 +140,18 @@ fn pins_are_root_only_even_under_a_loose_umask() {
         );
     }
     assert_root_only(rig.pins.path());
+    // (The rig, declared last, goes first: `fw down`, then the bpffs.)
 }
 
 #[test]
 fn a_pin_dir_someone_else_made_is_refused() {
-    let rig = Rig::new();
+    // bpffs is world-writable (mode 1777) unless mounted otherwise (fw and
+    // systemd mount /sys/fs/bpf 0700): on such a mount any user can make
+    // the pin dir first and would own what fw pins in it. The test makes
+    // that mount itself.
+    let bpffs = Bpffs::mount(0o1777).expect("a bpffs of the test's own");
+    let rig = Rig::with_pins(PinDir::under(bpffs.path()));
     let pins = path_str(rig.pins.path());
-    // bpffs is world-writable (mode 1777) unless mounted otherwise: any
-    // user can make the pin dir first and would own what fw pins in it.
     let out = nobody_sh(&format!("mkdir -m 0777 {pins}"));
     assert!(
         out.status.success(),

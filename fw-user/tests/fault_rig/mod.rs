@@ -34,15 +34,17 @@ static N: AtomicU32 = AtomicU32::new(0);
 impl Rig {
     pub fn new() -> Rig {
         require_root();
+        Rig::with_pins(PinDir::new())
+    }
+
+    /// A rig whose pin dir is `pins` (e.g. on a [`fw_testkit::Bpffs`]).
+    pub fn with_pins(pins: PinDir) -> Rig {
+        require_root();
         let pair = Netns::pair(PREFIX);
         let n = N.fetch_add(1, Ordering::SeqCst);
         let tmp = std::env::temp_dir().join(format!("fw-faults-{}-{n}", std::process::id()));
         fs::create_dir_all(&tmp).expect("temp dir");
-        Rig {
-            pair,
-            pins: PinDir::new(),
-            tmp,
-        }
+        Rig { pair, pins, tmp }
     }
 
     /// `fw up <server veth>` plus `args`, asserting success.
