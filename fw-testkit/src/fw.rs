@@ -233,10 +233,8 @@ impl Bpffs {
     pub fn mount(mode: u32) -> Result<Bpffs> {
         sweep_private_bpffs();
         let n = PIN_COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = Path::new(PRIVATE_BPFFS_DIR).join(format!(
-            "{PRIVATE_BPFFS_PREFIX}{}-{n}",
-            std::process::id()
-        ));
+        let path = Path::new(PRIVATE_BPFFS_DIR)
+            .join(format!("{PRIVATE_BPFFS_PREFIX}{}-{n}", std::process::id()));
         let io = |what: &str, source| crate::Error::Io {
             what: format!("{what} {}", path.display()),
             source,
@@ -296,11 +294,16 @@ fn sweep_private_bpffs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_string_lossy().strip_prefix(PRIVATE_BPFFS_PREFIX).map(str::to_owned)
+        let Some(rest) = name
+            .to_string_lossy()
+            .strip_prefix(PRIVATE_BPFFS_PREFIX)
+            .map(str::to_owned)
         else {
             continue;
         };
-        let pid = rest.split_once('-').and_then(|(p, _)| p.parse::<u32>().ok());
+        let pid = rest
+            .split_once('-')
+            .and_then(|(p, _)| p.parse::<u32>().ok());
         if pid.is_some_and(|p| !pid_alive(p)) {
             unmount_private_bpffs(&entry.path());
         }

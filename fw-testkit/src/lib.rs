@@ -29,8 +29,8 @@ pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
 pub use cmd::{command, output_with_timeout, CMD_TIMEOUT};
 pub use error::{Error, Result};
 pub use fw::{
-    fw_bin, fw_cmd, fw_cmd_line, Bpffs, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
-    try_fw_cmd, workspace_dir, PinDir, BPFFS, FW_CMD_TIMEOUT,
+    fw_bin, fw_cmd, fw_cmd_line, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
+    try_fw_cmd, workspace_dir, Bpffs, PinDir, BPFFS, FW_CMD_TIMEOUT,
 };
 pub use netns::{
     ns_name, parse_ns_name, sweep, veth_name, Netns, Pair, Role, CLI_V4, CLI_V6, NETNS_RUN_DIR,

@@ -233,9 +233,7 @@ fn link_state(path: &std::path::Path, ifindex: u32, prog: Option<u32>) -> HookSt
     match crate::bpf_batch::pinned_link_target(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HookState::PinMissing,
         Err(_) => HookState::Detached,
-        Ok(t) if t.ifindex == ifindex && prog.is_none_or(|p| p == t.prog_id) => {
-            HookState::Attached
-        }
+        Ok(t) if t.ifindex == ifindex && prog.is_none_or(|p| p == t.prog_id) => HookState::Attached,
         Ok(_) => HookState::Detached,
     }
 }

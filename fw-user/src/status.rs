@@ -9,12 +9,7 @@ use fw_common::{PROG_EGRESS, PROG_INGRESS};
 use serde::Serialize;
 
 use crate::{
-    error::Result,
-    iface,
-    loader::mode_name,
-    maps::FwMaps,
-    pins::PinDir,
-    policy::RejectWith,
+    error::Result, iface, loader::mode_name, maps::FwMaps, pins::PinDir, policy::RejectWith,
 };
 
 #[derive(Debug, Serialize)]
@@ -268,7 +263,11 @@ impl Status {
                 i.ifindex,
                 i.mode,
                 i.egress,
-                if trouble { "  (DEGRADED, see above)" } else { "" }
+                if trouble {
+                    "  (DEGRADED, see above)"
+                } else {
+                    ""
+                }
             );
         }
         out

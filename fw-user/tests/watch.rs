@@ -21,15 +21,15 @@ use std::{
 };
 
 use fw_testkit::{
-    command, fw_bin, fw_cmd, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns, Pair,
-    PinDir,
+    command, fw_bin, fw_cmd, fw_ok, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns,
+    Pair, PinDir,
 };
 use fw_user::{
     events::EventReader,
     maps::FwMaps,
     pins,
     stats::Stats,
-    top::{view, TopModel},
+    top::{view, Feed, TopModel},
 };
 use ratatui::{backend::TestBackend, Terminal};
 
@@ -76,6 +76,11 @@ impl Rig {
 
     fn stats(&self) -> serde_json::Value {
         fw_stats(self.pair.srv_path(), &self.pins)
+    }
+
+    /// `fw ARGS` in the server namespace, asserting success.
+    fn ok(&self, args: &[&str]) -> String {
+        fw_ok(self.pair.srv_path(), &self.pins, args)
     }
 
     /// `fw ARGS` in the server namespace, in the background.
@@ -791,4 +796,232 @@ fn exporter_refuses_a_busy_address_and_reports_fw_down() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listening on 127.0.0.1:9788"), "{err}");
     assert!(exporter.terminate().success(), "{}", exporter.all());
+}
+
+/// Runs `fw ARGS` in the server namespace with a standard output whose
+/// reader is gone already; returns (exit code, stderr).
+fn with_closed_stdout(rig: &Rig, args: &[&str], while_running: impl Fn()) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = rig.pair.srv().command(&fw_bin().to_string_lossy());
+    cmd.arg("--pin-dir")
+        .arg(rig.pins.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn fw {args:?}: {e}"));
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fw {args:?} with a closed stdout still runs after 15 s");
+        }
+        while_running();
+        thread::sleep(Duration::from_millis(100));
+    };
+    (status.code(), err.join().expect("stderr reader"))
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let rig = Rig::new();
+    let nothing = || {};
+    for args in [
+        &["stats"][..],
+        &["stats", "--json"],
+        &["stats", "--watch", "0.2"],
+        &["stats", "--watch", "0.2", "--json"],
+        &["ports"],
+        &["ports", "--json"],
+        &["status"],
+        &["status", "--json"],
+        &["conntrack"],
+        &["conntrack", "--json"],
+        &["completions", "bash"],
+        &["--help"],
+    ] {
+        let (code, err) = with_closed_stdout(&rig, args, nothing);
+        assert_eq!(code, Some(0), "fw {args:?}: exit code; stderr: {err}");
+        assert_eq!(err, "", "fw {args:?}: quiet on stderr");
+    }
+    // `fw log` ends at its first event, saying nothing but its greeting.
+    let syn = &traffic()[5..6];
+    let (code, err) = with_closed_stdout(&rig, &["log", "--timeout", "10"], || {
+        send_raw(rig.pair.cli_path(), syn)
+    });
+    assert_eq!(code, Some(0), "fw log: {err}");
+    assert!(
+        err.starts_with("fw log: following events") && err.lines().count() == 1,
+        "{err}"
+    );
+    // Changes are made whether or not anyone reads what they say.
+    let (code, err) = with_closed_stdout(&rig, &["allow", "tcp", "8080"], nothing);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "fw allow");
+    assert!(
+        rig.ok(&["ports"]).contains("tcp: 22 80 8080"),
+        "8080 opened"
+    );
+    let (code, err) = with_closed_stdout(&rig, &["deny", "tcp", "8080"], nothing);
+    assert_eq!((code, err.as_str()), (Some(0), ""), "fw deny");
+    assert!(rig.ok(&["ports"]).contains("tcp: 22 80\n"), "8080 closed");
+}
+
+/// The `stats` objects `fw stats --watch --json` printed so far.
+fn watch_lines(bg: &Bg) -> Vec<serde_json::Value> {
+    bg.stdout()
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+        })
+        .map(|v| v["stats"].clone())
+        .collect()
+}
+
+#[test]
+fn log_and_stats_watch_follow_fw_across_a_reload() {
+    let rig = Rig::new();
+    let (before, after) = (3 * N, N);
+    let count = (before + after).to_string();
+    let mut log = rig.spawn_fw(&["log", "--json", "--count", &count, "--timeout", "40"]);
+    log.wait_for("fw log: following events", Duration::from_secs(10));
+    let mut watch = rig.spawn_fw(&["stats", "--watch", "0.2", "--json"]);
+    rig.send_traffic(&rig.stats());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !watch_lines(&watch)
+        .iter()
+        .any(|s| reason_packets(s, "reject") == before)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no stats line with the traffic:\n{}",
+            watch.all()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    rig.ok(&["down"]);
+    for bg in [&log, &watch] {
+        bg.wait_for("fw was unloaded", Duration::from_secs(10));
+    }
+    // While fw is not loaded the watch prints nothing, and waits.
+    let lines = watch.stdout().len();
+    thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        watch.stdout().len(),
+        lines,
+        "stats while fw is down:\n{}",
+        watch.all()
+    );
+    assert!(
+        watch.child.try_wait().expect("try_wait").is_none(),
+        "{}",
+        watch.all()
+    );
+
+    rig.ok(&["up", rig.pair.srv_veth()]);
+    for bg in [&log, &watch] {
+        bg.wait_for("following the new instance", Duration::from_secs(10));
+    }
+    // The new load's events and counters: N SYNs to the closed 8080.
+    let syns = &traffic()[5..10];
+    send_raw(rig.pair.cli_path(), syns);
+    let st = log.wait(Duration::from_secs(30));
+    assert!(st.success(), "fw log exit {st}:\n{}", log.all());
+    let events: Vec<serde_json::Value> = log
+        .stdout()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(events.len() as u64, before + after, "{events:?}");
+    let mut late: Vec<(u64, u64)> = events[before as usize..]
+        .iter()
+        .map(|e| {
+            assert_eq!(e["interface"], rig.pair.srv_veth(), "{e}");
+            (
+                e["dport"].as_u64().unwrap_or(0),
+                e["sport"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    late.sort();
+    let want: Vec<(u64, u64)> = syns.iter().map(|(_, id, _)| (8080, *id as u64)).collect();
+    assert_eq!(late, want, "the events after the reload are the new load's");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = watch_lines(&watch).last().cloned().expect("a stats line");
+        // Counters of the new load only: exactly the SYNs sent to it.
+        if reason_packets(&last, "reject") == after {
+            assert_eq!(reason_packets(&last, "port"), 0, "{last}");
+            assert_eq!(
+                last["interfaces"][rig.pair.srv_veth()]["reasons"]["reject"]["packets"],
+                after,
+                "{last}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stats of the new load:\n{}",
+            watch.all()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!watch.all().contains("BPF_OBJ_GET"), "{}", watch.all());
+    let st = watch.terminate();
+    assert!(st.success(), "fw stats --watch exit {st}:\n{}", watch.all());
+}
+
+#[test]
+fn top_follows_fw_across_a_reload() {
+    let rig = Rig::new();
+    let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
+    let mut model = TopModel::new();
+    let mut feed = Feed::open(&maps, &mut model).expect("fw top's feed");
+    let until =
+        |model: &mut TopModel, feed: &mut Feed, what: &str, done: &dyn Fn(&TopModel) -> bool| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                feed.update(model)
+                    .unwrap_or_else(|e| panic!("fw top while {what}: {e}"));
+                if done(model) {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "fw top: no {what}: {model:?}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        };
+    let notice = |m: &TopModel, s: &str| m.notice.as_deref().is_some_and(|n| n.contains(s));
+    rig.ok(&["down"]);
+    until(&mut model, &mut feed, "unload notice", &|m| {
+        notice(m, "fw was unloaded")
+    });
+    let screen = render(&model, 120, 24).join("\n");
+    assert!(screen.contains("fw was unloaded"), "{screen}");
+    rig.ok(&["up", rig.pair.srv_veth()]);
+    until(&mut model, &mut feed, "reload notice", &|m| {
+        notice(m, "loaded again")
+    });
+    rig.send_traffic(&rig.stats());
+    let total = |m: &TopModel, r: &str| m.reasons.iter().find(|x| x.reason == r).map(|x| x.total);
+    until(&mut model, &mut feed, "new load's counters", &|m| {
+        total(m, "reject") == Some(3 * N)
+    });
+    assert_eq!(total(&model, "port"), Some(2 * N), "{model:?}");
+    let src = model.top_sources(1);
+    assert_eq!(src.len(), 1, "{src:?}");
+    assert_eq!(src[0].events, 3 * N, "events of the new load: {src:?}");
 }
