@@ -82,7 +82,7 @@ fn fw_down_with_nothing_loaded_says_so_and_succeeds() {
     let veth = rig.veth().to_string();
     rig.refused(&["down", &veth], 1, &format!("fw is not up on `{veth}`"));
     assert!(!rig.pins.path().exists(), "`fw down` created nothing");
-    assert!(rig.ok(&["status"]).starts_with("fw is not loaded"));
+    assert!(rig.status_text().starts_with("fw is not loaded"));
     // Also right after a full up and down.
     rig.up(&[]);
     let ids = rig.prog_ids();
@@ -108,11 +108,13 @@ fn interface_deleted_while_attached() {
     };
     assert_eq!(get(&veth)["present"], false, "{st}");
     assert_eq!(get(&d1)["present"], true, "{st}");
-    let shown = rig.ok(&["status"]);
+    let shown = rig.status_text();
     assert!(
-        shown.contains("(gone: run `fw down` to clean up)"),
+        shown.starts_with("fw is DEGRADED")
+            && shown.contains(&format!("{veth}: the interface is gone")),
         "{shown}"
     );
+    assert_eq!(st["problems"][0]["problem"], "interface_gone", "{st}");
     rig.ok(&["stats"]);
     // Another interface can still be brought up, and the live one runs on.
     let d2 = rig.extra_iface("b");
@@ -173,7 +175,7 @@ fn links_without_a_meta_entry_are_reported_and_repaired() {
         forget_iface(&rig, &veth);
         let st = rig.status();
         assert_eq!(st["stray_links"].as_array().map(Vec::len), Some(2), "{st}");
-        let shown = rig.ok(&["status"]);
+        let shown = rig.status_text();
         assert!(
             shown.contains("stray link") && shown.contains("interrupted `fw up`"),
             "{shown}"
@@ -212,8 +214,11 @@ fn meta_entries_without_links_are_reported_and_repaired() {
         assert_eq!(rig.xdp_prog(&veth), None, "unpinning detached XDP");
         let st = rig.status();
         assert_eq!(st["interfaces"][0]["attached"], false, "{st}");
-        let shown = rig.ok(&["status"]);
-        assert!(shown.contains("link pins missing"), "{shown}");
+        let shown = rig.status_text();
+        assert!(
+            shown.starts_with("fw is DEGRADED") && shown.contains("passes unfiltered"),
+            "{shown}"
+        );
         if next == "up" {
             let out = rig.ok(&["up", &veth]);
             assert!(out.contains("repaired: finished detaching"), "{out}");
@@ -243,7 +248,7 @@ fn pins_without_meta_are_reported_and_removed() {
             (false.into(), true.into()),
             "{st}"
         );
-        let shown = rig.ok(&["status"]);
+        let shown = rig.status_text();
         assert!(shown.contains("leftovers of an interrupted"), "{shown}");
         let out = rig.ok(&[next, veth.as_str()][..if next == "up" { 2 } else { 1 }]);
         assert!(out.contains("repaired: removed the leftovers"), "{out}");
@@ -310,7 +315,17 @@ fn killed_fw_up_or_down_leaves_a_state_the_next_command_repairs() {
             args.join(" ")
         );
         *seen.entry(state.clone()).or_default() += 1;
-        rig.ok(&["status"]);
+        let shown = rig.status_text();
+        assert_eq!(
+            shown.starts_with("fw is DEGRADED") || shown.contains("\nbut "),
+            st["health"] == "degraded",
+            "round {round} ({state}): {shown}"
+        );
+        assert_eq!(
+            st["health"] == "degraded",
+            !matches!(state.as_str(), "up" | "not loaded" | "loaded, not attached"),
+            "round {round} ({state}): {st}"
+        );
         // The next command finishes the job, or undoes it.
         if round % 2 == 0 {
             let out = rig.fw(&["up", veth.as_str()]);
@@ -379,7 +394,7 @@ fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
                 w.contains(&format!("`fw apply {file}`")) && w.contains("part old, part new"),
                 "round {round}: {w}"
             );
-            assert!(rig.ok(&["status"]).contains("warning: `fw apply"));
+            assert!(rig.status_text().contains("`fw apply"));
         } else if &left == want {
             hi = delay.as_micros() as u64;
         } else {
@@ -728,7 +743,7 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     assert_eq!(rig.status()["interrupted_apply"], serde_json::Value::Null);
     // Reading needs no lock.
     assert_eq!(rig.ok(&["ports", "--json"]), before, "policy untouched");
-    rig.ok(&["status"]);
+    rig.status_text();
     // Once released, a waiting command goes through.
     let waiting = rig
         .command(&["--wait", "10", "allow", "tcp", "8080"])
@@ -744,4 +759,109 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
         text(&out.stderr)
     );
     assert!(rig.ok(&["ports"]).contains("8080"));
+}
+
+/// Makes one kind of hole in a running fw on `veth`.
+fn make_hole(rig: &Rig, problem: &str, ifindex: u32) {
+    let pins = rig.lib_pins();
+    let ids = rig.prog_ids();
+    let detach = |prog: u32| {
+        let link = rig.link_of(prog).to_string();
+        fault_rig::run(fw_testkit::command("bpftool").args(["link", "detach", "id", &link]));
+    };
+    match problem {
+        "ingress_link_missing" => fs::remove_file(pins.xdp_link(ifindex)).expect("rm xdp link"),
+        "ingress_detached" => detach(ids[0]),
+        "egress_link_missing" => fs::remove_file(pins.tc_link(ifindex)).expect("rm tc link"),
+        "egress_detached" => detach(ids[1]),
+        "program_pin_missing" => {
+            fs::remove_file(pins.prog(fw_common::PROG_INGRESS)).expect("rm program pin")
+        }
+        _ => unreachable!("{problem}"),
+    }
+}
+
+#[test]
+fn status_says_degraded_for_every_hole_and_exits_3() {
+    let rig = Rig::new();
+    let veth = rig.veth().to_string();
+    let any: IpAddr = "::".parse().expect("addr");
+    let _closed = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener 8080");
+    let srv: IpAddr = rig.pair.srv_v4().into();
+    for problem in [
+        "ingress_link_missing",
+        "ingress_detached",
+        "egress_link_missing",
+        "egress_detached",
+        "program_pin_missing",
+    ] {
+        rig.up(&[]);
+        let st = rig.status();
+        assert_eq!(st["health"], "ok", "{problem}: before: {st}");
+        assert_eq!(st["problems"], serde_json::json!([]), "{st}");
+        assert!(rig.status_text().starts_with("fw is up"));
+        let ifindex = st["interfaces"][0]["ifindex"].as_u64().expect("ifindex") as u32;
+        make_hole(&rig, problem, ifindex);
+
+        let st = rig.status();
+        assert_eq!(st["health"], "degraded", "{problem}: {st}");
+        let found = st["problems"].as_array().expect("problems");
+        assert_eq!(found.len(), 1, "{problem}: {st}");
+        assert_eq!(found[0]["problem"], problem, "{st}");
+        let on_iface = problem != "program_pin_missing";
+        assert_eq!(
+            found[0]["interface"],
+            if on_iface {
+                veth.as_str().into()
+            } else {
+                serde_json::Value::Null
+            },
+            "{st}"
+        );
+        let shown = rig.status_text();
+        assert!(
+            shown.starts_with("fw is DEGRADED") && shown.contains("1 problem"),
+            "{problem}: {shown}"
+        );
+        // The holes in the ingress filter are real: the closed port answers.
+        let got = tcp_connect(rig.pair.cli_path(), srv, 8080, T);
+        if problem.starts_with("ingress") {
+            assert_eq!(got, Outcome::Connected, "{problem}: traffic passes");
+        } else {
+            assert!(
+                got.is_host_unreachable(),
+                "{problem}: still filtered: {got}"
+            );
+        }
+        // `fw down` cleans up whatever is left.
+        rig.ok(&["down"]);
+        assert_eq!(rig.status()["health"], "not_loaded");
+    }
+}
+
+#[test]
+fn another_fw_up_counts_no_conntrack_evictions() {
+    let rig = Rig::new();
+    let any: IpAddr = "::".parse().expect("addr");
+    let _ssh = spawn_tcp_listener(rig.pair.srv_path(), any, 22).expect("listener 22");
+    let srv: IpAddr = rig.pair.srv_v4().into();
+    let extra = [rig.extra_iface("e"), rig.extra_iface("f")];
+    // One session, open across three `fw up`: each seeds it again.
+    let (seeded, st, snap) = tcp_session(rig.pair.cli_path(), srv, 22, T, |_s| {
+        let mut seeded = vec![rig.up(&[])];
+        for x in &extra {
+            seeded.push(rig.ok(&["up", x.as_str()]));
+        }
+        let snap = fw_user::metrics::Snapshot::collect(&rig.maps()).expect("metrics");
+        (seeded, rig.status(), snap)
+    })
+    .unwrap_or_else(|o| panic!("session to port 22: {o}"));
+    for out in &seeded {
+        assert!(out.contains("1 existing flow(s) seeded"), "{out}");
+    }
+    assert_eq!(st["conntrack_entries"], 1, "{st}");
+    assert_eq!(st["conntrack_evicted"], 0, "no eviction happened: {st}");
+    assert_eq!((snap.conntrack_entries, snap.conntrack_evicted), (1, 0));
+    let text = fw_user::metrics::encode(snap).expect("encode");
+    assert!(text.contains("fw_conntrack_evictions_total 0\n"), "{text}");
 }

@@ -97,8 +97,55 @@ impl Rig {
         err
     }
 
+    /// `fw status --json`, parsed. It exits 0, or 3 exactly when it says
+    /// fw is degraded.
+    #[track_caller]
     pub fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+        let out = self.fw(&["status", "--json"]);
+        let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status JSON: {e}: {}{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            )
+        });
+        let want = if st["health"] == "degraded" { 3 } else { 0 };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "fw status --json exit code: {st}"
+        );
+        st
+    }
+
+    /// `fw status` as text. It exits 0, or 3 exactly when its headline says
+    /// fw is degraded.
+    #[track_caller]
+    pub fn status_text(&self) -> String {
+        let out = self.fw(&["status"]);
+        let shown = text(&out.stdout);
+        let want = if shown.starts_with("fw is DEGRADED") || shown.contains("\nbut ") {
+            3
+        } else {
+            0
+        };
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "fw status exit code: {shown}{}",
+            text(&out.stderr)
+        );
+        shown
+    }
+
+    /// The id of the one BPF link that holds program `prog`.
+    pub fn link_of(&self, prog: u32) -> u32 {
+        let out = run(command("bpftool").args(["link", "show"]));
+        let want = format!("prog {prog}");
+        out.lines()
+            .filter(|l| l.split("  ").any(|f| f.trim() == want) || l.trim_end().ends_with(&want))
+            .find_map(|l| l.split(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no link holds program {prog}:\n{out}"))
     }
 
     /// A command running fw in the server namespace (to spawn and kill).
