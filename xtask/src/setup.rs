@@ -10,8 +10,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::tool::{self, capture, command};
 
-/// Debian packages the tests, the demo and the benchmarks use.
-pub const DEBIAN_PACKAGES: [&str; 10] = [
+/// Debian packages of every program the tests, the demo and the benchmarks
+/// run (a fresh or minimal system may lack any of them):
+/// `ip`, `ss`, `tc` (iproute2); `ping`; `iptables`/`ip6tables`; `nft`;
+/// `ethtool`; `xdp-filter` (xdp-tools); `bpftool`; `sysctl` (procps);
+/// `nsenter`, `setpriv`, `unshare` (util-linux); `mount` (mount);
+/// `dnsmasq`, `busybox udhcpc`, `dhclient` (dhcp.rs).
+pub const DEBIAN_PACKAGES: [&str; 13] = [
     "iproute2",
     "iputils-ping",
     "iptables",
@@ -24,6 +29,9 @@ pub const DEBIAN_PACKAGES: [&str; 10] = [
     "dnsmasq-base",
     "busybox",
     "isc-dhcp-client",
+    "procps",
+    "util-linux",
+    "mount",
 ];
 
 /// Runs every setup step; the error names the step that failed.
