@@ -719,7 +719,10 @@ fn foreground_logs_kernel_messages_and_detaches_on_sigterm() {
     let mut cmd = pair.srv().command(&fw_bin().to_string_lossy());
     cmd.arg("--pin-dir")
         .arg(pins.path())
-        .args(["up", "--foreground", pair.srv_veth()]);
+        .args(["up", "--foreground", pair.srv_veth()])
+        // The kernel's messages are warnings: whatever the caller's RUST_LOG
+        // says, this test wants them shown.
+        .env("RUST_LOG", "info");
     let mut fg = Bg::spawn(cmd);
     fg.wait_for(
         &format!("fw up on {}", pair.srv_veth()),
