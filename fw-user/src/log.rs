@@ -51,6 +51,8 @@ pub struct LogSummary {
 pub struct Log {
     reader: EventReader,
     tracker: Tracker,
+    /// When the tracker last looked (at most once per [`POLL`]).
+    looked: Option<Instant>,
     opts: LogOptions,
 }
 
@@ -61,6 +63,7 @@ impl Log {
         }
         Ok(Log {
             tracker: Tracker::new(maps.pins())?,
+            looked: None,
             reader: EventReader::open(maps, opts.backlog)?,
             opts: opts.clone(),
         })
@@ -124,6 +127,10 @@ impl Log {
 
     /// Moves to the ring buffer of a new load of fw, if there is one.
     fn follow_reloads(&mut self, notes: &mut dyn FnMut(&Note)) -> Result<()> {
+        if self.looked.is_some_and(|t| t.elapsed() < POLL) {
+            return Ok(());
+        }
+        self.looked = Some(Instant::now());
         let change = self.tracker.check()?;
         if change == Change::Reloaded {
             let reopened =

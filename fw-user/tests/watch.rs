@@ -303,6 +303,14 @@ impl Bg {
             .collect()
     }
 
+    /// Its stdout lines, each parsed as JSON.
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
     fn all(&self) -> String {
         let l = self.lines.lock().expect("lines");
         l.iter()
@@ -501,11 +509,7 @@ fn log_json_shows_each_rejected_flow() {
     let st = log.wait(Duration::from_secs(25));
     assert!(st.success(), "fw log exit {st}:\n{}", log.all());
 
-    let events: Vec<serde_json::Value> = log
-        .stdout()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events = log.json_lines();
     assert_eq!(events.len() as u64, k, "{events:?}");
     let mut seen = Vec::new();
     for e in &events {
@@ -884,11 +888,8 @@ fn a_closed_stdout_ends_every_command_quietly() {
 
 /// The `stats` objects `fw stats --watch --json` printed so far.
 fn watch_lines(bg: &Bg) -> Vec<serde_json::Value> {
-    bg.stdout()
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
-        })
+    bg.json_lines()
+        .into_iter()
         .map(|v| v["stats"].clone())
         .collect()
 }
@@ -943,11 +944,7 @@ fn log_and_stats_watch_follow_fw_across_a_reload() {
     send_raw(rig.pair.cli_path(), syns);
     let st = log.wait(Duration::from_secs(30));
     assert!(st.success(), "fw log exit {st}:\n{}", log.all());
-    let events: Vec<serde_json::Value> = log
-        .stdout()
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events = log.json_lines();
     assert_eq!(events.len() as u64, before + after, "{events:?}");
     let mut late: Vec<(u64, u64)> = events[before as usize..]
         .iter()
