@@ -131,6 +131,37 @@ where
     run(command(program).args(args))
 }
 
+/// A pseudo-terminal of 80x24: (master, path of the slave). Open the slave
+/// as a command's stdin/stdout to run it "on a terminal"; read the master
+/// (or the command may block once the terminal's buffer is full).
+pub fn pty() -> (std::fs::File, std::path::PathBuf) {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r/ioctl on a fresh fd,
+    // with a buffer of the size given and a valid winsize.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0);
+        assert_eq!(libc::unlockpt(m), 0);
+        let size = libc::winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        assert_eq!(libc::ioctl(m, libc::TIOCSWINSZ, &size), 0, "TIOCSWINSZ");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(m)),
+            std::path::PathBuf::from(name),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

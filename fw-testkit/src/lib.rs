@@ -26,7 +26,7 @@ pub mod seed;
 mod xdp;
 
 pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
-pub use cmd::{command, output_with_timeout, CMD_TIMEOUT};
+pub use cmd::{command, output_with_timeout, pty, CMD_TIMEOUT};
 pub use error::{Error, Result};
 pub use fw::{
     fw_bin, fw_cmd, fw_cmd_line, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,

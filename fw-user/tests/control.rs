@@ -8,7 +8,6 @@ use std::{
     fs,
     io::Write,
     net::{IpAddr, TcpStream},
-    os::fd::{FromRawFd, OwnedFd},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     thread,
@@ -16,9 +15,9 @@ use std::{
 };
 
 use fw_testkit::{
-    command, echo_rounds, fw_bin, fw_cmd, fw_stats, in_netns, output_with_timeout, reason_packets,
-    require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns, Outcome, Pair,
-    PinDir,
+    command, echo_rounds, fw_bin, fw_cmd, fw_stats, in_netns, output_with_timeout, pty,
+    reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe,
+    Netns, Outcome, Pair, PinDir,
 };
 use fw_user::{apply::pending_dir, config::Config, maps::FwMaps};
 
@@ -498,24 +497,6 @@ fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
     assert_eq!(rig.connect(8080), Outcome::Connected);
     let out = rig.fw(&["confirm"]);
     assert_eq!(out.status.code(), Some(1), "nothing pending any more");
-}
-
-/// A pseudo-terminal: (master, path of the slave).
-fn pty() -> (fs::File, PathBuf) {
-    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a fresh fd, with a
-    // buffer of the size given.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
-        assert!(m >= 0, "posix_openpt");
-        assert_eq!(libc::grantpt(m), 0);
-        assert_eq!(libc::unlockpt(m), 0);
-        let mut buf = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
-        let name = std::ffi::CStr::from_ptr(buf.as_ptr())
-            .to_string_lossy()
-            .into_owned();
-        (fs::File::from(OwnedFd::from_raw_fd(m)), PathBuf::from(name))
-    }
 }
 
 /// Runs `fw apply --confirm SECS` with a terminal as stdin, types `input`

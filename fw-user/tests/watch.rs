@@ -1025,3 +1025,67 @@ fn top_follows_fw_across_a_reload() {
     assert_eq!(src.len(), 1, "{src:?}");
     assert_eq!(src[0].events, 3 * N, "events of the new load: {src:?}");
 }
+
+#[test]
+fn top_on_a_terminal_survives_a_reload_and_quits_on_q() {
+    let rig = Rig::new();
+    let (mut master, slave) = fw_testkit::pty();
+    let tty = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&slave)
+            .expect("open the pty slave")
+    };
+    let mut top = rig
+        .pair
+        .srv()
+        .command(&fw_bin().to_string_lossy())
+        .arg("--pin-dir")
+        .arg(rig.pins.path())
+        .arg("top")
+        .stdin(tty())
+        .stdout(tty())
+        .stderr(tty())
+        .spawn()
+        .expect("spawn fw top");
+    // Whatever fw top draws, read it (a full terminal buffer would block it).
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().expect("pty master");
+    let seen = Arc::clone(&screen);
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.lock().expect("screen").extend_from_slice(&buf[..n]);
+        }
+    });
+    let drawn = || String::from_utf8_lossy(&screen.lock().expect("screen")).into_owned();
+    let mut still_running = |what: &str| {
+        // Twice fw top's refresh: it has looked at fw since.
+        thread::sleep(Duration::from_millis(2500));
+        assert!(
+            top.try_wait().expect("try_wait").is_none(),
+            "fw top ended {what}:\n{}",
+            drawn()
+        );
+    };
+    still_running("at the start");
+    rig.ok(&["down"]);
+    still_running("when fw was unloaded");
+    rig.ok(&["up", rig.pair.srv_veth()]);
+    still_running("when fw was loaded again");
+    master.write_all(b"q").expect("type q");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(st) = top.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "fw top did not quit on q");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(st.success(), "fw top exit {st}:\n{}", drawn());
+    assert!(!drawn().contains("BPF_OBJ_GET"), "{}", drawn());
+}
