@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -120,11 +120,33 @@ pub const IPPROTO_ICMPV6: u8 = 58;
 
 /// Port policy: `PORTS[proto_index * 65536 + port]`, `proto_index` 0 = TCP,
 /// 1 = UDP. An array indexed by port is the cheapest lookup there is.
+/// Each entry is a `u32`: `PORT_*` flags in the low byte, the source set of
+/// a restricted port in the high 16 bits ([`port_entry`]), so one aligned
+/// store changes both at once.
 pub const PORT_ENTRIES: u32 = 2 * 65536;
 /// The port is open.
 pub const PORT_ALLOW: u8 = 1;
-/// The port is open only to sources in `ALLOW_SRC`.
+/// The port is open only to the sources of its set in `ALLOW_SRC`.
 pub const PORT_FROM_RESTRICTED: u8 = 2;
+const PORT_SET_SHIFT: u32 = 16;
+
+/// The `PORTS` value of a port with `flags` and source set `set`.
+pub const fn port_entry(flags: u8, set: u16) -> u32 {
+    flags as u32 | (set as u32) << PORT_SET_SHIFT
+}
+
+/// The `PORT_*` flags of a `PORTS` value.
+pub const fn port_flags(entry: u32) -> u8 {
+    (entry & 0xff) as u8
+}
+
+/// The source set of a `PORTS` value (meaningful with `PORT_FROM_RESTRICTED`).
+pub const fn port_set(entry: u32) -> u16 {
+    (entry >> PORT_SET_SHIFT) as u16
+}
+
+/// Source set ids are 1..=MAX_SOURCE_SETS (0 is never a set).
+pub const MAX_SOURCE_SETS: u32 = u16::MAX as u32;
 
 pub const fn proto_index(proto: u8) -> Option<u32> {
     match proto {
@@ -134,18 +156,24 @@ pub const fn proto_index(proto: u8) -> Option<u32> {
     }
 }
 
-/// Data of an `ALLOW_SRC` LPM-trie key: the first 32 bits (proto, family,
-/// port) are always part of the prefix, then the source address bits.
+/// Data of an `ALLOW_SRC` LPM-trie key. A source set is one distinct list
+/// of prefixes, shared by every port restricted to that list, so a port
+/// range costs one entry per prefix, not one per port and prefix. The
+/// first 32 bits (set, family, zero pad) are always part of the prefix,
+/// then the source address bits.
 #[repr(C, align(4))]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SrcKey {
-    pub proto: u8,
-    pub family: u8,
     /// Network byte order, so the trie's bit order matches.
-    pub port_be: u16,
+    pub set_be: u16,
+    pub family: u8,
+    pub _pad: u8,
     pub addr: [u8; 16],
 }
 pub const SRC_KEY_FIXED_BITS: u32 = 32;
+/// Default size of `ALLOW_SRC` (`[capacity] source_prefixes`): the trie is
+/// not preallocated, so the size costs kernel memory only per entry used.
+pub const SRC_DEFAULT_ENTRIES: u32 = 65_536;
 
 /// How a rejected packet is answered.
 #[repr(u32)]

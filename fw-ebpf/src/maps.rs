@@ -1,13 +1,14 @@
 //! Every map of the program, in one place. Names match `fw_common::maps`.
 use crate::parse::Pkt;
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use fw_common::{
     Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES,
     CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
+    SRC_DEFAULT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -18,18 +19,21 @@ pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTE
 #[map]
 pub static IFACE_SLOT: Array<u32> = Array::with_max_entries(MAX_IFINDEX, 0);
 
-/// (proto, port) -> PORT_* flags. Mmapable, so userspace reads the whole
-/// policy in one go (`fw allow`/`deny`/`ports`).
+/// (proto, port) -> `fw_common::port_entry` (flags and source set).
+/// Mmapable, so userspace reads the whole policy in one go and switches an
+/// entry with one atomic store (`fw allow`/`deny`/`ports`).
 #[map]
-pub static PORTS: Array<u8> = Array::with_max_entries(PORT_ENTRIES, BPF_F_MMAPABLE);
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_ENTRIES, BPF_F_MMAPABLE);
 
 /// Per-CPU hits of each allowed (proto, port).
 #[map]
 pub static PORT_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_ENTRIES, 0);
 
-/// Source prefixes allowed on source-restricted ports.
+/// Source prefixes of each source set (the sets of source-restricted
+/// ports). Sized at load by `[capacity] source_prefixes`.
 #[map]
-pub static ALLOW_SRC: LpmTrie<SrcKey, u8> = LpmTrie::with_max_entries(4096, 1); // BPF_F_NO_PREALLOC
+pub static ALLOW_SRC: LpmTrie<SrcKey, u8> =
+    LpmTrie::with_max_entries(SRC_DEFAULT_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

@@ -1,9 +1,9 @@
-//! The port policy: allowed (proto, port), optionally restricted by source;
-//! and the DHCPv4 client exception.
+//! The port policy: allowed (proto, port), optionally restricted to the
+//! prefixes of a source set; and the DHCPv4 client exception.
 use aya_ebpf::maps::lpm_trie::Key;
 use fw_common::{
-    proto_index, Config, SrcKey, CFG_DHCP_CLIENT, IPPROTO_UDP, PORT_ALLOW, PORT_FROM_RESTRICTED,
-    SRC_KEY_FIXED_BITS,
+    port_flags, port_set, proto_index, Config, SrcKey, CFG_DHCP_CLIENT, IPPROTO_UDP, PORT_ALLOW,
+    PORT_FROM_RESTRICTED, SRC_KEY_FIXED_BITS,
 };
 
 use crate::{
@@ -16,25 +16,27 @@ use crate::{
 #[inline(always)]
 pub fn allowed(p: &Pkt) -> Option<u32> {
     let idx = proto_index(p.proto)? * 65536 + p.dport as u32;
-    let flags = *PORTS.get(idx)?;
+    // One load: flags and set come from the same store (see fw_common::port_entry).
+    let entry = *PORTS.get(idx)?;
+    let flags = port_flags(entry);
     if flags & PORT_ALLOW == 0 {
         return None;
     }
-    if flags & PORT_FROM_RESTRICTED != 0 && !source_allowed(p) {
+    if flags & PORT_FROM_RESTRICTED != 0 && !source_allowed(p, port_set(entry)) {
         return None;
     }
     Some(idx)
 }
 
 #[inline(always)]
-fn source_allowed(p: &Pkt) -> bool {
+fn source_allowed(p: &Pkt, set: u16) -> bool {
     let bits = if p.family == 4 { 32 } else { 128 };
     let key = Key::new(
         SRC_KEY_FIXED_BITS + bits,
         SrcKey {
-            proto: p.proto,
+            set_be: set.to_be(),
             family: p.family,
-            port_be: p.dport.to_be(),
+            _pad: 0,
             addr: p.src,
         },
     );

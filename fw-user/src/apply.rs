@@ -104,6 +104,15 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: bool) -> Result<Pl
             join(&old.interfaces)
         ));
     }
+    // Refused here, before the summary says what would change.
+    maps.check_policy_fits(&new.policy)?;
+    if new.source_prefixes != old.source_prefixes {
+        notes.push(format!(
+            "[capacity] source_prefixes = {} takes effect at the next load (`fw down`, `fw up`); \
+             the running map keeps {}",
+            new.source_prefixes, old.source_prefixes
+        ));
+    }
     if new.conntrack_entries != old.conntrack_entries {
         notes.push(format!(
             "[conntrack] entries = {} takes effect at the next load (`fw down`, `fw up`); \

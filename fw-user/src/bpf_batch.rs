@@ -1,16 +1,17 @@
-//! Bulk access to array maps: BPF_MAP_LOOKUP_BATCH / BPF_MAP_UPDATE_BATCH
-//! (Linux 5.6+), reading a `BPF_F_MMAPABLE` array through mmap, and the
-//! interface a link is attached to (aya 0.14's `LinkInfo` does not say).
+//! Bulk access to array maps: BPF_MAP_LOOKUP_BATCH (Linux 5.6+), a
+//! `BPF_F_MMAPABLE` array through mmap, and the interface a link is
+//! attached to (aya 0.14's `LinkInfo` does not say).
 //!
-//! aya 0.14 has neither, and the port policy is an array of 131072 one-byte
-//! entries: reading it one syscall per entry costs ~90 ms, one batch call
-//! ~28 ms (the kernel copies entry by entry), a mapping of it well under
-//! 1 ms. Only `maps.rs` calls this; callers fall back to batch, then
-//! per-entry access when the kernel or map lacks support.
+//! aya 0.14 has neither, and the port policy is an array of 131072 entries:
+//! reading it one syscall per entry costs ~90 ms, one batch call ~28 ms (the
+//! kernel copies entry by entry), a mapping of it about a millisecond.
+//! Only `maps.rs` calls this; callers fall back to batch, then per-entry
+//! access when the kernel or map lacks support.
 use std::{
     io,
     mem::size_of,
     os::fd::{AsRawFd, BorrowedFd},
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use aya_obj::generated::{bpf_attr, bpf_cmd};
@@ -149,71 +150,82 @@ pub fn lookup_array(
     Ok(values)
 }
 
-/// All values of a `BPF_F_MMAPABLE` array map, read through a read-only
-/// shared mapping, in key order. The kernel lays the array out with each
-/// value padded to 8 bytes.
-pub fn read_mmapped_array(
-    fd: BorrowedFd<'_>,
-    value_size: usize,
-    max_entries: u32,
-) -> io::Result<Vec<u8>> {
-    let stride = value_size.div_ceil(8) * 8;
-    let len = stride * max_entries as usize;
-    // SAFETY: a fresh read-only mapping of the map's value area; the kernel
-    // refuses (EINVAL) a map that is not mmapable or shorter than `len`.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // The BPF side may store into the area while it is read, so it is read
-    // byte by byte with volatile loads rather than through a `&[u8]`.
-    let base_u8 = base as *const u8;
-    let mut out = Vec::with_capacity(value_size * max_entries as usize);
-    for entry in 0..max_entries as usize {
-        for b in 0..value_size {
-            // SAFETY: entry * stride + b < len, inside the mapping, which
-            // lives until the munmap below.
-            out.push(unsafe { std::ptr::read_volatile(base_u8.add(entry * stride + b)) });
-        }
-    }
-    // SAFETY: unmaps exactly the mapping made above; `area` is not used after.
-    unsafe { libc::munmap(base, len) };
-    Ok(out)
+/// A shared mapping of a `BPF_F_MMAPABLE` array map with `u32` values. The
+/// kernel lays the array out with each value padded to 8 bytes. The BPF
+/// side reads the values while they change, so every access is one atomic
+/// 4-byte load or store: a value never tears.
+pub struct MappedU32 {
+    base: *mut libc::c_void,
+    len: usize,
+    entries: u32,
+    writable: bool,
 }
 
-/// Writes `values[i]` (each `value_size` bytes) at `keys[i]`, in order.
-pub fn update_array(
-    fd: BorrowedFd<'_>,
-    keys: &[u32],
-    values: &[u8],
-    value_size: usize,
-) -> io::Result<()> {
-    assert_eq!(keys.len() * value_size, values.len(), "one value per key");
-    let mut done = 0usize;
-    while done < keys.len() {
-        // SAFETY: as in lookup_array.
-        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        let b = unsafe { &mut attr.batch };
-        b.keys = keys[done..].as_ptr() as u64;
-        b.values = values[done * value_size..].as_ptr() as u64;
-        b.count = (keys.len() - done) as u32;
-        b.map_fd = fd.as_raw_fd() as u32;
-        let r = sys_bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr);
-        let got = unsafe { attr.batch.count } as usize;
-        done += got;
-        r?;
-        if got == 0 {
-            return Err(io::Error::other("batch update made no progress"));
+const STRIDE: usize = 8;
+
+impl MappedU32 {
+    /// Maps the `max_entries` values of the map behind `fd` (read-write when
+    /// `write`). EINVAL: the map is not mmapable.
+    pub fn new(fd: BorrowedFd<'_>, max_entries: u32, write: bool) -> io::Result<MappedU32> {
+        let len = STRIDE * max_entries as usize;
+        let prot = if write {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh shared mapping of the map's value area; the kernel
+        // refuses (EINVAL) a map that is not mmapable or shorter than `len`.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
         }
+        Ok(MappedU32 {
+            base,
+            len,
+            entries: max_entries,
+            writable: write,
+        })
     }
-    Ok(())
+
+    fn slot(&self, index: u32) -> &AtomicU32 {
+        assert!(index < self.entries, "index {index} out of the mapping");
+        // SAFETY: index * STRIDE + 4 <= len, inside the mapping, which lives
+        // as long as `self`; the area is page-aligned, so every slot is
+        // aligned for a u32; other writers (none: the BPF side only reads
+        // PORTS) would use atomic stores as well.
+        unsafe { &*(self.base.cast::<u8>().add(index as usize * STRIDE) as *const AtomicU32) }
+    }
+
+    pub fn get(&self, index: u32) -> u32 {
+        self.slot(index).load(Ordering::Acquire)
+    }
+
+    /// One store: a packet sees the old value or the new one.
+    pub fn set(&self, index: u32, value: u32) {
+        // A store into a read-only mapping would fault the process.
+        assert!(self.writable, "store into a read-only mapping");
+        self.slot(index).store(value, Ordering::Release);
+    }
+
+    /// All values, in key order.
+    pub fn all(&self) -> Vec<u32> {
+        (0..self.entries).map(|i| self.get(i)).collect()
+    }
+}
+
+impl Drop for MappedU32 {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no slot
+        // reference outlives `self`.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
 }

@@ -20,6 +20,8 @@ pub struct Config {
     pub reject_rate: u64,
     pub reject_burst: u64,
     pub conntrack_entries: u32,
+    /// Size of the source-prefix map (`[capacity] source_prefixes`).
+    pub source_prefixes: u32,
     pub interfaces: Vec<String>,
     pub dry_run: bool,
     /// `[dhcp] client`: pass DHCPv4 server -> client replies (UDP 67 -> 68).
@@ -34,6 +36,7 @@ impl Default for Config {
             reject_rate: 1000,
             reject_burst: 1000,
             conntrack_entries: fw_common::CT_DEFAULT_ENTRIES,
+            source_prefixes: fw_common::SRC_DEFAULT_ENTRIES,
             interfaces: Vec::new(),
             dry_run: false,
             dhcp_client: true,
@@ -54,6 +57,7 @@ struct File {
     reject: Option<Reject>,
     conntrack: Option<Conntrack>,
     dhcp: Option<Dhcp>,
+    capacity: Option<Capacity>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +103,15 @@ struct Conntrack {
 struct Dhcp {
     client: Option<bool>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capacity {
+    source_prefixes: Option<u32>,
+}
+
+/// Bounds of `[capacity] source_prefixes`.
+pub const SOURCE_PREFIXES: std::ops::RangeInclusive<u32> = 16..=4_194_304;
 
 fn port_range(spec: &PortSpec) -> Result<PortRange> {
     match spec {
@@ -184,6 +197,25 @@ impl Config {
                 cfg.conntrack_entries = n;
             }
         }
+        if let Some(n) = file.capacity.as_ref().and_then(|c| c.source_prefixes) {
+            if !SOURCE_PREFIXES.contains(&n) {
+                return Err(bad(format!(
+                    "[capacity] source_prefixes = {n}: must be {}-{}",
+                    SOURCE_PREFIXES.start(),
+                    SOURCE_PREFIXES.end()
+                )));
+            }
+            cfg.source_prefixes = n;
+        }
+        let needed = cfg.policy.source_entries();
+        if needed > cfg.source_prefixes as usize {
+            return Err(bad(format!(
+                "the policy needs {needed} source-prefix entries (one per prefix of each \
+                 distinct source list), more than [capacity] source_prefixes = {}: raise it \
+                 or use fewer prefixes",
+                cfg.source_prefixes
+            )));
+        }
         for i in &file.interfaces {
             crate::iface::check_name(i).map_err(|e| bad(e.to_string()))?;
         }
@@ -213,6 +245,7 @@ impl Config {
             reject_rate: meta.reject_rate,
             reject_burst: meta.reject_burst,
             conntrack_entries: meta.ct_entries,
+            source_prefixes: maps.source_capacity()?,
             interfaces: meta
                 .ifaces
                 .iter()
@@ -269,6 +302,11 @@ impl Config {
         );
         let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
         let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
+        let _ = writeln!(
+            out,
+            "\n[capacity]\nsource_prefixes = {}",
+            self.source_prefixes
+        );
         out
     }
 

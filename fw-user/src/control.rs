@@ -153,7 +153,7 @@ pub fn allow(pins: &PinDir, proto: Proto, ranges: &[PortRange], from: &[IpNet]) 
     for r in ranges {
         new.allow(proto, *r, from);
     }
-    maps.write_policy(&old, &new)?;
+    maps.write_policy(&new)?;
     Ok(describe(proto, &old, new, &requested(ranges), from))
 }
 
@@ -181,7 +181,7 @@ pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange], force: bool) -> R
             return Err(guard::refuse(proto, &hazards, &cmd));
         }
     }
-    maps.write_policy(&old, &new)?;
+    maps.write_policy(&new)?;
     Ok(describe(proto, &old, new, &requested(ranges), &[]))
 }
 

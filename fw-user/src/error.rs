@@ -134,6 +134,42 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    #[error(
+        "the policy does not fit: it needs {needed} source-prefix entries (one per prefix of \
+         each distinct source list), and the change writes {inserts} new ones while the \
+         {in_use} in use stay until the switch, but map ALLOW_SRC holds at most {max} \
+         (`[capacity] source_prefixes`); nothing was changed. Use fewer or wider prefixes, or \
+         raise `[capacity] source_prefixes` in the config, which takes effect at the next \
+         load (`fw down`, then `fw up IFACE --config FILE`)"
+    )]
+    SourceCapacity {
+        needed: usize,
+        inserts: usize,
+        in_use: usize,
+        max: u32,
+    },
+
+    #[error(
+        "the policy has {needed} distinct source lists, more than the {max} fw can tell apart; \
+         nothing was changed: give more ports the same `--from` list"
+    )]
+    TooManySourceSets { needed: usize, max: u32 },
+
+    #[error("writing the policy failed, the previous policy is back unchanged: {source}")]
+    PolicyWrite {
+        #[source]
+        source: Box<Error>,
+    },
+
+    #[error(
+        "writing the policy failed ({source}) and undoing it failed too ({rollback}): the \
+         running policy may be part old, part new; check `fw ports` and apply the config again"
+    )]
+    PolicyRollback {
+        source: Box<Error>,
+        rollback: Box<Error>,
+    },
+
     #[error("nothing to confirm: no `fw apply --confirm` is waiting (pin dir {0})")]
     NothingPending(PathBuf),
 

@@ -27,6 +27,7 @@ pub mod policy;
 pub mod rig;
 pub mod shutdown;
 pub mod sockets;
+pub mod source_sets;
 pub mod stats;
 pub mod status;
 pub mod top;

@@ -18,7 +18,6 @@ use crate::{
     iface::{self, Iface},
     maps::FwMaps,
     pins::PinDir,
-    policy::Policy,
 };
 
 /// The eBPF object, built by build.rs from fw-ebpf.
@@ -345,6 +344,7 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
     pins.prepare()?;
     let mut ebpf: Ebpf = EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
+        .map_max_entries(names::ALLOW_SRC, cfg.source_prefixes)
         .load(EBPF_OBJECT)?;
     // META is pinned last, with its content (below).
     for name in names::PINNED.into_iter().filter(|&n| n != names::META) {
@@ -383,7 +383,7 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
 
     let maps = FwMaps::new_unchecked(pins);
     maps.set_config(&cfg.kernel())?;
-    maps.write_policy(&Policy::default(), &cfg.policy)?;
+    maps.write_policy(&cfg.policy)?;
     // META last, pinned only once written: its pin is what marks fw as
     // loaded, so a load killed before this point is mere leftovers.
     let meta = Meta {
@@ -440,7 +440,6 @@ pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
 /// caller holds [`crate::lock`].
 pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     let maps = FwMaps::open(pins)?;
-    let old = maps.policy()?;
     let mut k = cfg.kernel();
     // Keep timeouts the running instance was loaded with.
     let running = maps.config()?;
@@ -457,7 +456,14 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     if dry_run_first {
         maps.set_config(&k)?;
     }
-    maps.write_policy(&old, &cfg.policy)?;
+    if let Err(e) = maps.write_policy(&cfg.policy) {
+        // The policy is back as it was (or the error says it is not): so
+        // are the settings.
+        if dry_run_first {
+            let _ = maps.set_config(&running);
+        }
+        return Err(e);
+    }
     if !dry_run_first {
         maps.set_config(&k)?;
     }

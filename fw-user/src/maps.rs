@@ -1,5 +1,5 @@
 //! Typed access to fw's pinned maps: the only place that reads or writes them.
-use std::{collections::BTreeSet, mem::size_of, os::fd::AsFd as _};
+use std::{collections::BTreeMap, mem::size_of, os::fd::AsFd as _};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
@@ -7,16 +7,17 @@ use aya::maps::{
 };
 use fw_common::{
     maps as names, Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
-    COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ALLOW, PORT_ENTRIES, PORT_FROM_RESTRICTED,
-    REASON_COUNT, REASON_SLOTS, SRC_KEY_FIXED_BITS,
+    COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT, REASON_SLOTS,
+    SRC_KEY_FIXED_BITS,
 };
 use ipnet::IpNet;
 
 use crate::{
-    bpf_batch,
+    bpf_batch::{self, MappedU32},
     error::{Error, Result},
     pins::PinDir,
     policy::{Policy, Proto},
+    source_sets::{self, Layout},
 };
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
@@ -25,7 +26,7 @@ fn expected_layout() -> [(&'static str, u32, u32); 12] {
     [
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
-        (names::PORTS, 4, 1),
+        (names::PORTS, 4, 4),
         (names::PORT_HITS, 4, 8),
         (names::ALLOW_SRC, 4 + size_of::<SrcKey>() as u32, 1),
         (names::CONFIG, 4, size_of::<Config>() as u32),
@@ -328,105 +329,135 @@ impl FwMaps {
             .map_err(Error::map(names::CONNTRACK))
     }
 
-    /// Raw flags of every PORTS entry (index = protocol base + port): read
-    /// through a mapping of the array (<1 ms), else one batch syscall
-    /// (~28 ms), else 131072 lookups (~90 ms).
-    fn port_flags_all(&self) -> Result<Vec<u8>> {
+    /// Every PORTS entry (index = protocol base + port): read through a
+    /// mapping of the array (~1 ms), else one batch syscall (~28 ms), else
+    /// 131072 lookups (~90 ms).
+    fn port_entries_all(&self) -> Result<Vec<u32>> {
         let md =
             MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
-        match bpf_batch::read_mmapped_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
-            Ok(v) => return Ok(v),
+        match MappedU32::new(md.fd().as_fd(), PORT_ENTRIES, false) {
+            Ok(m) => return Ok(m.all()),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
         }
-        match bpf_batch::lookup_array(md.fd().as_fd(), 1, PORT_ENTRIES) {
-            Ok(v) => return Ok(v),
+        match bpf_batch::lookup_array(md.fd().as_fd(), 4, PORT_ENTRIES) {
+            Ok(v) => {
+                return Ok(v
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect())
+            }
             Err(e) if bpf_batch::unsupported(&e) => {}
             Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
         }
-        let ports = self.array::<u8>(names::PORTS)?;
+        let ports = self.array::<u32>(names::PORTS)?;
         (0..PORT_ENTRIES)
             .map(|i| ports.get(&i, 0).map_err(Error::map(names::PORTS)))
             .collect()
     }
 
-    /// Writes PORTS entries in the order given (one batch syscall when the
-    /// kernel has it; each entry is still an atomic one-byte store).
-    fn set_port_flags(&self, changes: &[(u32, u8)]) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
+    /// Max entries of ALLOW_SRC (`[capacity] source_prefixes` at load).
+    pub fn source_capacity(&self) -> Result<u32> {
+        MapInfo::from_pin(self.pins.map(names::ALLOW_SRC))
+            .map(|i| i.max_entries())
+            .map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    /// The port policy as the kernel holds it: PORTS and the source sets.
+    pub fn source_layout(&self) -> Result<Layout> {
+        let mut sets: BTreeMap<u16, std::collections::BTreeSet<IpNet>> = BTreeMap::new();
+        let mut keys = 0;
+        for key in self.allow_src()?.keys() {
+            let key = key.map_err(Error::map(names::ALLOW_SRC))?;
+            keys += 1;
+            if let Some((set, net)) = decode_src(&key) {
+                sets.entry(set).or_default().insert(net);
+            }
         }
-        let md =
-            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
-        let keys: Vec<u32> = changes.iter().map(|c| c.0).collect();
-        let values: Vec<u8> = changes.iter().map(|c| c.1).collect();
-        match bpf_batch::update_array(md.fd().as_fd(), &keys, &values, 1) {
-            Ok(()) => return Ok(()),
-            Err(e) if bpf_batch::unsupported(&e) => {}
-            Err(e) => return Err(Error::io("writing the port policy (map PORTS)", e)),
-        }
-        let mut ports = self.array::<u8>(names::PORTS)?;
-        for &(k, v) in changes {
-            ports.set(k, v, 0).map_err(Error::map(names::PORTS))?;
-        }
-        Ok(())
+        Ok(Layout {
+            ports: self.port_entries_all()?,
+            sets,
+            keys,
+            max_entries: self.source_capacity()?,
+        })
     }
 
     /// The policy the kernel side enforces right now.
     pub fn policy(&self) -> Result<Policy> {
-        let all = self.port_flags_all()?;
-        let mut policy = Policy::default();
-        for proto in Proto::ALL {
-            for port in 1..=65535u16 {
-                let flags = all[(proto.map_base() + port as u32) as usize];
-                if flags & PORT_ALLOW != 0 && flags & PORT_FROM_RESTRICTED == 0 {
-                    policy.allow(proto, crate::policy::PortRange::single(port), &[]);
-                }
-            }
-        }
-        let trie = self.allow_src()?;
-        for key in trie.keys() {
-            let key = key.map_err(Error::map(names::ALLOW_SRC))?;
-            if let Some((proto, port, net)) = decode_src(&key) {
-                policy.allow(proto, crate::policy::PortRange::single(port), &[net]);
-            }
-        }
-        Ok(policy)
+        Ok(self.source_layout()?.policy())
     }
 
-    /// Moves the kernel side from `old` to `new`, touching only what differs.
-    /// Order keeps every packet decided by either the old or the new rule:
-    /// new source prefixes first, then port flags, then stale prefixes.
-    pub fn write_policy(&self, old: &Policy, new: &Policy) -> Result<()> {
-        let mut trie = self.allow_src()?;
-        let old_src: BTreeSet<(Proto, u16, IpNet)> = old
-            .all_sources()
-            .map(|(p, port, n)| (p, port, *n))
-            .collect();
-        let new_src: BTreeSet<(Proto, u16, IpNet)> = new
-            .all_sources()
-            .map(|(p, port, n)| (p, port, *n))
-            .collect();
-        for (proto, port, net) in new_src.difference(&old_src) {
-            trie.insert(&encode_src(*proto, *port, net), 1, 0)
-                .map_err(Error::map(names::ALLOW_SRC))?;
+    /// Refuses, changing nothing, a policy that would not fit the running
+    /// maps (what [`FwMaps::write_policy`] checks, for a caller that wants
+    /// to say so before it prints anything).
+    pub fn check_policy_fits(&self, new: &Policy) -> Result<()> {
+        source_sets::plan(&self.source_layout()?, new).map(drop)
+    }
+
+    /// Moves the kernel side to `new`, touching only what differs, all or
+    /// nothing (see [`source_sets`]): refused before any write when it does
+    /// not fit, undone when a write fails.
+    pub fn write_policy(&self, new: &Policy) -> Result<()> {
+        let change = source_sets::plan(&self.source_layout()?, new)?;
+        if change.is_empty() {
+            return Ok(());
         }
-        let mut changes: Vec<(u32, u8)> = Vec::new();
-        for proto in Proto::ALL {
-            let touched: BTreeSet<u16> = old.ports(proto).chain(new.ports(proto)).collect();
-            for port in touched {
-                let (a, b) = (port_flags(old, proto, port), port_flags(new, proto, port));
-                if a != b {
-                    changes.push((proto.map_base() + port as u32, b));
-                }
+        let md =
+            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        let ports = match MappedU32::new(md.fd().as_fd(), PORT_ENTRIES, true) {
+            Ok(m) => PortWriter::Mapped(m),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                PortWriter::Syscall(self.array::<u32>(names::PORTS)?)
             }
+            Err(e) => return Err(Error::io("mapping the port policy (map PORTS)", e)),
+        };
+        let mut backend = Kernel {
+            trie: self.allow_src()?,
+            ports,
+        };
+        source_sets::write(&mut backend, &change)
+    }
+}
+
+/// Where a policy change is written: ALLOW_SRC, and PORTS through its
+/// mapping (one atomic store per entry) or, where the kernel cannot map
+/// it, one syscall per entry.
+struct Kernel {
+    trie: LpmTrie<MapData, SrcKey, u8>,
+    ports: PortWriter,
+}
+
+enum PortWriter {
+    Mapped(MappedU32),
+    Syscall(Array<MapData, u32>),
+}
+
+impl source_sets::Backend for Kernel {
+    fn insert(&mut self, set: u16, net: &IpNet) -> Result<()> {
+        self.trie
+            .insert(&encode_src(set, net), 1, 0)
+            .map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    fn remove(&mut self, set: u16, net: &IpNet) -> Result<()> {
+        match self.trie.remove(&encode_src(set, net)) {
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            r => r.map_err(Error::map(names::ALLOW_SRC)),
         }
-        self.set_port_flags(&changes)?;
-        for (proto, port, net) in old_src.difference(&new_src) {
-            trie.remove(&encode_src(*proto, *port, net))
-                .map_err(Error::map(names::ALLOW_SRC))?;
+    }
+
+    fn set_port(&mut self, index: u32, value: u32) -> Result<()> {
+        match &mut self.ports {
+            PortWriter::Mapped(m) => {
+                m.set(index, value);
+                Ok(())
+            }
+            PortWriter::Syscall(a) => a.set(index, value, 0).map_err(Error::map(names::PORTS)),
         }
-        Ok(())
     }
 }
 
@@ -441,17 +472,7 @@ fn permission_denied(e: &aya::maps::MapError) -> Option<String> {
     None
 }
 
-fn port_flags(p: &Policy, proto: Proto, port: u16) -> u8 {
-    if !p.is_open(proto, port) {
-        0
-    } else if p.sources(proto, port).is_some() {
-        PORT_ALLOW | PORT_FROM_RESTRICTED
-    } else {
-        PORT_ALLOW
-    }
-}
-
-fn encode_src(proto: Proto, port: u16, net: &IpNet) -> Key<SrcKey> {
+fn encode_src(set: u16, net: &IpNet) -> Key<SrcKey> {
     let mut addr = [0u8; 16];
     let family = match net {
         IpNet::V4(n) => {
@@ -466,21 +487,16 @@ fn encode_src(proto: Proto, port: u16, net: &IpNet) -> Key<SrcKey> {
     Key::new(
         SRC_KEY_FIXED_BITS + net.prefix_len() as u32,
         SrcKey {
-            proto: proto.number(),
+            set_be: set.to_be(),
             family,
-            port_be: port.to_be(),
+            _pad: 0,
             addr,
         },
     )
 }
 
-fn decode_src(key: &Key<SrcKey>) -> Option<(Proto, u16, IpNet)> {
+fn decode_src(key: &Key<SrcKey>) -> Option<(u16, IpNet)> {
     let d = key.data();
-    let proto = match d.proto {
-        fw_common::IPPROTO_TCP => Proto::Tcp,
-        fw_common::IPPROTO_UDP => Proto::Udp,
-        _ => return None,
-    };
     let len = key.prefix_len().checked_sub(SRC_KEY_FIXED_BITS)? as u8;
     let net = match d.family {
         4 => {
@@ -490,5 +506,5 @@ fn decode_src(key: &Key<SrcKey>) -> Option<(Proto, u16, IpNet)> {
         6 => IpNet::new(std::net::Ipv6Addr::from(d.addr).into(), len).ok()?,
         _ => return None,
     };
-    Some((proto, u16::from_be(d.port_be), net))
+    Some((u16::from_be(d.set_be), net))
 }

@@ -259,6 +259,36 @@ impl Policy {
             .flat_map(|(&(proto, port), nets)| nets.iter().map(move |n| (proto, port, n)))
     }
 
+    /// Whether a new connection from `peer` to (proto, port) passes: the
+    /// port is open, to everyone or to a prefix holding `peer`.
+    pub fn admits(&self, proto: Proto, port: u16, peer: IpAddr) -> bool {
+        if !self.is_open(proto, port) {
+            return false;
+        }
+        // A v4-mapped IPv6 peer (dual-stack socket) arrives as IPv4.
+        let peer = peer.to_canonical();
+        self.sources(proto, port)
+            .is_none_or(|nets| nets.iter().any(|n| n.contains(&peer)))
+    }
+
+    /// The distinct source lists (source sets) and the ports restricted to
+    /// each: the kernel stores each list once, whatever the number of ports.
+    pub fn source_sets(&self) -> BTreeMap<&BTreeSet<IpNet>, Vec<(Proto, u16)>> {
+        let mut out: BTreeMap<&BTreeSet<IpNet>, Vec<(Proto, u16)>> = BTreeMap::new();
+        for (&(proto, port), nets) in &self.sources {
+            if self.is_open(proto, port) {
+                out.entry(nets).or_default().push((proto, port));
+            }
+        }
+        out
+    }
+
+    /// Source-prefix entries the policy needs in the kernel (one per prefix
+    /// of each distinct source list).
+    pub fn source_entries(&self) -> usize {
+        self.source_sets().keys().map(|s| s.len()).sum()
+    }
+
     /// Open ports of `proto` collapsed into ranges; ports with the same
     /// source list collapse together.
     pub fn ranges(&self, proto: Proto) -> Vec<(PortRange, Option<&BTreeSet<IpNet>>)> {
