@@ -58,32 +58,25 @@ pub struct Plan {
 /// values, interfaces), the running fw (loaded, same layout), for `confirm`
 /// that no other apply is on probation, and, unless `force`, the lockout
 /// guard for ports the file closes.
-pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: bool) -> Result<Plan> {
+pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Result<Plan> {
     require_root("fw apply")?;
     let new = Config::load(path)?;
     for name in &new.interfaces {
         iface::resolve(name)?;
     }
     let maps = FwMaps::open(pins)?;
-    if confirm {
+    if confirm.is_some() {
         if let Some(pid) = pending_pid(pins) {
             return Err(Error::ApplyPending { pid });
         }
     }
     let old = Config::from_running(&maps)?;
     if !force {
-        for proto in Proto::ALL {
-            let closing: BTreeSet<u16> = old
-                .policy
-                .ports(proto)
-                .filter(|&p| !new.policy.is_open(proto, p))
-                .collect();
-            let hazards = guard::check(&maps, proto, &closing)?;
-            if !hazards.is_empty() {
-                let cmd = format!("fw apply {}", path.display());
-                return Err(guard::refuse(proto, &hazards, &cmd));
-            }
-        }
+        let refused = guard::Refused::Apply {
+            file: path,
+            confirm,
+        };
+        guard::guard(&maps, &old.policy, &new.policy, refused)?;
     }
     let mut notes = Vec::new();
     if let Some(i) = interrupted(pins) {

@@ -170,16 +170,9 @@ pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange], force: bool) -> R
         new.deny(proto, *r);
     }
     if !force {
-        let closing: BTreeSet<u16> = requested(ranges)
-            .into_iter()
-            .filter(|&p| old.is_open(proto, p))
-            .collect();
-        let hazards = guard::check(&maps, proto, &closing)?;
-        if !hazards.is_empty() {
-            let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
-            let cmd = format!("fw deny {proto} {}", asked.join(" "));
-            return Err(guard::refuse(proto, &hazards, &cmd));
-        }
+        let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+        let cmd = format!("fw deny {proto} {}", asked.join(" "));
+        guard::guard(&maps, &old, &new, guard::Refused::Deny(&cmd))?;
     }
     maps.write_policy(&new)?;
     Ok(describe(proto, &old, new, &requested(ranges), &[]))

@@ -134,14 +134,7 @@ pub enum Error {
         source: Box<Error>,
     },
 
-    #[error(
-        "the policy does not fit: it needs {needed} source-prefix entries (one per prefix of \
-         each distinct source list), and the change writes {inserts} new ones while the \
-         {in_use} in use stay until the switch, but map ALLOW_SRC holds at most {max} \
-         (`[capacity] source_prefixes`); nothing was changed. Use fewer or wider prefixes, or \
-         raise `[capacity] source_prefixes` in the config, which takes effect at the next \
-         load (`fw down`, then `fw up IFACE --config FILE`)"
-    )]
+    #[error("{}", capacity_message(*.needed, *.inserts, *.in_use, *.max))]
     SourceCapacity {
         needed: usize,
         inserts: usize,
@@ -206,6 +199,29 @@ impl Error {
             source: Box::new(source),
         }
     }
+}
+
+/// The refusal of a policy that does not fit ALLOW_SRC: what it needs,
+/// the limit and the key that sizes it, and what to do.
+fn capacity_message(needed: usize, inserts: usize, in_use: usize, max: u32) -> String {
+    let limit = format!("map ALLOW_SRC holds at most {max} (`[capacity] source_prefixes`)");
+    let what = if needed > max as usize {
+        format!(
+            "the policy needs {needed} source-prefix entries (one per prefix of each distinct \
+             source list), but {limit}"
+        )
+    } else {
+        format!(
+            "the new policy needs {needed} source-prefix entries, but the change writes \
+             {inserts} new ones before it removes old ones and {in_use} are in use: {limit}; \
+             change it in two steps (first close or narrow what goes away)"
+        )
+    };
+    format!(
+        "{what}; nothing was changed. Use fewer or wider prefixes, or raise `[capacity] \
+         source_prefixes` in the config: it takes effect at the next load (`fw down`, then \
+         `fw up IFACE --config FILE`)"
+    )
 }
 
 // aya's errors are large; boxing them keeps every `Result` of fw small.

@@ -1,106 +1,144 @@
-//! The lockout guard: before ports are closed, look for what closing them
-//! would cut off from reconnecting: established inbound flows (conntrack),
-//! the SSH session running this command (SSH_CONNECTION), and connections
-//! held by this process or its ancestors (the sshd behind a sudo or a shell).
+//! The lockout guard: before a change, look for who it would shut out. A
+//! peer is shut out when it could open a new connection under the running
+//! policy and could not under the new one (the port closes, or its sources
+//! no longer hold the peer's address). The peers looked at: established
+//! inbound flows (conntrack), the SSH session running this command
+//! (SSH_CONNECTION), and connections held by this process or its ancestors
+//! (the sshd behind a sudo or a shell).
 //!
-//! Closing a port never cuts an established flow (conntrack passes it); the
+//! A change never cuts an established flow (conntrack passes it); the
 //! danger is the next connection: a dropped SSH session could not come back.
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
     fmt::Write as _,
     fs,
     net::{IpAddr, SocketAddr, UdpSocket},
+    path::Path,
 };
 
-use fw_common::{
-    ct_timeout_ns, CT_F_OUTBOUND, CT_F_REPLIED, CT_TCP_ESTABLISHED, CT_UDP, IPPROTO_TCP,
-    IPPROTO_UDP,
-};
+use fw_common::{ct_timeout_ns, CT_F_OUTBOUND, CT_F_REPLIED, CT_TCP_ESTABLISHED, CT_UDP};
 
 use crate::{
     error::{Error, Result},
     maps::FwMaps,
-    policy::{collapse, Proto},
+    policy::{collapse, Policy, Proto},
 };
 
-/// Why closing a port is dangerous.
+/// Who a change would shut out on one port.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Hazard {
-    /// Live inbound flows on the port; `example` is one of them.
-    Flows {
-        port: u16,
-        count: usize,
-        example: String,
-    },
-    /// The SSH session in `SSH_CONNECTION` arrives on this port.
-    SshSession { port: u16, client: String },
-    /// A connection accepted on this port is held by this process or an
+pub enum Who {
+    /// Live inbound flows; `example` is one of them.
+    Flows { count: usize, example: String },
+    /// The SSH session in `SSH_CONNECTION`.
+    SshSession { client: String },
+    /// A connection accepted on the port and held by this process or an
     /// ancestor (`pid`, `comm`): most likely the session running fw.
-    SessionSocket { port: u16, pid: u32, comm: String },
+    SessionSocket {
+        pid: u32,
+        comm: String,
+        peer: String,
+    },
 }
 
-impl Hazard {
-    pub fn port(&self) -> u16 {
-        match self {
-            Hazard::Flows { port, .. }
-            | Hazard::SshSession { port, .. }
-            | Hazard::SessionSocket { port, .. } => *port,
-        }
+/// A port on which a change would shut someone out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hazard {
+    pub proto: Proto,
+    pub port: u16,
+    pub who: Who,
+}
+
+/// Ports open under `old` that `new` closes or gives another source list:
+/// the only ones a peer can lose.
+fn narrowed(old: &Policy, new: &Policy) -> BTreeSet<(Proto, u16)> {
+    Proto::ALL
+        .into_iter()
+        .flat_map(|proto| old.ports(proto).map(move |port| (proto, port)))
+        .filter(|&(proto, port)| {
+            !new.is_open(proto, port)
+                || (new.sources(proto, port).is_some()
+                    && new.sources(proto, port) != old.sources(proto, port))
+        })
+        .collect()
+}
+
+/// Whether `peer` (None: an address fw cannot read) could connect to
+/// (proto, port) under `old` and not under `new`.
+fn shut_out(old: &Policy, new: &Policy, proto: Proto, port: u16, peer: Option<IpAddr>) -> bool {
+    match peer {
+        Some(ip) => old.admits(proto, port, ip) && !new.admits(proto, port, ip),
+        // Unknown: any narrowing of an open port may shut it out.
+        None => old.is_open(proto, port) && narrowed(old, new).contains(&(proto, port)),
     }
 }
 
-/// What closing `closing` ports of `proto` would endanger (empty: safe).
-pub fn check(maps: &FwMaps, proto: Proto, closing: &BTreeSet<u16>) -> Result<Vec<Hazard>> {
+/// Who moving from `old` to `new` would shut out (empty: safe).
+pub fn check(maps: &FwMaps, old: &Policy, new: &Policy) -> Result<Vec<Hazard>> {
     let mut out = Vec::new();
-    if closing.is_empty() {
+    let at_risk = narrowed(old, new);
+    if at_risk.is_empty() {
         return Ok(out);
     }
-    if proto == Proto::Tcp {
-        if let Some((client, port)) = ssh_connection() {
-            if closing.contains(&port) {
-                out.push(Hazard::SshSession { port, client });
-            }
+    let lost = |proto, port, peer| {
+        at_risk.contains(&(proto, port)) && shut_out(old, new, proto, port, peer)
+    };
+    if let Some((ip, client, port)) = ssh_connection() {
+        if lost(Proto::Tcp, port, ip) {
+            out.push(Hazard {
+                proto: Proto::Tcp,
+                port,
+                who: Who::SshSession { client },
+            });
         }
-        for (port, pid, comm) in session_sockets() {
-            if closing.contains(&port) {
-                out.push(Hazard::SessionSocket { port, pid, comm });
-            }
+    }
+    for (port, pid, comm, peer) in session_sockets() {
+        if lost(Proto::Tcp, port, Some(peer.ip())) {
+            out.push(Hazard {
+                proto: Proto::Tcp,
+                port,
+                who: Who::SessionSocket {
+                    pid,
+                    comm,
+                    peer: peer.to_string(),
+                },
+            });
         }
     }
     let cfg = maps.config()?;
     let now = crate::clock::kernel_now_ns();
-    let mut flows: BTreeMap<u16, (usize, String)> = BTreeMap::new();
+    let mut flows: BTreeMap<(Proto, u16), (usize, String)> = BTreeMap::new();
     for (k, v) in maps.conntrack_entries()? {
-        if k.proto != proto.number() || !closing.contains(&k.dport) {
-            continue;
-        }
+        let proto = match k.proto {
+            fw_common::IPPROTO_TCP => Proto::Tcp,
+            fw_common::IPPROTO_UDP => Proto::Udp,
+            _ => continue,
+        };
         // Flows the host opened use the port only as their ephemeral end.
         if v.flags & CT_F_OUTBOUND != 0 {
             continue;
         }
         let live = now.saturating_sub(v.last_seen_ns) <= ct_timeout_ns(&cfg, v.state, v.flags);
-        let established = match k.proto {
-            IPPROTO_TCP => v.state == CT_TCP_ESTABLISHED,
-            IPPROTO_UDP => v.state == CT_UDP && v.flags & CT_F_REPLIED != 0,
-            _ => false,
+        let established = match proto {
+            Proto::Tcp => v.state == CT_TCP_ESTABLISHED,
+            Proto::Udp => v.state == CT_UDP && v.flags & CT_F_REPLIED != 0,
         };
-        if live && established {
-            let peer = addr(&k.src, k.family);
-            let e = flows.entry(k.dport).or_insert((0, String::new()));
+        let peer = addr(&k.src, k.family);
+        if live && established && lost(proto, k.dport, Some(peer)) {
+            let e = flows.entry((proto, k.dport)).or_insert((0, String::new()));
             e.0 += 1;
             if e.1.is_empty() {
                 e.1 = SocketAddr::new(peer, k.sport).to_string();
             }
         }
     }
-    for (port, (count, example)) in flows {
-        out.push(Hazard::Flows {
+    for ((proto, port), (count, example)) in flows {
+        out.push(Hazard {
+            proto,
             port,
-            count,
-            example,
+            who: Who::Flows { count, example },
         });
     }
-    out.sort_by_key(|h| h.port());
+    out.sort_by_key(|h| (h.proto, h.port));
     Ok(out)
 }
 
@@ -112,46 +150,122 @@ fn addr(b: &[u8; 16], family: u8) -> IpAddr {
     }
 }
 
-/// The refusal, in words: what, why, what `--force` would do.
-pub fn explain(proto: Proto, hazards: &[Hazard], command: &str) -> String {
-    let ports: BTreeSet<u16> = hazards.iter().map(Hazard::port).collect();
-    let list: Vec<String> = collapse(ports).iter().map(|r| r.to_string()).collect();
-    let mut s = format!("refusing to close {proto} {}: ", list.join(" "));
+/// The command the guard refused, to say how to go ahead anyway.
+#[derive(Clone, Copy, Debug)]
+pub enum Refused<'a> {
+    /// `fw deny ...`, as typed.
+    Deny(&'a str),
+    /// `fw apply FILE [--confirm SECS]`.
+    Apply {
+        file: &'a Path,
+        confirm: Option<u64>,
+    },
+}
+
+fn ports_of(v: &[(Proto, u16)]) -> String {
+    let mut by_proto: BTreeMap<Proto, Vec<u16>> = BTreeMap::new();
+    for &(proto, port) in v {
+        by_proto.entry(proto).or_default().push(port);
+    }
+    by_proto
+        .iter()
+        .map(|(proto, ports)| {
+            let list: Vec<String> = collapse(ports.iter().copied())
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            format!("{proto} {}", list.join(" "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The refusal, in words: what, who, why, and what to do instead.
+pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String {
+    let ports: BTreeSet<(Proto, u16)> = hazards.iter().map(|h| (h.proto, h.port)).collect();
+    let (closed, narrowed): (Vec<(Proto, u16)>, Vec<(Proto, u16)>) = ports
+        .iter()
+        .partition(|&&(proto, port)| !new.is_open(proto, port));
+    let mut what = Vec::new();
+    if !closed.is_empty() {
+        what.push(format!("close {}", ports_of(&closed)));
+    }
+    if !narrowed.is_empty() {
+        what.push(format!("narrow the sources of {}", ports_of(&narrowed)));
+    }
+    let mut s = format!("refusing to {}: ", what.join(" and "));
     let mut reasons = Vec::new();
     for h in hazards {
-        reasons.push(match h {
-            Hazard::Flows {
-                port,
-                count,
-                example,
-            } => {
+        let (proto, port) = (h.proto, h.port);
+        reasons.push(match &h.who {
+            Who::Flows { count, example } => {
                 format!("{proto} {port} carries {count} established flow(s) (e.g. from {example})")
             }
-            Hazard::SshSession { port, client } => format!(
+            Who::SshSession { client } => format!(
                 "{proto} {port} is the port of the SSH session running this command \
                  (SSH_CONNECTION, client {client})"
             ),
-            Hazard::SessionSocket { port, pid, comm } => format!(
-                "{proto} {port} carries a connection held by `{comm}` (pid {pid}), \
+            Who::SessionSocket { pid, comm, peer } => format!(
+                "{proto} {port} carries a connection from {peer} held by `{comm}` (pid {pid}), \
                  which runs this command"
             ),
         });
     }
     s.push_str(&reasons.join("; "));
-    let _ = write!(
-        s,
-        ".\nEstablished flows keep working after the change (fw passes flows it knows), \
-         but new connections to the port will be rejected: a session that drops could \
-         not reconnect. Run `{command} --force` to close it anyway, or `fw apply FILE \
-         --confirm SECS` to try a change with automatic rollback."
+    for &(proto, port) in &narrowed {
+        if let Some(nets) = new.sources(proto, port) {
+            let list: Vec<String> = nets.iter().map(|n| n.to_string()).collect();
+            let _ = write!(
+                s,
+                "; the new policy opens {proto} {port} only from {}, which does not hold \
+                 these peers",
+                list.join(" ")
+            );
+        }
+    }
+    s.push_str(
+        ".\nEstablished flows keep working after the change (fw passes flows it knows), but \
+         new connections from these peers would be rejected: a session that drops could not \
+         reconnect. ",
     );
+    let _ = match refused {
+        Refused::Deny(cmd) => write!(
+            s,
+            "Run `{cmd} --force` to close it anyway, or try it on probation with \
+             `fw apply FILE --confirm SECS --force`, which rolls back unless confirmed."
+        ),
+        Refused::Apply {
+            file,
+            confirm: None,
+        } => write!(
+            s,
+            "Keep these peers' addresses in the port's sources (the `from` of its \
+             [[sources]] entry), or run `fw apply {f} --force` to apply it anyway; \
+             `fw apply {f} --confirm SECS --force` applies it on probation and rolls back \
+             unless confirmed.",
+            f = file.display()
+        ),
+        Refused::Apply {
+            file,
+            confirm: Some(secs),
+        } => write!(
+            s,
+            "Keep these peers' addresses in the port's sources (the `from` of its \
+             [[sources]] entry), or add --force to apply it on probation anyway: \
+             `fw apply {f} --confirm {secs} --force`. The probation alone does not lift the \
+             guard: a session that drops during it could not come back to confirm, and would \
+             stay locked out until the rollback after {secs} s.",
+            f = file.display()
+        ),
+    };
     s
 }
 
 /// The server port of `SSH_CONNECTION` ("client_ip client_port server_ip
 /// server_port") when the server address belongs to this network namespace
 /// (fw entered into another namespace filters none of that session).
-fn ssh_connection() -> Option<(String, u16)> {
+/// Returns (client address if readable, client in words, server port).
+fn ssh_connection() -> Option<(Option<IpAddr>, String, u16)> {
     let v = std::env::var("SSH_CONNECTION").ok()?;
     let f: Vec<&str> = v.split_whitespace().collect();
     if f.len() != 4 {
@@ -163,7 +277,15 @@ fn ssh_connection() -> Option<(String, u16)> {
         // Unparsable (a scoped address?): assume it is ours.
         Err(_) => true,
     };
-    local.then(|| (format!("{}:{}", f[0], f[1]), port))
+    let ip = f[0].parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+    let client = match ip {
+        Some(ip) => f[1]
+            .parse::<u16>()
+            .map(|p| SocketAddr::new(ip, p).to_string())
+            .unwrap_or_else(|_| ip.to_string()),
+        None => format!("{} {}", f[0], f[1]),
+    };
+    local.then_some((ip, client, port))
 }
 
 /// Whether `ip` is an address of this network namespace: only then can it
@@ -178,11 +300,11 @@ fn is_local(ip: IpAddr) -> bool {
 /// How far up the process tree to look.
 const MAX_ANCESTORS: usize = 64;
 
-/// Local ports of established TCP connections accepted by a listener (so
-/// the port is a service port, not an ephemeral one) and held by this
-/// process or one of its ancestors: (port, pid, comm). Best effort: what
-/// cannot be read is skipped.
-fn session_sockets() -> Vec<(u16, u32, String)> {
+/// Established TCP connections accepted by a listener (so the port is a
+/// service port, not an ephemeral one) and held by this process or one of
+/// its ancestors: (local port, pid, comm, peer). Best effort: what cannot
+/// be read is skipped.
+fn session_sockets() -> Vec<(u16, u32, String, SocketAddr)> {
     // Best effort, as the rest of the guard: no table, no session found.
     let table = crate::sockets::tcp().unwrap_or_default();
     let listening: HashSet<u16> = table
@@ -190,10 +312,13 @@ fn session_sockets() -> Vec<(u16, u32, String)> {
         .filter(|s| s.state == TCP_LISTEN)
         .map(|s| s.local_port)
         .collect();
-    let established: BTreeMap<u64, u16> = table
+    let established: BTreeMap<u64, (u16, SocketAddr)> = table
         .iter()
         .filter(|s| s.state == TCP_ESTABLISHED && listening.contains(&s.local_port))
-        .map(|s| (s.inode, s.local_port))
+        .map(|s| {
+            let peer = SocketAddr::new(s.remote.to_canonical(), s.remote_port);
+            (s.inode, (s.local_port, peer))
+        })
         .collect();
     let mut out = Vec::new();
     if established.is_empty() {
@@ -203,9 +328,9 @@ fn session_sockets() -> Vec<(u16, u32, String)> {
     let mut pid = std::process::id();
     for _ in 0..MAX_ANCESTORS {
         for inode in socket_inodes(pid) {
-            if let Some(&port) = established.get(&inode) {
+            if let Some(&(port, peer)) = established.get(&inode) {
                 if seen_ports.insert(port) {
-                    out.push((port, pid, comm(pid)));
+                    out.push((port, pid, comm(pid), peer));
                 }
             }
         }
@@ -247,9 +372,14 @@ fn comm(pid: u32) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Turns hazards into the guard's error.
-pub fn refuse(proto: Proto, hazards: &[Hazard], command: &str) -> Error {
-    Error::Lockout(explain(proto, hazards, command))
+/// Refuses the move from `old` to `new` when it would shut someone out.
+pub fn guard(maps: &FwMaps, old: &Policy, new: &Policy, refused: Refused<'_>) -> Result<()> {
+    let hazards = check(maps, old, new)?;
+    if hazards.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Lockout(explain(&hazards, new, refused)))
+    }
 }
 
 #[cfg(test)]
@@ -262,25 +392,115 @@ mod tests {
         assert!(parent(me).is_some());
     }
 
+    fn policy(toml: &str) -> Policy {
+        crate::config::Config::from_toml(toml, Path::new("t.toml"))
+            .unwrap()
+            .policy
+    }
+
+    #[test]
+    fn a_peer_is_shut_out_when_the_new_policy_no_longer_admits_it() {
+        let old = Policy::seed();
+        let narrow = policy(
+            "[ports]\ntcp = [80]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n",
+        );
+        let inside = "198.51.100.7".parse().ok();
+        let outside = "2001:db8:1::2".parse().ok();
+        let mapped = "::ffff:198.51.100.7".parse().ok();
+        assert!(shut_out(&old, &narrow, Proto::Tcp, 22, outside));
+        assert!(!shut_out(&old, &narrow, Proto::Tcp, 22, inside));
+        assert!(!shut_out(&old, &narrow, Proto::Tcp, 22, mapped));
+        // Unreadable peer: any narrowing counts.
+        assert!(shut_out(&old, &narrow, Proto::Tcp, 22, None));
+        // Ports that keep their state shut nobody out.
+        assert!(!shut_out(&old, &narrow, Proto::Tcp, 80, outside));
+        assert!(!shut_out(&old, &narrow, Proto::Tcp, 80, None));
+        // Closing: everyone; back from narrow to open: nobody.
+        let mut closed = old.clone();
+        closed.deny(Proto::Tcp, "22".parse().unwrap());
+        assert!(shut_out(&old, &closed, Proto::Tcp, 22, inside));
+        assert!(!shut_out(&narrow, &old, Proto::Tcp, 22, outside));
+        // A peer the old policy did not admit either loses nothing.
+        assert!(!shut_out(&narrow, &closed, Proto::Tcp, 22, outside));
+        assert_eq!(
+            narrowed(&old, &narrow).into_iter().collect::<Vec<_>>(),
+            [(Proto::Tcp, 22), (Proto::Udp, 80)]
+        );
+    }
+
     #[test]
     fn explains_with_force_hint() {
         let h = [
-            Hazard::Flows {
+            Hazard {
+                proto: Proto::Tcp,
                 port: 22,
-                count: 2,
-                example: "198.51.100.7:50000".into(),
+                who: Who::Flows {
+                    count: 2,
+                    example: "198.51.100.7:50000".into(),
+                },
             },
-            Hazard::SshSession {
+            Hazard {
+                proto: Proto::Tcp,
                 port: 22,
-                client: "198.51.100.7:50000".into(),
+                who: Who::SshSession {
+                    client: "198.51.100.7:50000".into(),
+                },
             },
         ];
-        let s = explain(Proto::Tcp, &h, "fw deny tcp 22");
+        let mut closed = Policy::seed();
+        closed.deny(Proto::Tcp, "22".parse().unwrap());
+        let s = explain(&h, &closed, Refused::Deny("fw deny tcp 22"));
         assert!(s.starts_with("refusing to close tcp 22: "), "{s}");
         assert!(s.contains("2 established flow(s)"), "{s}");
         assert!(s.contains("SSH_CONNECTION"), "{s}");
         assert!(s.contains("fw deny tcp 22 --force"), "{s}");
         assert!(s.contains("keep working"), "{s}");
+        assert!(s.contains("--confirm SECS --force"), "{s}");
+    }
+
+    #[test]
+    fn the_confirm_refusal_says_what_to_do_instead() {
+        let h = [Hazard {
+            proto: Proto::Tcp,
+            port: 22,
+            who: Who::SshSession {
+                client: "[2001:db8:1::2]:50000".into(),
+            },
+        }];
+        let narrow = policy(
+            "[ports]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n",
+        );
+        let file = Path::new("/etc/fw/fw.toml");
+        let s = explain(
+            &h,
+            &narrow,
+            Refused::Apply {
+                file,
+                confirm: Some(60),
+            },
+        );
+        assert!(
+            s.starts_with("refusing to narrow the sources of tcp 22: "),
+            "{s}"
+        );
+        assert!(s.contains("only from 198.51.100.0/24"), "{s}");
+        assert!(
+            s.contains("`fw apply /etc/fw/fw.toml --confirm 60 --force`"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("--confirm SECS`"),
+            "no advice to retry the same: {s}"
+        );
+        let s = explain(
+            &h,
+            &narrow,
+            Refused::Apply {
+                file,
+                confirm: None,
+            },
+        );
+        assert!(s.contains("`fw apply /etc/fw/fw.toml --force`"), "{s}");
     }
 
     #[test]

@@ -132,7 +132,9 @@ enum Cmd {
         /// seconds (Enter here, or `fw confirm` from another shell); 1-3600.
         #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
         confirm: Option<u64>,
-        /// Apply even when the lockout guard objects to closing a port.
+        /// Apply even when the lockout guard objects: the file closes a port, or
+        /// narrows its sources, that an established flow or the SSH session
+        /// running this command could then not reconnect to.
         #[arg(long)]
         force: bool,
     },
@@ -347,7 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             confirm,
             force,
         } => {
-            let plan = apply::plan(&pins, &file, force, confirm.is_some())?;
+            let plan = apply::plan(&pins, &file, force, confirm)?;
             for n in &plan.notes {
                 note(format_args!("fw: note: {n}"));
             }

@@ -61,6 +61,8 @@ pub fn connected() -> Result<Vec<FlowSocket>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpSocket {
     pub local_port: u16,
+    pub remote: IpAddr,
+    pub remote_port: u16,
     /// `TCP_*` state from linux/tcp_states.h.
     pub state: u8,
     pub inode: u64,
@@ -73,6 +75,8 @@ pub fn tcp() -> Result<Vec<TcpSocket>> {
         dump(family, IPPROTO_TCP, |r| {
             out.push(TcpSocket {
                 local_port: r.header.socket_id.source_port,
+                remote: r.header.socket_id.destination_address,
+                remote_port: r.header.socket_id.destination_port,
                 state: r.header.state,
                 inode: u64::from(r.header.inode),
             })

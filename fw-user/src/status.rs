@@ -67,6 +67,12 @@ pub struct Status {
     pub conntrack_memory_bytes: Option<u64>,
     /// Entries the full table's LRU evicted so far.
     pub conntrack_evicted: Option<u64>,
+    /// Entries of the source-prefix map (ALLOW_SRC) in use, and its size
+    /// (`[capacity] source_prefixes`).
+    pub source_prefixes_used: Option<usize>,
+    pub source_prefixes_max: Option<u32>,
+    /// Distinct source lists (sets) the restricted ports use.
+    pub source_sets: Option<usize>,
     /// Pins without fw's META map: leftovers of an interrupted `fw up`/`fw down`.
     pub leftovers: bool,
     /// Link pins of interfaces fw does not list (an interrupted `fw up`).
@@ -93,6 +99,9 @@ impl Status {
             conntrack_entries: None,
             conntrack_memory_bytes: None,
             conntrack_evicted: None,
+            source_prefixes_used: None,
+            source_prefixes_max: None,
+            source_sets: None,
             leftovers: false,
             stray_links: Vec::new(),
             interrupted_apply: None,
@@ -127,6 +136,10 @@ impl Status {
         st.conntrack_entries = Some(crate::conntrack::list(&maps)?.len());
         st.conntrack_memory_bytes = maps.conntrack_memlock()?;
         st.conntrack_evicted = Some(maps.conntrack_census()?.1);
+        let layout = maps.source_layout()?;
+        st.source_prefixes_used = Some(layout.keys);
+        st.source_prefixes_max = Some(layout.max_entries);
+        st.source_sets = Some(layout.sets_in_use());
         st.ingress_prog_id = crate::loader::program_id(pins, PROG_INGRESS).ok();
         st.egress_prog_id = crate::loader::program_id(pins, PROG_EGRESS).ok();
         for (name, id) in [
@@ -245,6 +258,13 @@ impl Status {
             self.conntrack_max_entries.unwrap_or(0),
             self.conntrack_evicted.unwrap_or(0),
             self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
+        );
+        let _ = writeln!(
+            out,
+            "source prefixes: {} of {} entries in use ([capacity] source_prefixes), {} source set(s)",
+            self.source_prefixes_used.unwrap_or(0),
+            self.source_prefixes_max.unwrap_or(0),
+            self.source_sets.unwrap_or(0)
         );
         let _ = writeln!(
             out,
