@@ -360,6 +360,328 @@ fn guard_protects_the_ssh_session_port() {
     assert_eq!(text(&out.stdout), "closed tcp 2222\n");
 }
 
+/// tcp 22 open only from 198.51.100.0/24, the rest of the seed as it is.
+const NARROW_22: &str = "[ports]\ntcp = [80]\nudp = [80]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n";
+/// Where the guard tests' peers come from: one address outside NARROW_22's
+/// sources, one inside.
+const OUTSIDE: &str = "2001:db8:1::2";
+const INSIDE: &str = "198.51.100.2";
+
+/// Adds a second subnet of each family to both ends of the pair: the client
+/// gets OUTSIDE and INSIDE, the server 2001:db8:1::1 and 198.51.100.1.
+fn add_peer_addresses(rig: &Rig) -> (IpAddr, IpAddr) {
+    for (ns, dev, addrs) in [
+        (
+            rig.pair.cli_ns(),
+            rig.pair.cli_veth(),
+            ["2001:db8:1::2/64", "198.51.100.2/24"],
+        ),
+        (
+            rig.pair.srv_ns(),
+            rig.pair.srv_veth(),
+            ["2001:db8:1::1/64", "198.51.100.1/24"],
+        ),
+    ] {
+        for a in addrs {
+            let mut c = command("ip");
+            c.args(["-n", ns, "addr", "add", a, "dev", dev, "nodad"]);
+            let out = output_with_timeout(&mut c, T).expect("ip addr add");
+            assert!(
+                out.status.success(),
+                "ip addr add {a}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+    let v6: IpAddr = "2001:db8:1::1".parse().expect("addr");
+    let v4: IpAddr = "198.51.100.1".parse().expect("addr");
+    (v6, v4)
+}
+
+/// `fw` with `SSH_CONNECTION` set as sshd sets it for a session from
+/// `client` to this namespace's `server` port 22.
+fn as_ssh_session(rig: &Rig, client: &str, server: IpAddr, args: &[&str]) -> Output {
+    let mut cmd = rig.command();
+    cmd.env("SSH_CONNECTION", format!("{client} 50022 {server} 22"))
+        .args(args);
+    output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs")
+}
+
+#[test]
+fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
+    let rig = Rig::new(&[]);
+    let (srv6, _) = add_peer_addresses(&rig);
+    let _ssh =
+        spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
+    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = narrow.to_str().expect("path");
+    let ports = rig.ports_json();
+
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["apply", narrow]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused: {err}");
+    assert!(
+        err.contains("refusing to narrow the sources of tcp 22"),
+        "{err}"
+    );
+    assert!(err.contains("SSH_CONNECTION"), "{err}");
+    assert!(
+        err.contains("[2001:db8:1::2]:50022"),
+        "names the peer: {err}"
+    );
+    assert!(err.contains("only from 198.51.100.0/24"), "{err}");
+    assert!(err.contains(&format!("fw apply {narrow} --force")), "{err}");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "no summary of a refused apply"
+    );
+    assert_eq!(rig.ports_json(), ports, "refused apply changes nothing");
+
+    // On probation too; the advice is not the command just refused.
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["apply", narrow, "--confirm", "30"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused: {err}");
+    assert!(
+        err.contains(&format!("`fw apply {narrow} --confirm 30 --force`")),
+        "{err}"
+    );
+    for retry in ["--confirm 30`", "--confirm SECS`"] {
+        assert!(
+            !err.contains(retry),
+            "advises --confirm alone ({retry}): {err}"
+        );
+    }
+    assert!(
+        err.contains("could not come back to confirm"),
+        "says why: {err}"
+    );
+    assert_eq!(
+        rig.ports_json(),
+        ports,
+        "refused apply --confirm changes nothing"
+    );
+    assert!(
+        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path()))
+            .join("pending")
+            .exists(),
+        "no probation started"
+    );
+
+    // Deny is still refused.
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["deny", "tcp", "22"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to close tcp 22"), "{err}");
+    assert!(!err.contains("--confirm SECS`"), "{err}");
+
+    // A session from inside the new sources keeps its way in: applied.
+    let out = as_ssh_session(&rig, INSIDE, srv6, &["apply", narrow]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let seed = rig.config("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
+    rig.ok(&["apply", seed.to_str().expect("path")]);
+
+    // --force goes through, and then the outside address is refused.
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["apply", narrow, "--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("applied"),
+        "{}",
+        text(&out.stdout)
+    );
+    let o = tcp_connect(rig.pair.cli_path(), srv6, 22, T);
+    assert!(o.is_host_unreachable(), "a new session from {OUTSIDE}: {o}");
+}
+
+#[test]
+fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_established() {
+    let rig = Rig::new(&[]);
+    let (srv6, srv4) = add_peer_addresses(&rig);
+    let _ssh =
+        spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
+    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = narrow.to_str().expect("path");
+    let seed = rig.config("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
+    let seed = seed.to_str().expect("path");
+
+    // A flow from inside the new sources: the apply goes through.
+    in_netns(rig.pair.cli_path(), || {
+        let mut s = TcpStream::connect_timeout(&(srv4, 22).into(), T).expect("connect");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        echo_rounds(&mut s, 2, "inside");
+        let out = rig.ok(&["apply", narrow]);
+        assert!(out.contains("applied"), "{out}");
+        echo_rounds(&mut s, 2, "inside, after the apply");
+    })
+    .expect("setns");
+    rig.ok(&["apply", seed]);
+
+    in_netns(rig.pair.cli_path(), || {
+        let mut s = TcpStream::connect_timeout(&(srv6, 22).into(), T).expect("connect");
+        s.set_read_timeout(Some(T)).expect("timeout");
+        echo_rounds(&mut s, 2, "outside");
+        let ports = rig.ports_json();
+        let out = rig.fw(&["apply", narrow]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "refused: {err}");
+        assert!(
+            err.contains("refusing to narrow the sources of tcp 22"),
+            "{err}"
+        );
+        assert!(
+            err.contains("established flow(s)"),
+            "names the flows: {err}"
+        );
+        assert!(err.contains("[2001:db8:1::2]:"), "names the peer: {err}");
+        assert!(err.contains("--force"), "says what to do: {err}");
+        assert_eq!(rig.ports_json(), ports, "refused apply changes nothing");
+        let out = rig.fw(&["deny", "tcp", "22"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+        let out = rig.ok(&["apply", narrow, "--force"]);
+        assert!(out.contains("applied"), "{out}");
+        echo_rounds(&mut s, 5, "outside, the established flow goes on");
+    })
+    .expect("setns");
+    let o = tcp_connect(rig.pair.cli_path(), srv6, 22, T);
+    assert!(o.is_host_unreachable(), "a new flow from {OUTSIDE}: {o}");
+    assert_eq!(
+        tcp_connect(rig.pair.cli_path(), srv4, 22, T),
+        Outcome::Connected,
+        "a new flow from {INSIDE}"
+    );
+}
+
+#[test]
+fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
+    let rig = Rig::new(&[]);
+    let st = rig.status();
+    assert_eq!(st["source_prefixes_used"], 0, "{st}");
+    assert_eq!(st["source_prefixes_max"], 65536, "the default: {st}");
+    let out = rig.ok(&["allow", "tcp", "10000-19999", "--from", "198.51.100.0/24"]);
+    assert_eq!(out, "opened tcp 10000-19999\n");
+    assert_eq!(
+        rig.ok(&["ports"]),
+        "tcp: 22 80\ntcp: 10000-19999 from 198.51.100.0/24\nudp: 80\n"
+    );
+    // The same list on another port shares the set.
+    rig.ok(&["allow", "udp", "5000", "--from", "198.51.100.0/24"]);
+    let st = rig.status();
+    assert_eq!(st["source_prefixes_used"], 1, "{st}");
+    assert_eq!(st["source_sets"], 1, "{st}");
+    let text_status = rig.ok(&["status"]);
+    assert!(
+        text_status.contains(
+            "source prefixes: 1 of 65536 entries in use ([capacity] source_prefixes), 1 source set(s)"
+        ),
+        "{text_status}"
+    );
+
+    // 10,240 prefixes on one port: all of them, not the first 4096.
+    let mut args: Vec<String> = ["allow", "tcp", "8443"].map(String::from).to_vec();
+    for i in 0..10_240u32 {
+        args.push("--from".into());
+        args.push(format!("10.{}.{}.0/24", i / 256, i % 256));
+    }
+    assert_eq!(rig.ok(&args), "opened tcp 8443\n");
+    let j: serde_json::Value = serde_json::from_str(&rig.ports_json()).expect("json");
+    let from = j["tcp"]
+        .as_array()
+        .expect("tcp")
+        .iter()
+        .find(|r| r["lo"] == 8443)
+        .and_then(|r| r["from"].as_array())
+        .map(Vec::len);
+    assert_eq!(from, Some(10_240), "every prefix is there");
+    let st = rig.status();
+    assert_eq!(st["source_prefixes_used"], 10_241, "{st}");
+    assert_eq!(st["source_sets"], 2, "{st}");
+}
+
+/// Distinct /24s `10.A.B.0/24`, `n` of them from the `k`-th on, as TOML.
+fn prefixes(k: u32, n: u32) -> String {
+    (k..k + n)
+        .map(|i| format!("\"10.{}.{}.0/24\"", i / 256, i % 256))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[test]
+fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
+    let tmp = TempDir::new();
+    let small = tmp.file(
+        "small.toml",
+        "[ports]\ntcp = [22, 80]\nudp = [80]\n[capacity]\nsource_prefixes = 64\n",
+    );
+    let rig = Rig::new(&["--config", small.to_str().expect("path")]);
+    let st = rig.status();
+    assert_eq!(st["source_prefixes_max"], 64, "sized at load: {st}");
+    rig.ok(&["allow", "tcp", "443", "--from", "198.51.100.0/24"]);
+    let ports = rig.ports_json();
+
+    // 64 new entries with 1 in use: one too many.
+    let mut args: Vec<String> = ["allow", "tcp", "8000-8999"].map(String::from).to_vec();
+    for i in 0..64u32 {
+        args.extend(["--from".into(), format!("192.0.2.{i}")]);
+    }
+    let out = rig.fw(&args);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for needle in [
+        "at most 64",
+        "`[capacity] source_prefixes`",
+        "nothing was changed",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert_eq!(rig.ports_json(), ports, "nothing changed");
+
+    // A valid file (it sizes its own map large enough) that the running
+    // map cannot hold: refused before the summary, nothing closed.
+    let mut body = String::from("[capacity]\nsource_prefixes = 65536\n[ports]\ntcp = [9000]\n");
+    for p in 0..200u32 {
+        body.push_str(&format!(
+            "[[sources]]\nproto = \"tcp\"\nport = {}\nfrom = [{}]\n",
+            2000 + p,
+            prefixes(p * 256, 256)
+        ));
+    }
+    let big = rig.config("big.toml", &body);
+    let big = big.to_str().expect("path");
+    let out = rig.fw(&["apply", big]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs 51200 source-prefix entries"), "{err}");
+    assert!(err.contains("at most 64"), "{err}");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "no \"opened\" line: {}",
+        text(&out.stdout)
+    );
+    assert_eq!(rig.ports_json(), ports, "nothing changed");
+    let st = rig.status();
+    assert!(st["interrupted_apply"].is_null(), "no half apply: {st}");
+    assert_eq!(st["source_prefixes_used"], 1, "{st}");
+
+    // Loaded with the file's own size, the same file goes in whole.
+    rig.ok(&["down"]);
+    rig.ok(&["up", rig.pair.srv_veth(), "--config", big]);
+    let st = rig.status();
+    assert_eq!(st["source_prefixes_used"], 51_200, "{st}");
+    assert_eq!(st["source_sets"], 200, "{st}");
+    let ports = rig.ok(&["ports"]);
+    assert_eq!(
+        ports.lines().count(),
+        2 + 200,
+        "{}",
+        &ports[..300.min(ports.len())]
+    );
+    assert!(
+        ports.starts_with("tcp: 9000\n"),
+        "80 and 22 closed, as the file says"
+    );
+}
+
 #[test]
 fn apply_swaps_policy_and_reject_settings() {
     let rig = Rig::new(&[]);
@@ -658,6 +980,23 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let lo = cfg("lo.toml", "interfaces = [\"lo\"]\n");
     let kind = cfg("kind.toml", "[reject]\nwith = \"bounce\"\n");
     let opens_9999 = cfg("opens.toml", "[ports]\ntcp = [22, 80, 9999]\n");
+    let cap0 = cfg("cap0.toml", "[ports]\n[capacity]\nsource_prefixes = 0\n");
+    let cap_big = cfg(
+        "cap-big.toml",
+        "[ports]\n[capacity]\nsource_prefixes = 4194305\n",
+    );
+    let cap_type = cfg(
+        "cap-type.toml",
+        "[ports]\n[capacity]\nsource_prefixes = \"many\"\n",
+    );
+    let cap_key = cfg("cap-key.toml", "[ports]\n[capacity]\nprefixes = 100\n");
+    let over = cfg(
+        "over.toml",
+        &format!(
+            "[ports]\n[capacity]\nsource_prefixes = 16\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [{}]\n",
+            prefixes(0, 17)
+        ),
+    );
     let missing = rig
         .tmp
         .0
@@ -698,6 +1037,16 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         ),
         bad(&["apply", &lo], "loopback is never filtered", 1),
         bad(&["apply", &missing], "reading config", 1),
+        bad(&["apply", &cap0], "source_prefixes = 0: must be 16-4194304", 1),
+        bad(&["apply", &cap_big], "must be 16-4194304", 1),
+        bad(&["apply", &cap_type], "invalid type", 1),
+        bad(&["apply", &cap_key], "unknown field `prefixes`", 1),
+        bad(
+            &["apply", &over],
+            "needs 17 source-prefix entries (one per prefix of each distinct source list), more than [capacity] source_prefixes = 16",
+            1,
+        ),
+        bad(&["up", &veth, "--config", &cap0], "must be 16-4194304", 1),
         bad(&["apply", &opens_9999, "--confirm", "0"], "1..=3600", 2),
         bad(&["up", "nosuch0"], "interface `nosuch0` does not exist", 1),
         bad(&["up", "lo"], "loopback is never filtered", 1),
