@@ -220,7 +220,21 @@ fn apply_locked(pins: &PinDir, plan: &Plan) -> Result<()> {
     let journal = dir.join(APPLYING);
     let body = format!("pid={}\nfile={}\n", std::process::id(), plan.path.display());
     write_private(&journal, &body)?;
-    loader::apply_config(pins, &plan.new)?;
+    if let Err(e) = loader::apply_config(pins, &plan.new) {
+        // A policy refused or undone whole left nothing half-written: no
+        // interrupted apply to report later.
+        if matches!(
+            e,
+            Error::PolicyWrite { .. }
+                | Error::SourceCapacity { .. }
+                | Error::TooManySourceSets { .. }
+        ) {
+            let _ = fs::remove_file(&journal);
+            let _ = fs::remove_file(&old);
+            let _ = fs::remove_dir(&dir);
+        }
+        return Err(e);
+    }
     // Done: nothing half-written to report any more, and an earlier
     // `--confirm` that died undecided is superseded by this config.
     let _ = fs::remove_file(&journal);

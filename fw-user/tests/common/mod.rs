@@ -199,7 +199,7 @@ impl Fw {
     /// Replaces the port policy (what `fw allow` / `fw deny` do).
     pub fn set_policy(&mut self, policy: Policy) {
         self.maps
-            .write_policy(&self.cfg.policy, &policy)
+            .write_policy(&policy)
             .unwrap_or_else(|e| panic!("writing policy: {e}"));
         self.cfg.policy = policy;
     }

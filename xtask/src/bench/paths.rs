@@ -4,7 +4,11 @@
 
 use anyhow::Result;
 use fw_common::{FlowKey, Reason};
-use fw_user::config::{Config, MAX_RATE};
+use fw_testkit::{CLI_V4, CLI_V6};
+use fw_user::{
+    config::{Config, MAX_RATE},
+    policy::{parse_prefix, PortRange, Proto},
+};
 
 use super::{
     frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
@@ -20,6 +24,9 @@ pub enum Setting {
     /// Rate 0 and the bucket drained first (every reject is rate-limited).
     Drained,
     DryRun,
+    /// The open port only from some sources (the peers' networks among 256
+    /// other prefixes): the source-set lookup of `--from` ports.
+    Restricted,
 }
 
 impl Setting {
@@ -38,6 +45,17 @@ impl Setting {
                 c.reject_burst = 0;
             }
             Setting::DryRun => c.dry_run = true,
+            Setting::Restricted => {
+                let mut from: Vec<String> = (0..256).map(|i| format!("10.{i}.0.0/16")).collect();
+                from.extend([format!("{CLI_V4}/32"), format!("{CLI_V6}/128")]);
+                let nets: Vec<_> = from
+                    .iter()
+                    .map(|s| parse_prefix(s).expect("a valid prefix"))
+                    .collect();
+                let port = PortRange::single(OPEN_PORT);
+                c.policy.deny(Proto::Tcp, port);
+                c.policy.allow(Proto::Tcp, port, &nets);
+            }
         }
         c
     }
@@ -125,6 +143,14 @@ pub fn all() -> Result<Vec<Spec>> {
                 Port,
                 XDP_PASS,
             )
+            .per_call(Some(new_flow)),
+            Spec::bulk(
+                name("port_from"),
+                frames::syn(v6, new_port, OPEN_PORT)?,
+                Port,
+                XDP_PASS,
+            )
+            .with(Setting::Restricted)
             .per_call(Some(new_flow)),
             Spec::bulk(name("reject"), closed.clone(), Reject, XDP_TX)
                 .with(Setting::Unlimited)
