@@ -162,7 +162,10 @@ pub enum Refused<'a> {
     },
 }
 
-fn ports_of(v: &[(Proto, u16)]) -> String {
+/// A (protocol, port) pair.
+type PortKey = (Proto, u16);
+
+fn ports_of(v: &[PortKey]) -> String {
     let mut by_proto: BTreeMap<Proto, Vec<u16>> = BTreeMap::new();
     for &(proto, port) in v {
         by_proto.entry(proto).or_default().push(port);
@@ -183,7 +186,7 @@ fn ports_of(v: &[(Proto, u16)]) -> String {
 /// The refusal, in words: what, who, why, and what to do instead.
 pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String {
     let ports: BTreeSet<(Proto, u16)> = hazards.iter().map(|h| (h.proto, h.port)).collect();
-    let (closed, narrowed): (Vec<(Proto, u16)>, Vec<(Proto, u16)>) = ports
+    let (closed, narrowed): (Vec<PortKey>, Vec<PortKey>) = ports
         .iter()
         .partition(|&&(proto, port)| !new.is_open(proto, port));
     let mut what = Vec::new();

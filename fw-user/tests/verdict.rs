@@ -904,6 +904,119 @@ fn source_restricted_ports() {
 }
 
 #[test]
+fn ports_share_source_sets_and_switch_between_them() {
+    let mut fw = Fw::seed();
+    let a = parse_prefix("198.51.100.0/24").unwrap();
+    let b = parse_prefix("203.0.113.0/24").unwrap();
+    let range = PortRange::new(10000, 19999, "10000-19999").unwrap();
+    let mut p = Policy::seed();
+    p.allow(Proto::Tcp, range, &[a]);
+    p.allow(Proto::Udp, PortRange::single(5353), &[a]);
+    p.allow(Proto::Tcp, PortRange::single(443), &[b]);
+    fw.set_policy(p.clone());
+    let layout = fw.maps.source_layout().unwrap();
+    assert_eq!(layout.keys, 2, "one entry per prefix of each distinct list");
+    assert_eq!(layout.sets_in_use(), 2);
+
+    // Each probe comes from its own address: a new flow every time.
+    let mut n = 0u8;
+    let mut from = |net: &str| {
+        n += 1;
+        format!("{net}.{n}").parse::<Ipv4Addr>().unwrap()
+    };
+    let (in_a, in_b) = ("198.51.100", "203.0.113");
+    for (what, pkt, pass) in [
+        (
+            "tcp 10000 from a",
+            Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+            true,
+        ),
+        (
+            "tcp 19999 from a",
+            Pkt::syn(Fam::V4, 19999).from(from(in_a)),
+            true,
+        ),
+        (
+            "tcp 19999 from b",
+            Pkt::syn(Fam::V4, 19999).from(from(in_b)),
+            false,
+        ),
+        (
+            "udp 5353 from a",
+            Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+            true,
+        ),
+        (
+            "tcp 443 from b",
+            Pkt::syn(Fam::V4, 443).from(from(in_b)),
+            true,
+        ),
+        (
+            "tcp 443 from a",
+            Pkt::syn(Fam::V4, 443).from(from(in_a)),
+            false,
+        ),
+    ] {
+        if pass {
+            fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
+        } else {
+            expect_host_unreach(&fw, what, &pkt);
+        }
+    }
+
+    // The range moves to b; 443 widens to a and b; udp 5353 keeps a.
+    let mut q = Policy::seed();
+    q.allow(Proto::Tcp, range, &[b]);
+    q.allow(Proto::Udp, PortRange::single(5353), &[a]);
+    q.allow(Proto::Tcp, PortRange::single(443), &[a, b]);
+    fw.set_policy(q.clone());
+    assert_eq!(
+        fw.maps.policy().unwrap(),
+        q,
+        "the kernel holds the new policy"
+    );
+    let layout = fw.maps.source_layout().unwrap();
+    assert_eq!(layout.keys, 4, "{{a}}, {{b}} and {{a, b}}; nothing stale");
+    assert_eq!(layout.sets_in_use(), 3);
+    for (what, pkt, pass) in [
+        (
+            "tcp 10000 from a, after",
+            Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+            false,
+        ),
+        (
+            "tcp 10000 from b, after",
+            Pkt::syn(Fam::V4, 10000).from(from(in_b)),
+            true,
+        ),
+        (
+            "udp 5353 from a, after",
+            Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+            true,
+        ),
+        (
+            "tcp 443 from a, after",
+            Pkt::syn(Fam::V4, 443).from(from(in_a)),
+            true,
+        ),
+        (
+            "tcp 443 from b, after",
+            Pkt::syn(Fam::V4, 443).from(from(in_b)),
+            true,
+        ),
+    ] {
+        if pass {
+            fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
+        } else {
+            expect_host_unreach(&fw, what, &pkt);
+        }
+    }
+    // Back to the seed: no source entry left behind.
+    fw.set_policy(Policy::seed());
+    assert_eq!(fw.maps.source_layout().unwrap().keys, 0);
+}
+
+#[test]
 fn outbound_flows_let_their_replies_in() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
