@@ -27,6 +27,9 @@ pub enum Setting {
     /// The open port only from some sources (the peers' networks among 256
     /// other prefixes): the source-set lookup of `--from` ports.
     Restricted,
+    /// The open port only from 256 prefixes without the peers, and the
+    /// reject bucket drained: a refused source, timed in bulk.
+    RestrictedDrained,
 }
 
 impl Setting {
@@ -45,9 +48,14 @@ impl Setting {
                 c.reject_burst = 0;
             }
             Setting::DryRun => c.dry_run = true,
-            Setting::Restricted => {
+            Setting::Restricted | Setting::RestrictedDrained => {
                 let mut from: Vec<String> = (0..256).map(|i| format!("10.{i}.0.0/16")).collect();
-                from.extend([format!("{CLI_V4}/32"), format!("{CLI_V6}/128")]);
+                if self == Setting::Restricted {
+                    from.extend([format!("{CLI_V4}/32"), format!("{CLI_V6}/128")]);
+                } else {
+                    c.reject_rate = 0;
+                    c.reject_burst = 0;
+                }
                 let nets: Vec<_> = from
                     .iter()
                     .map(|s| parse_prefix(s).expect("a valid prefix"))
@@ -58,6 +66,11 @@ impl Setting {
             }
         }
         c
+    }
+
+    /// The reject bucket must be emptied before each timed run.
+    pub fn drained(self) -> bool {
+        matches!(self, Setting::Drained | Setting::RestrictedDrained)
     }
 }
 
@@ -162,6 +175,13 @@ pub fn all() -> Result<Vec<Spec>> {
                 XDP_DROP,
             )
             .with(Setting::Drained),
+            Spec::bulk(
+                name("port_from_refused"),
+                frames::syn(v6, new_port, OPEN_PORT)?,
+                RejectRatelimited,
+                XDP_DROP,
+            )
+            .with(Setting::RestrictedDrained),
             Spec::bulk(name("reject_silent"), unknown_quote, RejectSilent, XDP_DROP),
             Spec::bulk(
                 name("malformed"),

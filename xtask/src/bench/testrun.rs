@@ -33,7 +33,7 @@ use fw_user::{clock::kernel_now_ns, config::Config, loader, maps::FwMaps, pins::
 use super::{
     frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
     generator::pin_cpu,
-    paths::{self, Method, Setting},
+    paths::{self, Method},
     Plan,
 };
 
@@ -269,7 +269,7 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
                     e.push(bulk(empty, &s.frame, plan.repeat)?.0);
                     // A token earned since the last run would answer one
                     // packet, rewriting it in place for the rest of the run.
-                    if s.setting == Setting::Drained {
+                    if s.setting.drained() {
                         drain(prog, &s.frame)?;
                     }
                     let before = fw.counted(s.reason)?;
