@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -444,6 +444,41 @@ impl Default for Meta {
     }
 }
 
+/// Longest config file path fw records in `CONFIG_FILE`.
+pub const CONFIG_PATH_MAX: usize = 4096;
+
+/// The config file fw loaded (`fw up --config`) or last applied (`fw
+/// apply`), `CONFIG_FILE[0]`: where `fw allow`/`fw deny` write their
+/// changes back. In a pinned map so it lives and dies with the pins; the
+/// programs never read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Bytes of `path` in use; 0: fw runs no file's policy.
+    pub path_len: u32,
+    pub _pad: u32,
+    /// FNV-1a of the file's bytes as fw last read or wrote them: tells
+    /// whether someone edited the file since.
+    pub content_hash: u64,
+    /// FNV-1a of what those bytes configure (the config printed
+    /// canonically): tells an edit of comments or layout from one of policy.
+    pub config_hash: u64,
+    /// Absolute path, symlinks resolved.
+    pub path: [u8; CONFIG_PATH_MAX],
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            path_len: 0,
+            _pad: 0,
+            content_hash: 0,
+            config_hash: 0,
+            path: [0; CONFIG_PATH_MAX],
+        }
+    }
+}
+
 /// Map names, as pinned under the pin dir.
 pub mod maps {
     pub const COUNTERS: &str = "COUNTERS";
@@ -458,11 +493,23 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     pub const META: &str = "META";
     pub const CT_STATS: &str = "CT_STATS";
+    pub const CONFIG_FILE: &str = "CONFIG_FILE";
     /// The maps fw pins (the per-CPU scratch maps of the programs are not
     /// state and stay unpinned).
-    pub const PINNED: [&str; 12] = [
-        COUNTERS, IFACE_SLOT, PORTS, PORT_HITS, ALLOW_SRC, CONFIG, RATE_STATE, CONNTRACK, FRAGS,
-        EVENTS, CT_STATS, META,
+    pub const PINNED: [&str; 13] = [
+        COUNTERS,
+        IFACE_SLOT,
+        PORTS,
+        PORT_HITS,
+        ALLOW_SRC,
+        CONFIG,
+        RATE_STATE,
+        CONNTRACK,
+        FRAGS,
+        EVENTS,
+        CT_STATS,
+        CONFIG_FILE,
+        META,
     ];
 }
 
@@ -484,4 +531,5 @@ mod pod {
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for IfaceMeta {}
     unsafe impl aya::Pod for Meta {}
+    unsafe impl aya::Pod for ConfigFile {}
 }

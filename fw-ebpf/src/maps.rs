@@ -6,9 +6,9 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use fw_common::{
-    Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES,
-    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
-    SRC_DEFAULT_ENTRIES,
+    Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
+    COUNTER_ENTRIES, CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX,
+    PORT_ENTRIES, SRC_DEFAULT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -74,3 +74,7 @@ pub static PKT: PerCpuArray<Pkt> = PerCpuArray::with_max_entries(1, 0);
 /// fw's own bookkeeping (interfaces, layout version); never read here.
 #[map]
 pub static META: Array<Meta> = Array::with_max_entries(1, 0);
+
+/// The config file fw writes runtime changes back to; never read here.
+#[map]
+pub static CONFIG_FILE: Array<ConfigFile> = Array::with_max_entries(1, 0);

@@ -26,6 +26,7 @@ use crate::{
     guard, iface,
     loader::{self, require_root},
     maps::FwMaps,
+    persist::{Record, Source},
     pins::PinDir,
     policy::{collapse, Proto},
 };
@@ -50,6 +51,10 @@ pub struct Plan {
     pub path: PathBuf,
     pub new: Config,
     pub old: Config,
+    /// The file, as fw records it once applied (None: not a regular file).
+    pub record: Option<Record>,
+    /// The file fw ran before (restored with `old` on a rollback).
+    pub old_record: Option<Record>,
     /// Things the apply does not change, said aloud.
     pub notes: Vec<String>,
 }
@@ -60,7 +65,9 @@ pub struct Plan {
 /// guard for ports the file closes.
 pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Result<Plan> {
     require_root("fw apply")?;
-    let new = Config::load(path)?;
+    let source = Source::read(path)?;
+    let record = source.record();
+    let new = source.config;
     for name in &new.interfaces {
         iface::resolve(name)?;
     }
@@ -71,6 +78,7 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Re
         }
     }
     let old = Config::from_running(&maps)?;
+    let old_record = crate::persist::recorded(&maps)?;
     if !force {
         let refused = guard::Refused::Apply {
             file: path,
@@ -113,10 +121,15 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Re
             new.conntrack_entries, old.conntrack_entries
         ));
     }
+    if record.is_none() {
+        notes.push(crate::persist::unrecorded_note(path));
+    }
     Ok(Plan {
         path: path.to_path_buf(),
         new,
         old,
+        record,
+        old_record,
         notes,
     })
 }
@@ -235,6 +248,8 @@ fn apply_locked(pins: &PinDir, plan: &Plan) -> Result<()> {
         }
         return Err(e);
     }
+    // From now on fw runs this file: changes are written back to it.
+    crate::persist::set_recorded(&FwMaps::open(pins)?, plan.record.as_ref())?;
     // Done: nothing half-written to report any more, and an earlier
     // `--confirm` that died undecided is superseded by this config.
     let _ = fs::remove_file(&journal);
@@ -338,11 +353,7 @@ pub(crate) fn make_private_dir(dir: &Path) -> Result<()> {
 /// The probation directory of a pin dir: /run/fw/<hash of its path>.
 pub fn pending_dir(pins: &PinDir) -> PathBuf {
     let root = fs::canonicalize(pins.root()).unwrap_or_else(|_| pins.root().to_path_buf());
-    // FNV-1a: stable across builds and runs, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in root.as_os_str().as_encoded_bytes() {
-        h = (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::persist::fnv1a(root.as_os_str().as_encoded_bytes());
     Path::new(RUN_DIR).join(format!("{h:016x}"))
 }
 
@@ -506,7 +517,7 @@ pub fn apply_with_confirm(
     let marker = Marker::create(pins, secs, &plan.old)?;
     if let Err(e) = apply_locked(pins, plan) {
         // Half-applied is worse than either config: put the old one back.
-        let rolled = loader::apply_config(pins, &plan.old);
+        let rolled = roll_back(pins, plan);
         let saved = marker.previous();
         return Err(match rolled {
             Ok(()) => {
@@ -537,7 +548,7 @@ pub fn apply_with_confirm(
             };
             let _ = writeln!(out, "{why}: rolling back");
             let _ = out.flush();
-            match crate::lock::take().and_then(|_lock| loader::apply_config(pins, &plan.old)) {
+            match crate::lock::take().and_then(|_lock| roll_back(pins, plan)) {
                 Ok(()) => {
                     marker.remove();
                     Err(Error::NotConfirmed { why })
@@ -552,6 +563,12 @@ pub fn apply_with_confirm(
             }
         }
     }
+}
+
+/// Puts back the config and the config file record `plan` replaced.
+fn roll_back(pins: &PinDir, plan: &Plan) -> Result<()> {
+    loader::apply_config(pins, &plan.old)?;
+    crate::persist::set_recorded(&FwMaps::open(pins)?, plan.old_record.as_ref())
 }
 
 /// Polls for a confirmation until the deadline.

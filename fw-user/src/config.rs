@@ -2,6 +2,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
@@ -48,12 +49,12 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    interfaces: Vec<String>,
+    interfaces: Vec<Spanned<String>>,
     #[serde(default)]
     dry_run: bool,
     ports: Option<Ports>,
     #[serde(default)]
-    sources: Vec<Source>,
+    sources: Vec<Spanned<Source>>,
     reject: Option<Reject>,
     conntrack: Option<Conntrack>,
     dhcp: Option<Dhcp>,
@@ -64,9 +65,9 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct Ports {
     #[serde(default)]
-    tcp: Vec<PortSpec>,
+    tcp: Vec<Spanned<PortSpec>>,
     #[serde(default)]
-    udp: Vec<PortSpec>,
+    udp: Vec<Spanned<PortSpec>>,
 }
 
 #[derive(Deserialize)]
@@ -79,23 +80,23 @@ enum PortSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Source {
-    proto: String,
-    port: PortSpec,
-    from: Vec<String>,
+    proto: Spanned<String>,
+    port: Spanned<PortSpec>,
+    from: Spanned<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Reject {
     with: Option<RejectWith>,
-    rate: Option<u64>,
-    burst: Option<u64>,
+    rate: Option<Spanned<u64>>,
+    burst: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Conntrack {
-    entries: Option<u32>,
+    entries: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -107,7 +108,7 @@ struct Dhcp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Capacity {
-    source_prefixes: Option<u32>,
+    source_prefixes: Option<Spanned<u32>>,
 }
 
 /// Bounds of `[capacity] source_prefixes`.
@@ -126,86 +127,144 @@ fn port_range(spec: &PortSpec) -> Result<PortRange> {
     }
 }
 
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// What `[ports]` missing means to fw: nothing (an empty or truncated file
+/// must not quietly become the seed policy).
+pub const NO_PORTS: &str = "the file has no [ports] table, so it does not say which ports to open \
+     (an empty or truncated file?): add `[ports]` with the ports to open (the seed policy is \
+     `tcp = [22, 80]` and `udp = [80]`); an empty `[ports]` opens none";
+
 impl Config {
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors. A
+    /// value refused after parsing is named with its line, column and
+    /// place in the file (`sources[1].from[0]`), as a syntax error is.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config> {
         let bad = |reason: String| Error::Config {
             path: origin.to_path_buf(),
             reason,
         };
+        let at = |span: std::ops::Range<usize>, entry: String, e: Error| {
+            let (line, column) = line_column(text, span.start);
+            Error::ConfigAt {
+                path: origin.to_path_buf(),
+                line,
+                column,
+                entry,
+                reason: e.to_string(),
+            }
+        };
         let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        let mut cfg = Config::default();
-        if let Some(ports) = &file.ports {
-            cfg.policy = Policy::default();
-            for (proto, specs) in [(Proto::Tcp, &ports.tcp), (Proto::Udp, &ports.udp)] {
-                for spec in specs {
-                    let r = port_range(spec).map_err(|e| bad(format!("[ports] {proto}: {e}")))?;
-                    cfg.policy.allow(proto, r, &[]);
-                }
+        let Some(ports) = &file.ports else {
+            return Err(bad(NO_PORTS.into()));
+        };
+        let mut cfg = Config {
+            policy: Policy::default(),
+            ..Config::default()
+        };
+        for (proto, specs) in [(Proto::Tcp, &ports.tcp), (Proto::Udp, &ports.udp)] {
+            for (i, spec) in specs.iter().enumerate() {
+                let r = port_range(spec.get_ref())
+                    .map_err(|e| at(spec.span(), format!("ports.{proto}[{i}]"), e))?;
+                cfg.policy.allow(proto, r, &[]);
             }
         }
-        for src in &file.sources {
-            let proto: Proto = src
+        for (i, src) in file.sources.iter().enumerate() {
+            let entry = |key: &str| format!("sources[{i}].{key}");
+            let s = src.get_ref();
+            let proto: Proto = s
                 .proto
+                .get_ref()
                 .parse()
-                .map_err(|e| bad(format!("[[sources]]: {e}")))?;
-            let range = port_range(&src.port).map_err(|e| bad(format!("[[sources]]: {e}")))?;
-            if src.from.is_empty() {
-                return Err(bad(
-                    "[[sources]] `from` is empty: list at least one prefix".into()
+                .map_err(|e| at(s.proto.span(), entry("proto"), e))?;
+            let range =
+                port_range(s.port.get_ref()).map_err(|e| at(s.port.span(), entry("port"), e))?;
+            if s.from.get_ref().is_empty() {
+                return Err(at(
+                    s.from.span(),
+                    entry("from"),
+                    Error::invalid("source list", "[]", "list at least one prefix"),
                 ));
             }
-            let nets = src
-                .from
-                .iter()
-                .map(|s| parse_prefix(s))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| bad(format!("[[sources]]: {e}")))?;
+            let mut nets = Vec::new();
+            for (j, net) in s.from.get_ref().iter().enumerate() {
+                nets.push(
+                    parse_prefix(net.get_ref())
+                        .map_err(|e| at(net.span(), entry(&format!("from[{j}]")), e))?,
+                );
+            }
             // A source rule opens the port to those sources only.
             cfg.policy.deny(proto, range);
             cfg.policy.allow(proto, range, &nets);
         }
+        let limit = |v: &Spanned<u64>, key: &str, unit: &str| {
+            let n = *v.get_ref();
+            if n == 0 || n > MAX_RATE {
+                return Err(at(
+                    v.span(),
+                    format!("reject.{key}"),
+                    Error::invalid(
+                        "value",
+                        n.to_string(),
+                        format!("{key} must be 1-{MAX_RATE}{unit}"),
+                    ),
+                ));
+            }
+            Ok(n)
+        };
         if let Some(r) = &file.reject {
             if let Some(w) = r.with {
                 cfg.reject_with = w;
             }
-            if let Some(rate) = r.rate {
-                if rate == 0 || rate > MAX_RATE {
-                    return Err(bad(format!(
-                        "[reject] rate = {rate}: must be 1-{MAX_RATE} per second"
-                    )));
-                }
-                cfg.reject_rate = rate;
-                cfg.reject_burst = rate;
+            if let Some(rate) = &r.rate {
+                cfg.reject_rate = limit(rate, "rate", " per second")?;
+                cfg.reject_burst = cfg.reject_rate;
             }
-            if let Some(burst) = r.burst {
-                if burst == 0 || burst > MAX_RATE {
-                    return Err(bad(format!(
-                        "[reject] burst = {burst}: must be 1-{MAX_RATE}"
-                    )));
-                }
-                cfg.reject_burst = burst;
+            if let Some(burst) = &r.burst {
+                cfg.reject_burst = limit(burst, "burst", "")?;
             }
         }
-        if let Some(ct) = &file.conntrack {
-            if let Some(n) = ct.entries {
-                if !(1024..=16_777_216).contains(&n) {
-                    return Err(bad(format!(
-                        "[conntrack] entries = {n}: must be 1024-16777216"
-                    )));
-                }
-                cfg.conntrack_entries = n;
+        if let Some(n) = file.conntrack.as_ref().and_then(|c| c.entries.as_ref()) {
+            if !(1024..=16_777_216).contains(n.get_ref()) {
+                return Err(at(
+                    n.span(),
+                    "conntrack.entries".into(),
+                    Error::invalid(
+                        "value",
+                        n.get_ref().to_string(),
+                        "entries must be 1024-16777216",
+                    ),
+                ));
             }
+            cfg.conntrack_entries = *n.get_ref();
         }
-        if let Some(n) = file.capacity.as_ref().and_then(|c| c.source_prefixes) {
-            if !SOURCE_PREFIXES.contains(&n) {
-                return Err(bad(format!(
-                    "[capacity] source_prefixes = {n}: must be {}-{}",
-                    SOURCE_PREFIXES.start(),
-                    SOURCE_PREFIXES.end()
-                )));
+        if let Some(n) = file
+            .capacity
+            .as_ref()
+            .and_then(|c| c.source_prefixes.as_ref())
+        {
+            if !SOURCE_PREFIXES.contains(n.get_ref()) {
+                return Err(at(
+                    n.span(),
+                    "capacity.source_prefixes".into(),
+                    Error::invalid(
+                        "value",
+                        n.get_ref().to_string(),
+                        format!(
+                            "source_prefixes must be {}-{}",
+                            SOURCE_PREFIXES.start(),
+                            SOURCE_PREFIXES.end()
+                        ),
+                    ),
+                ));
             }
-            cfg.source_prefixes = n;
+            cfg.source_prefixes = *n.get_ref();
         }
         let needed = cfg.policy.source_entries();
         if needed > cfg.source_prefixes as usize {
@@ -216,10 +275,15 @@ impl Config {
                 cfg.source_prefixes
             )));
         }
-        for i in &file.interfaces {
-            crate::iface::check_name(i).map_err(|e| bad(e.to_string()))?;
+        for (i, name) in file.interfaces.iter().enumerate() {
+            crate::iface::check_name(name.get_ref())
+                .map_err(|e| at(name.span(), format!("interfaces[{i}]"), e))?;
         }
-        cfg.interfaces = file.interfaces;
+        cfg.interfaces = file
+            .interfaces
+            .into_iter()
+            .map(|n| n.into_inner())
+            .collect();
         cfg.dry_run = file.dry_run;
         if let Some(client) = file.dhcp.and_then(|d| d.client) {
             cfg.dhcp_client = client;
@@ -340,7 +404,6 @@ mod tests {
     fn default_is_seed() {
         let c = parse("[ports]\ntcp = [22, 80]\nudp = [80]\n").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(parse("").unwrap(), Config::default());
     }
 
     #[test]
@@ -407,7 +470,7 @@ mod tests {
         assert!(!off.dhcp_client);
         assert_eq!(off.kernel().flags & CFG_DHCP_CLIENT, 0);
         assert_eq!(parse(&off.to_toml()).unwrap(), off);
-        assert!(parse("[dhcp]\n").unwrap().dhcp_client);
+        assert!(parse("[ports]\n[dhcp]\n").unwrap().dhcp_client);
     }
 
     #[test]
@@ -418,7 +481,12 @@ mod tests {
             ("[ports]\ntcp = [\"90-80\"]", "inverted"),
             ("[ports]\nsctp = [1]", "unknown field"),
             ("[reject]\nwith = \"bounce\"", "unknown variant"),
-            ("[reject]\nrate = 0", "rate"),
+            ("", "no [ports] table"),
+            (
+                "[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]",
+                "no [ports]",
+            ),
+            ("[ports]\n[reject]\nrate = 0", "rate"),
             ("[ports\n", "expected"),
             ("color = 1", "unknown field"),
             ("[dhcp]\nclient = 1", "invalid type"),

@@ -12,6 +12,7 @@ use crate::{
     guard,
     loader::require_root,
     maps::FwMaps,
+    persist::{self, Save, Saved},
     pins::PinDir,
     policy::{collapse, Policy, PortRange, Proto},
 };
@@ -34,6 +35,8 @@ pub struct Change {
     pub kept_open_to_all: Vec<PortRange>,
     /// The policy after the change.
     pub policy: Policy,
+    /// Whether it went into the config file fw runs.
+    pub saved: Saved,
 }
 
 impl Change {
@@ -140,42 +143,88 @@ fn describe(
         already: collapse(already),
         kept_open_to_all: collapse(wider),
         policy: new,
+        saved: Saved::NoFile,
     }
 }
 
+/// Writes `new` into the maps and, unless `save` says not to, the same
+/// change into the config file fw runs: staged before the maps change and
+/// put in place after, the maps put back if that last step fails, so the
+/// change lands in both or in neither.
+fn write(
+    maps: &FwMaps,
+    old: &Policy,
+    new: &Policy,
+    save: Save,
+    change: impl Fn(&mut Policy),
+) -> Result<Saved> {
+    // Refused for capacity before the file is touched.
+    maps.check_policy_fits(new)?;
+    let pending = persist::stage(maps, save, change)?;
+    maps.write_policy(new)?;
+    pending.commit(maps).inspect_err(|_| {
+        let _ = maps.write_policy(old);
+    })
+}
+
 /// Opens `ranges` of `proto` (only to `from`, when given). Idempotent.
-pub fn allow(pins: &PinDir, proto: Proto, ranges: &[PortRange], from: &[IpNet]) -> Result<Change> {
+/// `save` says whether the config file fw runs gets the change too.
+pub fn allow(
+    pins: &PinDir,
+    proto: Proto,
+    ranges: &[PortRange],
+    from: &[IpNet],
+    save: Save,
+) -> Result<Change> {
     require_root("fw allow")?;
     let _lock = crate::lock::take()?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
+    let change = |p: &mut Policy| {
+        for r in ranges {
+            p.allow(proto, *r, from);
+        }
+    };
     let mut new = old.clone();
-    for r in ranges {
-        new.allow(proto, *r, from);
-    }
-    maps.write_policy(&new)?;
-    Ok(describe(proto, &old, new, &requested(ranges), from))
+    change(&mut new);
+    let saved = write(&maps, &old, &new, save, change)?;
+    Ok(Change {
+        saved,
+        ..describe(proto, &old, new, &requested(ranges), from)
+    })
 }
 
 /// Closes `ranges` of `proto`. Established flows on them continue. Unless
 /// `force`, refuses (changing nothing) when the lockout guard finds flows
 /// or this command's own session on a port being closed.
-pub fn deny(pins: &PinDir, proto: Proto, ranges: &[PortRange], force: bool) -> Result<Change> {
+pub fn deny(
+    pins: &PinDir,
+    proto: Proto,
+    ranges: &[PortRange],
+    force: bool,
+    save: Save,
+) -> Result<Change> {
     require_root("fw deny")?;
     let _lock = crate::lock::take()?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
+    let change = |p: &mut Policy| {
+        for r in ranges {
+            p.deny(proto, *r);
+        }
+    };
     let mut new = old.clone();
-    for r in ranges {
-        new.deny(proto, *r);
-    }
+    change(&mut new);
     if !force {
         let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
         let cmd = format!("fw deny {proto} {}", asked.join(" "));
         guard::guard(&maps, &old, &new, guard::Refused::Deny(&cmd))?;
     }
-    maps.write_policy(&new)?;
-    Ok(describe(proto, &old, new, &requested(ranges), &[]))
+    let saved = write(&maps, &old, &new, save, change)?;
+    Ok(Change {
+        saved,
+        ..describe(proto, &old, new, &requested(ranges), &[])
+    })
 }
 
 /// Open ports of `proto` grouped by source list (`None`: open to everyone

@@ -105,6 +105,22 @@ pub enum Error {
     #[error("config {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 
+    /// A value refused after parsing, where it is in the file.
+    #[error("config {path}:{line}:{column}: {entry}: {reason}")]
+    ConfigAt {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// Where in the config, like `sources[1].from[0]`.
+        entry: String,
+        reason: String,
+    },
+
+    /// The config file fw writes changes back to cannot take this one;
+    /// nothing was changed.
+    #[error("{0}")]
+    NotSaved(String),
+
     #[error("only {shown} of the {wanted} events asked for (--count) arrived within {secs} s (--timeout)")]
     TooFewEvents { shown: u64, wanted: u64, secs: f64 },
 

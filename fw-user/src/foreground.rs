@@ -76,10 +76,11 @@ pub fn run(
     ifaces: &[String],
     hooks: Hooks,
     config: Option<&Config>,
+    file: Option<&crate::persist::Record>,
     stop: &Shutdown,
     on_up: impl FnOnce(&UpReport),
 ) -> Result<DownReport> {
-    let report = loader::up(pins, ifaces, hooks, config)?;
+    let report = loader::up(pins, ifaces, hooks, config, file)?;
     on_up(&report);
     let mine: Vec<String> = report.attached.iter().map(|a| a.name.clone()).collect();
     // The aya-log buffer is not pinned: find it through the loaded program.

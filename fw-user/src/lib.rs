@@ -22,6 +22,7 @@ pub mod log;
 pub mod maps;
 pub mod metrics;
 mod netlink;
+pub mod persist;
 pub mod pins;
 pub mod policy;
 pub mod rig;

@@ -17,6 +17,7 @@ use crate::{
     error::{Error, Result},
     iface::{self, Iface},
     maps::FwMaps,
+    persist::Record,
     pins::PinDir,
 };
 
@@ -80,12 +81,15 @@ pub struct Attached {
 }
 
 /// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
-/// `config` is applied on a fresh load, or when given explicitly.
+/// `config` is applied on a fresh load, or when given explicitly; `file`
+/// is the config file it came from, recorded as the one changes are
+/// written back to.
 pub fn up(
     pins: &PinDir,
     names_: &[String],
     hooks: Hooks,
     config: Option<&Config>,
+    file: Option<&Record>,
 ) -> Result<UpReport> {
     require_root("fw up")?;
     let _lock = crate::lock::take()?;
@@ -125,7 +129,7 @@ pub fn up(
             repaired.push(leftovers_note(pins));
         }
         let cfg = config.unwrap_or(&default_cfg);
-        if let Err(e) = load_fresh(pins, cfg) {
+        if let Err(e) = load_and_pin_recording(pins, cfg, file) {
             let _ = pins.remove_all();
             return Err(e);
         }
@@ -143,6 +147,9 @@ pub fn up(
         }
         if let Some(cfg) = config {
             apply_config(pins, cfg)?;
+            if file.is_some() {
+                crate::persist::set_recorded(&maps, file)?;
+            }
         }
     }
     let maps = FwMaps::open(pins)?;
@@ -333,14 +340,15 @@ fn repair(
     Ok(done)
 }
 
-fn load_fresh(pins: &PinDir, cfg: &Config) -> Result<()> {
-    load_and_pin(pins, cfg).map(drop)
-}
-
 /// Loads the object, pins maps and programs under `pins` and writes `cfg`,
 /// attaching nothing. `fw up` builds on it; tests and benches run the
 /// returned programs through BPF_PROG_TEST_RUN.
 pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
+    load_and_pin_recording(pins, cfg, None)
+}
+
+/// [`load_and_pin`], recording `file` as the config file fw runs.
+fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>) -> Result<Ebpf> {
     pins.prepare()?;
     let mut ebpf: Ebpf = EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
@@ -384,6 +392,7 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
     let maps = FwMaps::new_unchecked(pins);
     maps.set_config(&cfg.kernel())?;
     maps.write_policy(&cfg.policy)?;
+    crate::persist::set_recorded(&maps, file)?;
     // META last, pinned only once written: its pin is what marks fw as
     // loaded, so a load killed before this point is mere leftovers.
     let meta = Meta {

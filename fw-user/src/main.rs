@@ -15,6 +15,7 @@ use fw_user::{
     loader::{self, Mode},
     log,
     maps::FwMaps,
+    persist::{self, Save, Saved, Source},
     pins::{PinDir, DEFAULT_PIN_DIR},
     policy::{parse_prefix, PortRange, Proto},
     shutdown::Shutdown,
@@ -107,6 +108,10 @@ enum Cmd {
         /// Only for these sources (CIDR, v4 or v6); repeatable.
         #[arg(long, value_name = "CIDR")]
         from: Vec<String>,
+        /// Change the running policy only, not the config file fw runs (a
+        /// reload or reboot then undoes the change).
+        #[arg(long)]
+        runtime: bool,
     },
     /// Close ports; established flows on them continue.
     Deny {
@@ -118,6 +123,17 @@ enum Cmd {
         /// flows keep working either way; new connections are rejected.
         #[arg(long)]
         force: bool,
+        /// Change the running policy only, not the config file fw runs (a
+        /// reload or reboot then undoes the change).
+        #[arg(long)]
+        runtime: bool,
+    },
+    /// Print the running policy as a config file (like iptables-save), or
+    /// write it into FILE (an existing fw config is edited in place, its
+    /// comments kept).
+    Save {
+        /// Where to write it (atomically); stdout when not given.
+        file: Option<PathBuf>,
     },
     /// List the open ports.
     Ports {
@@ -211,10 +227,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let hooks = loader::Hooks { xdp: mode, egress };
             loader::require_root("fw up")?;
-            let mut cfg = match &config {
-                Some(path) => Some(Config::load(path)?),
-                None => None,
-            };
+            let source = config.as_deref().map(Source::read).transpose()?;
+            let record = source.as_ref().and_then(Source::record);
+            if let (Some(path), None) = (&config, &record) {
+                note(format_args!("fw: note: {}", persist::unrecorded_note(path)));
+            }
+            let mut cfg = source.map(|s| s.config);
             if dry_run {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
@@ -233,9 +251,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 foreground::init_tracing();
                 // Staying attached matters more than being heard: a closed
                 // stdout does not end a foreground fw.
-                let d = foreground::run(&pins, &ifaces, hooks, cfg.as_ref(), &stop, |r| {
-                    let _ = print_up(r);
-                })?;
+                let d = foreground::run(
+                    &pins,
+                    &ifaces,
+                    hooks,
+                    cfg.as_ref(),
+                    record.as_ref(),
+                    &stop,
+                    |r| {
+                        let _ = print_up(r);
+                    },
+                )?;
                 for n in &d.detached {
                     outln!("fw down on {n}");
                 }
@@ -243,7 +269,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     outln!("fw unloaded; pins under {} removed", pins.root().display());
                 }
             } else {
-                print_up(&loader::up(&pins, &ifaces, hooks, cfg.as_ref())?)?;
+                print_up(&loader::up(
+                    &pins,
+                    &ifaces,
+                    hooks,
+                    cfg.as_ref(),
+                    record.as_ref(),
+                )?)?;
             }
         }
         Cmd::Log {
@@ -280,6 +312,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
         }
         Cmd::Down { ifaces } => {
+            loader::require_root("fw down")?;
+            if let Some(w) = persist::unload_warning_for(&pins, &ifaces) {
+                note(format_args!("fw: {w}"));
+            }
             let r = loader::down(&pins, &ifaces)?;
             for note in &r.repaired {
                 outln!("repaired: {note}");
@@ -325,24 +361,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
             }
         }
-        Cmd::Allow { proto, ports, from } => {
+        Cmd::Allow {
+            proto,
+            ports,
+            from,
+            runtime,
+        } => {
             loader::require_root("fw allow")?;
             let nets = from
                 .iter()
                 .map(|s| parse_prefix(s))
                 .collect::<Result<Vec<_>, _>>()?;
-            let c = control::allow(&pins, proto, &ports, &nets)?;
+            let c = control::allow(&pins, proto, &ports, &nets, save_mode(runtime))?;
             out!("{}", c.render(true));
+            saved_note(&c.saved, c.changed())?;
             pending_note(&pins, c.changed());
         }
         Cmd::Deny {
             proto,
             ports,
             force,
+            runtime,
         } => {
-            let c = control::deny(&pins, proto, &ports, force)?;
+            let c = control::deny(&pins, proto, &ports, force, save_mode(runtime))?;
             out!("{}", c.render(false));
+            saved_note(&c.saved, c.changed())?;
             pending_note(&pins, c.changed());
+        }
+        Cmd::Save { file: None } => out!("{}", persist::saved_text(&FwMaps::open(&pins)?)?),
+        Cmd::Save { file: Some(file) } => {
+            let r = persist::save_to(&pins, &file)?;
+            let how = if r.unchanged {
+                "already holds the running policy; left as it was"
+            } else if r.edited {
+                "now holds the running policy (edited in place, comments kept)"
+            } else {
+                "now holds the running policy"
+            };
+            outln!("{} {how}", file.display());
+            if r.recorded {
+                outln!("later `fw allow`/`fw deny` are written to it too");
+            }
         }
         Cmd::Apply {
             file,
@@ -408,6 +467,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out!("{}", control::render_ports(&p));
             }
         }
+    }
+    Ok(())
+}
+
+fn save_mode(runtime: bool) -> Save {
+    if runtime {
+        Save::Runtime
+    } else {
+        Save::WriteBack
+    }
+}
+
+/// Says where a change went: stdout when saved, stderr when it was not
+/// (when it changed anything).
+fn saved_note(saved: &Saved, changed: usize) -> anyhow::Result<()> {
+    if let Some(l) = saved.line() {
+        outln!("{l}");
+    }
+    if let Some(w) = saved.warning().filter(|_| changed > 0) {
+        note(format_args!("fw: {w}"));
     }
     Ok(())
 }

@@ -6,9 +6,9 @@ use aya::maps::{
     Array, HashMap, Map, MapData, MapInfo, PerCpuArray, RingBuf,
 };
 use fw_common::{
-    maps as names, Bucket, Config, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
-    COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT, REASON_SLOTS,
-    SRC_KEY_FIXED_BITS,
+    maps as names, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey, FragValue,
+    Meta, SrcKey, COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT,
+    REASON_SLOTS, SRC_KEY_FIXED_BITS,
 };
 use ipnet::IpNet;
 
@@ -22,7 +22,7 @@ use crate::{
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
 /// was made by another fw build.
-fn expected_layout() -> [(&'static str, u32, u32); 12] {
+fn expected_layout() -> [(&'static str, u32, u32); 13] {
     [
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
@@ -43,6 +43,7 @@ fn expected_layout() -> [(&'static str, u32, u32); 12] {
         ),
         (names::EVENTS, 0, 0),
         (names::CT_STATS, 4, 8),
+        (names::CONFIG_FILE, 4, size_of::<ConfigFile>() as u32),
         (names::META, 4, size_of::<Meta>() as u32),
     ]
 }
@@ -148,6 +149,19 @@ impl FwMaps {
         let mut a: Array<&mut MapData, Meta> =
             Array::try_from(map).map_err(Error::map(names::META))?;
         a.set(0, meta, 0).map_err(Error::map(names::META))
+    }
+
+    /// The config file fw loaded or last applied, as recorded.
+    pub fn config_file(&self) -> Result<ConfigFile> {
+        self.array::<ConfigFile>(names::CONFIG_FILE)?
+            .get(&0, 0)
+            .map_err(Error::map(names::CONFIG_FILE))
+    }
+
+    pub fn set_config_file(&self, rec: &ConfigFile) -> Result<()> {
+        self.array::<ConfigFile>(names::CONFIG_FILE)?
+            .set(0, rec, 0)
+            .map_err(Error::map(names::CONFIG_FILE))
     }
 
     pub fn config(&self) -> Result<Config> {

@@ -161,7 +161,9 @@ pub fn collapse(ports: impl IntoIterator<Item = u16>) -> Vec<PortRange> {
 pub fn parse_prefix(s: &str) -> Result<IpNet> {
     let t = s.trim();
     if let Ok(addr) = t.parse::<IpAddr>() {
-        return Ok(IpNet::from(addr));
+        let net = IpNet::from(addr);
+        refuse_v4_mapped(net, s)?;
+        return Ok(net);
     }
     let net: IpNet = t.parse().map_err(|_| {
         Error::invalid(
@@ -177,7 +179,26 @@ pub fn parse_prefix(s: &str) -> Result<IpNet> {
             format!("host bits are set; did you mean {}?", net.trunc()),
         ));
     }
+    refuse_v4_mapped(net, s)?;
     Ok(net)
+}
+
+/// An IPv4-mapped IPv6 prefix (inside ::ffff:0:0/96) never matches: IPv4
+/// packets arrive as IPv4, and no IPv6 packet carries such a source.
+fn refuse_v4_mapped(net: IpNet, input: &str) -> Result<()> {
+    let IpNet::V6(n) = net else { return Ok(()) };
+    let (Some(v4), Some(len)) = (n.addr().to_ipv4_mapped(), n.prefix_len().checked_sub(96)) else {
+        return Ok(());
+    };
+    let v4 = ipnet::Ipv4Net::new(v4, len).map_or_else(|_| v4.to_string(), |p| p.to_string());
+    Err(Error::invalid(
+        "source prefix",
+        input,
+        format!(
+            "an IPv4-mapped IPv6 prefix never matches: IPv4 traffic is matched by IPv4 \
+             prefixes; use {v4} instead"
+        ),
+    ))
 }
 
 /// The whole port policy.
@@ -404,5 +425,13 @@ mod tests {
         assert!(p.sources(Proto::Tcp, 22).is_none());
         assert!(parse_prefix("198.51.100.1/24").is_err());
         assert!(parse_prefix("2001:db8::/32").is_ok());
+        let e = parse_prefix("::ffff:198.51.100.0/120")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use 198.51.100.0/24 instead"), "{e}");
+        let e = parse_prefix("::ffff:198.51.100.7").unwrap_err().to_string();
+        assert!(e.contains("use 198.51.100.7/32 instead"), "{e}");
+        // Shorter prefixes cover real IPv6 addresses too.
+        assert!(parse_prefix("::/64").is_ok());
     }
 }

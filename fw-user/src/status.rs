@@ -79,6 +79,8 @@ pub struct Status {
     pub stray_links: Vec<String>,
     /// An `fw apply` that was killed halfway, in words.
     pub interrupted_apply: Option<String>,
+    /// The config file fw runs and whether the running policy matches it.
+    pub config: Option<crate::persist::FileState>,
 }
 
 impl Status {
@@ -105,6 +107,7 @@ impl Status {
             leftovers: false,
             stray_links: Vec::new(),
             interrupted_apply: None,
+            config: None,
         };
         pins.check_readable()?;
         if !pins.is_loaded() {
@@ -165,6 +168,7 @@ impl Status {
                 detail: i.clone(),
             });
         }
+        st.config = Some(crate::persist::state(&maps)?);
         st.stray_links = crate::loader::half_state(pins, &meta)
             .stray_links
             .iter()
@@ -259,6 +263,9 @@ impl Status {
             self.conntrack_evicted.unwrap_or(0),
             self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
+        if let Some(c) = &self.config {
+            let _ = writeln!(out, "{}", c.render());
+        }
         let _ = writeln!(
             out,
             "source prefixes: {} of {} entries in use ([capacity] source_prefixes), {} source set(s)",

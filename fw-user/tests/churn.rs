@@ -19,6 +19,7 @@ use fw_testkit::{
 };
 use fw_user::{
     control::{allow, deny},
+    persist::Save,
     pins,
     policy::{PortRange, Proto},
 };
@@ -71,7 +72,7 @@ fn policy_churn_cuts_nothing_and_refuses_nothing() {
     let pin_dir = fw_up(&pair, &[]);
     let pins = pins::PinDir::new(pin_dir.path());
 
-    allow(&pins, Proto::Tcp, &range(CLOSED_UNDER), &[]).expect("allow");
+    allow(&pins, Proto::Tcp, &range(CLOSED_UNDER), &[], Save::Runtime).expect("allow");
     let ssh_sess = session::connect(pair.cli_path(), srv, 22);
     let under_sess = session::connect(pair.cli_path(), srv6, CLOSED_UNDER);
 
@@ -211,12 +212,14 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
         if w == 1 && c.changes == total / 2 {
             // Established flows on a port that closes go on (--force: the
             // guard would refuse, this process holds the accepted socket).
-            deny(pins, Proto::Tcp, &range(CLOSED_UNDER), true).expect("deny the session port");
+            deny(pins, Proto::Tcp, &range(CLOSED_UNDER), true, Save::Runtime)
+                .expect("deny the session port");
             c.changes += 1;
             continue;
         }
         if w == 0 && k.is_multiple_of(TOGGLE_EVERY) && c.changes + 2 <= total {
-            allow(pins, Proto::Tcp, &range(TOGGLED), &[]).expect("allow the toggled port");
+            allow(pins, Proto::Tcp, &range(TOGGLED), &[], Save::Runtime)
+                .expect("allow the toggled port");
             c.changes += 1;
             let o = tcp_connect(pair.cli_path(), srv, TOGGLED, PROBE_WAIT);
             if o == Outcome::Connected {
@@ -225,7 +228,8 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
                 c.failures
                     .push(format!("change {}: open {TOGGLED} gave {o}", c.changes));
             }
-            deny(pins, Proto::Tcp, &range(TOGGLED), true).expect("deny the toggled port");
+            deny(pins, Proto::Tcp, &range(TOGGLED), true, Save::Runtime)
+                .expect("deny the toggled port");
             c.changes += 1;
             let o = tcp_connect(pair.cli_path(), srv, TOGGLED, PROBE_WAIT);
             if o.is_host_unreachable() {
@@ -242,9 +246,9 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
         let proto = if udp { Proto::Udp } else { Proto::Tcp };
         let is_open = open.entry((udp, port)).or_insert(false);
         if *is_open {
-            deny(pins, proto, &range(port), false).expect("deny");
+            deny(pins, proto, &range(port), false, Save::Runtime).expect("deny");
         } else {
-            allow(pins, proto, &range(port), &[]).expect("allow");
+            allow(pins, proto, &range(port), &[], Save::Runtime).expect("allow");
         }
         *is_open = !*is_open;
         c.changes += 1;

@@ -90,7 +90,7 @@ impl Rig {
 
     /// A `nsenter … fw --pin-dir …` command to adjust (env, stdin, user).
     fn command(&self) -> Command {
-        fw_command(self.pair.srv_path(), self.pins.path(), false)
+        fw_command(self.pair.srv_path(), self.pins.path(), &[])
     }
 
     fn config(&self, name: &str, body: &str) -> PathBuf {
@@ -105,16 +105,18 @@ impl Drop for Rig {
     }
 }
 
-fn fw_command(ns: &Path, pins: &Path, as_nobody: bool) -> Command {
+/// `setpriv` arguments that make fw run as nobody.
+const AS_NOBODY: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups"];
+/// `setpriv` arguments that make fw root without CAP_DAC_OVERRIDE (file
+/// modes then apply to it).
+const NO_DAC_OVERRIDE: &[&str] = &["--bounding-set=-dac_override", "--inh-caps=-dac_override"];
+
+/// `nsenter --net=NS [setpriv SETPRIV...] fw --pin-dir PINS`.
+fn fw_command(ns: &Path, pins: &Path, setpriv: &[&str]) -> Command {
     let mut c = command("nsenter");
     c.arg(format!("--net={}", ns.display())).arg("--");
-    if as_nobody {
-        c.args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ]);
+    if !setpriv.is_empty() {
+        c.arg("setpriv").args(setpriv);
     }
     c.arg(fw_bin()).arg("--pin-dir").arg(pins);
     c
@@ -714,6 +716,9 @@ fn apply_swaps_policy_and_reject_settings() {
     assert!(out.contains("no change"), "{out}");
 }
 
+/// The seed policy as a config file.
+const SEED: &str = "[ports]\ntcp = [22, 80]\nudp = [80]\n";
+
 /// The seed plus tcp 8080, for the --confirm tests.
 const OPEN_8080: &str = "[ports]\ntcp = [22, 80, 8080]\nudp = [80]\n";
 
@@ -759,6 +764,11 @@ fn apply_confirm_rolls_back_unless_confirmed() {
     assert!(so.contains("rolling back in"), "countdown shown: {so}");
     assert!(se.contains("not confirmed within 3s: rolled back"), "{se}");
     assert_eq!(rig.ports_json(), old, "old policy restored");
+    assert_eq!(
+        rig.status()["config"]["file"],
+        serde_json::Value::Null,
+        "and the file fw ran before (none)"
+    );
     let o = rig.connect(8080);
     assert!(o.is_host_unreachable(), "8080 closed again: {o}");
     assert!(
@@ -816,6 +826,11 @@ fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
     );
     assert!(so.contains("stdin is not a terminal"), "{so}");
     assert_eq!(rig.ports_json(), new, "new policy kept");
+    assert_eq!(
+        rig.status()["config"]["file"],
+        fs::canonicalize(&f).expect("path").to_str().expect("path"),
+        "changes are written to the applied file now"
+    );
     assert_eq!(rig.connect(8080), Outcome::Connected);
     let out = rig.fw(&["confirm"]);
     assert_eq!(out.status.code(), Some(1), "nothing pending any more");
@@ -900,7 +915,7 @@ fn dry_run_counts_would_reject_while_passing() {
         "nothing rejected: {after}"
     );
     // Dry run off (the seed config): the same probes are rejected now.
-    let seed = rig.config("seed.toml", "");
+    let seed = rig.config("seed.toml", SEED);
     let out = rig.ok(&["apply", seed.to_str().expect("path")]);
     assert!(out.contains("dry run off"), "{out}");
     let o = rig.connect(8080);
@@ -916,7 +931,10 @@ fn dry_run_from_the_config_file() {
     let tmp = TempDir::new();
     let f = tmp.file(
         "dry.toml",
-        &format!("interfaces = [\"{}\"]\ndry_run = true\n", pair.srv_veth()),
+        &format!(
+            "interfaces = [\"{}\"]\ndry_run = true\n{SEED}",
+            pair.srv_veth()
+        ),
     );
     let out = fw_cmd(
         pair.srv_path(),
@@ -941,20 +959,20 @@ fn dry_run_from_the_config_file() {
 struct Bad {
     args: Vec<String>,
     as_nobody: bool,
-    needle: &'static str,
+    needle: String,
     code: i32,
 }
 
-fn bad(args: &[&str], needle: &'static str, code: i32) -> Bad {
+fn bad(args: &[&str], needle: impl Into<String>, code: i32) -> Bad {
     Bad {
         args: args.iter().map(|s| s.to_string()).collect(),
         as_nobody: false,
-        needle,
+        needle: needle.into(),
         code,
     }
 }
 
-fn bad_nobody(args: &[&str], needle: &'static str) -> Bad {
+fn bad_nobody(args: &[&str], needle: impl Into<String>) -> Bad {
     Bad {
         as_nobody: true,
         ..bad(args, needle, 1)
@@ -974,11 +992,11 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let inverted = cfg("inverted.toml", "[ports]\ntcp = [\"90-80\"]\n");
     let proto = cfg(
         "proto.toml",
-        "[[sources]]\nproto = \"icmp\"\nport = 1\nfrom = [\"198.51.100.0/24\"]\n",
+        "[ports]\n[[sources]]\nproto = \"icmp\"\nport = 1\nfrom = [\"198.51.100.0/24\"]\n",
     );
-    let no_iface = cfg("no-iface.toml", "interfaces = [\"nosuch0\"]\n");
-    let lo = cfg("lo.toml", "interfaces = [\"lo\"]\n");
-    let kind = cfg("kind.toml", "[reject]\nwith = \"bounce\"\n");
+    let no_iface = cfg("no-iface.toml", "interfaces = [\"nosuch0\"]\n[ports]\n");
+    let lo = cfg("lo.toml", "interfaces = [\"lo\"]\n[ports]\n");
+    let kind = cfg("kind.toml", "[ports]\n[reject]\nwith = \"bounce\"\n");
     let opens_9999 = cfg("opens.toml", "[ports]\ntcp = [22, 80, 9999]\n");
     let cap0 = cfg("cap0.toml", "[ports]\n[capacity]\nsource_prefixes = 0\n");
     let cap_big = cfg(
@@ -1001,6 +1019,41 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         .tmp
         .0
         .join("missing.toml")
+        .to_string_lossy()
+        .into_owned();
+    let sources_only = cfg(
+        "sources-only.toml",
+        "[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n",
+    );
+    let mapped = cfg(
+        "mapped.toml",
+        "[ports]\ntcp = [22]\n\n[[sources]]\nproto = \"tcp\"\nport = 8446\nfrom = [\"::ffff:198.51.100.0/120\"]\n",
+    );
+    let prefix33 = cfg(
+        "prefix33.toml",
+        "[ports]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n\
+         [[sources]]\nproto = \"udp\"\nport = 53\nfrom = [\"2001:db8::/32\", \"198.51.100.0/33\"]\n",
+    );
+    let source_port = cfg(
+        "source-port.toml",
+        "[ports]\n[[sources]]\nproto = \"tcp\"\nport = 0\nfrom = [\"198.51.100.0/24\"]\n",
+    );
+    let no_from = cfg(
+        "no-from.toml",
+        "[ports]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = []\n",
+    );
+    let rate = cfg("rate.toml", "[ports]\ntcp = [22]\n[reject]\nrate = 0\n");
+    let burst = cfg("burst.toml", "[ports]\n[reject]\nburst = 10000001\n");
+    let entries = cfg("entries.toml", "[ports]\n[conntrack]\nentries = 10\n");
+    let bad_iface = cfg(
+        "bad-iface.toml",
+        "interfaces = [\"eth0\", \"a/b\"]\n[ports]\n",
+    );
+    let not_config = cfg("notes.txt", "just some notes, not TOML\n");
+    let no_dir = rig
+        .tmp
+        .0
+        .join("no/such/dir/fw.toml")
         .to_string_lossy()
         .into_owned();
     let veth = rig.pair.srv_veth().to_string();
@@ -1037,7 +1090,14 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         ),
         bad(&["apply", &lo], "loopback is never filtered", 1),
         bad(&["apply", &missing], "reading config", 1),
-        bad(&["apply", &cap0], "source_prefixes = 0: must be 16-4194304", 1),
+        bad(
+            &["apply", &cap0],
+            format!(
+                "fw: config {cap0}:3:19: capacity.source_prefixes: invalid value `0`: \
+                 source_prefixes must be 16-4194304"
+            ),
+            1,
+        ),
         bad(&["apply", &cap_big], "must be 16-4194304", 1),
         bad(&["apply", &cap_type], "invalid type", 1),
         bad(&["apply", &cap_key], "unknown field `prefixes`", 1),
@@ -1055,6 +1115,119 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         bad(&["down", "nosuch0"], "not up on `nosuch0`", 1),
         bad(&["confirm"], "nothing to confirm", 1),
         bad(&["stats", "--watch", "0"], "0.1-3600", 1),
+        // A file must say what it opens.
+        bad(
+            &["apply", "/dev/null"],
+            "fw: config /dev/null: the file has no [ports] table, so it does not say which \
+             ports to open (an empty or truncated file?): add `[ports]` with the ports to open \
+             (the seed policy is `tcp = [22, 80]` and `udp = [80]`); an empty `[ports]` opens none\n",
+            1,
+        ),
+        bad(&["apply", &sources_only], "the file has no [ports] table", 1),
+        bad(&["up", &veth, "--config", "/dev/null"], "the file has no [ports] table", 1),
+        // Errors found after parsing say where.
+        bad(
+            &["apply", &port_big],
+            format!("fw: config {port_big}:2:8: ports.tcp[0]: invalid port `70000`: ports are 1-65535"),
+            1,
+        ),
+        bad(
+            &["apply", &prefix33],
+            format!(
+                "fw: config {prefix33}:9:26: sources[1].from[1]: invalid source prefix \
+                 `198.51.100.0/33`: expected an address or CIDR"
+            ),
+            1,
+        ),
+        bad(
+            &["apply", &source_port],
+            format!("fw: config {source_port}:4:8: sources[0].port: invalid port `0`"),
+            1,
+        ),
+        bad(
+            &["apply", &no_from],
+            format!(
+                "fw: config {no_from}:5:8: sources[0].from: invalid source list `[]`: list at \
+                 least one prefix"
+            ),
+            1,
+        ),
+        bad(
+            &["apply", &rate],
+            format!(
+                "fw: config {rate}:4:8: reject.rate: invalid value `0`: rate must be \
+                 1-10000000 per second"
+            ),
+            1,
+        ),
+        bad(
+            &["apply", &burst],
+            format!("fw: config {burst}:3:9: reject.burst: invalid value `10000001`"),
+            1,
+        ),
+        bad(
+            &["apply", &entries],
+            format!(
+                "fw: config {entries}:3:11: conntrack.entries: invalid value `10`: entries \
+                 must be 1024-16777216"
+            ),
+            1,
+        ),
+        bad(
+            &["apply", &bad_iface],
+            format!("fw: config {bad_iface}:1:23: interfaces[1]: invalid interface name `a/b`"),
+            1,
+        ),
+        // v4-mapped prefixes never match IPv4 traffic.
+        bad(
+            &["allow", "tcp", "8446", "--from", "::ffff:198.51.100.0/120"],
+            "fw: invalid source prefix `::ffff:198.51.100.0/120`: an IPv4-mapped IPv6 prefix \
+             never matches: IPv4 traffic is matched by IPv4 prefixes; use 198.51.100.0/24 instead\n",
+            1,
+        ),
+        bad(
+            &["allow", "tcp", "8446", "--from", "::ffff:192.0.2.7"],
+            "use 192.0.2.7/32 instead",
+            1,
+        ),
+        bad(
+            &["apply", &mapped],
+            format!(
+                "fw: config {mapped}:7:9: sources[0].from[0]: invalid source prefix \
+                 `::ffff:198.51.100.0/120`: an IPv4-mapped IPv6 prefix never matches"
+            ),
+            1,
+        ),
+        // --runtime and fw save.
+        bad(&["deny", "tcp", "70000", "--runtime"], "ports are 1-65535", 2),
+        bad(&["allow", "tcp", "--runtime"], "required", 2),
+        bad(
+            &["allow", "tcp", "22", "--runtime", "--from", "nowhere"],
+            "expected an address or CIDR",
+            1,
+        ),
+        bad(&["save", "--runtime"], "unexpected argument '--runtime'", 2),
+        bad(&["save", "a.toml", "b.toml"], "unexpected argument 'b.toml'", 2),
+        bad(
+            &["save", &no_dir],
+            format!(
+                "fw: cannot write {no_dir} (No such file or directory (os error 2)): nothing \
+                 was written (does its directory exist, and may fw write there?)\n"
+            ),
+            1,
+        ),
+        bad(
+            &["save", &not_config],
+            format!(
+                "fw: {not_config} exists and is not an fw config: not overwriting it (remove \
+                 it or choose another file). It does not load: config {not_config}: TOML parse error"
+            ),
+            1,
+        ),
+        bad_nobody(&["allow", "tcp", "9999", "--runtime"], "needs root"),
+        bad_nobody(&["deny", "tcp", "22", "--runtime"], "needs root"),
+        bad_nobody(&["save", &no_dir], "needs root"),
+        bad_nobody(&["save"], "run as root"),
         bad_nobody(&["allow", "tcp", "9999"], "needs root"),
         bad_nobody(&["allow", "tcp", "9999", "--from", "bad"], "needs root"),
         bad_nobody(&["deny", "tcp", "22"], "needs root"),
@@ -1070,7 +1243,8 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let ports = rig.ports_json();
     let status = rig.status();
     for b in &table {
-        let mut cmd = fw_command(rig.pair.srv_path(), rig.pins.path(), b.as_nobody);
+        let setpriv = if b.as_nobody { AS_NOBODY } else { &[] };
+        let mut cmd = fw_command(rig.pair.srv_path(), rig.pins.path(), setpriv);
         cmd.args(&b.args);
         let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
         let err = text(&out.stderr);
@@ -1082,7 +1256,7 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             b.args.join(" ")
         );
         assert!(
-            err.contains(b.needle),
+            err.contains(&b.needle),
             "fw {}{who}: expected {:?} in: {err}",
             b.args.join(" "),
             b.needle
@@ -1102,6 +1276,13 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     let after = rig.status();
     assert_eq!(after["reject_with"], status["reject_with"]);
     assert_eq!(after["interfaces"], status["interfaces"]);
+    assert_eq!(after["config"], status["config"], "no config file recorded");
+    assert_eq!(
+        fs::read_to_string(&not_config).expect("notes"),
+        "just some notes, not TOML\n",
+        "fw save left a file that is no config alone"
+    );
+    assert!(!Path::new(&no_dir).exists());
 }
 
 #[test]
@@ -1110,7 +1291,7 @@ fn commands_say_when_fw_is_not_loaded() {
     let pair = Netns::pair(PREFIX);
     let pins = PinDir::new();
     let tmp = TempDir::new();
-    let f = tmp.file("seed.toml", "");
+    let f = tmp.file("seed.toml", SEED);
     for args in [
         vec!["ports"],
         vec!["stats"],
@@ -1141,7 +1322,7 @@ fn stale_pins_of_another_layout_are_refused() {
     let mut stale = good;
     stale.layout_version = good.layout_version + 100;
     maps.set_meta(&stale).expect("write META");
-    let f = rig.config("seed.toml", "");
+    let f = rig.config("seed.toml", SEED);
     for args in [
         vec!["ports"],
         vec!["status"],
@@ -1220,4 +1401,362 @@ fn shipped_config_is_the_seed_policy() {
     ] {
         assert!(unit.lines().any(|l| l == line), "fw.service has {line}");
     }
+}
+
+// ---- The config file is the policy's home (write-back, fw save, drift) ----
+
+/// A seed config with comments, as an operator keeps one.
+const SEED_COMMENTED: &str = "# my firewall\n[ports]\ntcp = [22, 80]   # ssh, web\nudp = [80]\n\n# answers\n[reject]\nwith = \"host-unreachable\"\n";
+
+impl Rig {
+    /// fw up on the server veth with `--config` of a file `name` (made,
+    /// with its directories, in the rig's temp dir) holding `body`.
+    fn with_file(name: &str, body: &str) -> (Rig, PathBuf) {
+        require_root();
+        let rig = Rig {
+            pair: Netns::pair(PREFIX),
+            pins: PinDir::new(),
+            tmp: TempDir::new(),
+        };
+        let path = rig.tmp.0.join(name);
+        fs::create_dir_all(path.parent().expect("parent")).expect("config dir");
+        fs::write(&path, body).expect("write config");
+        let path = fs::canonicalize(&path).expect("canonical path");
+        rig.ok(&[
+            "up",
+            rig.pair.srv_veth(),
+            "--config",
+            path.to_str().expect("path"),
+        ]);
+        (rig, path)
+    }
+
+    /// `fw status --json`'s report on the config file.
+    fn config_state(&self) -> serde_json::Value {
+        self.status()["config"].clone()
+    }
+}
+
+/// fw's stderr without the lines saying it waited for fw's lock (other
+/// tests, other fw users, take it too).
+fn stderr(out: &Output) -> String {
+    text(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("fw: waiting for another fw command"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn read(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let contrib = read(&fw_testkit::workspace_dir().join("contrib/fw.toml"));
+    let (rig, f) = Rig::with_file("fw.toml", &contrib);
+    let fs_ = f.to_str().expect("path");
+    // An operator's file: its mode and owner must survive the rewrite.
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).expect("chown");
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8080)
+        .expect("listener");
+
+    let out = rig.fw(&["allow", "tcp", "8080"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("opened tcp 8080\nwritten to {fs_}\n")
+    );
+    assert_eq!(stderr(&out), "", "nothing to warn about");
+    rig.ok(&["allow", "udp", "5000-5010"]);
+    rig.ok(&["allow", "tcp", "443", "--from", "198.51.100.0/24"]);
+    rig.ok(&["deny", "udp", "80"]);
+    let want = contrib.replace(
+        "tcp = [22, 80]\nudp = [80]\n",
+        "tcp = [22, 80, 8080]\nudp = [\"5000-5010\"]\n\n[[sources]]\nproto = \"tcp\"\nport = 443\nfrom = [\"198.51.100.0/24\"]\n",
+    );
+    assert_ne!(want, contrib, "the seed lines are in contrib/fw.toml");
+    assert_eq!(read(&f), want, "only the changed keys were edited");
+    let md = fs::metadata(&f).expect("stat");
+    assert_eq!(md.mode() & 0o7777, 0o640, "mode kept");
+    assert_eq!((md.uid(), md.gid()), (65534, 65534), "owner kept");
+    assert_eq!(names_in(&rig.tmp.0), ["fw.toml"], "no temporary file left");
+
+    // fw down; fw up --config: the changes are back, on real traffic.
+    let ports = "tcp: 22 80 8080\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n";
+    assert_eq!(rig.ok(&["ports"]), ports);
+    rig.ok(&["down"]);
+    rig.ok(&["up", rig.pair.srv_veth(), "--config", fs_]);
+    assert_eq!(rig.ok(&["ports"]), ports);
+    assert_eq!(rig.connect(8080), Outcome::Connected);
+    // `systemctl reload fw` is `fw apply FILE`: it keeps them too.
+    rig.ok(&["allow", "tcp", "8081"]);
+    let out = rig.ok(&["apply", fs_]);
+    assert!(out.contains("no change to the running config"), "{out}");
+    assert_eq!(
+        rig.ok(&["ports"]),
+        "tcp: 22 80 8080-8081\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n"
+    );
+    assert_eq!(rig.connect(8080), Outcome::Connected);
+    assert_eq!(rig.config_state()["in_sync"], true);
+}
+
+#[test]
+fn runtime_changes_stay_out_of_the_file_and_show_as_drift() {
+    let (rig, f) = Rig::with_file("fw.toml", SEED_COMMENTED);
+    let p = f.to_str().expect("path");
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 9999)
+        .expect("listener");
+    let out = rig.fw(&["allow", "tcp", "9999", "--runtime"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "opened tcp 9999\n");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "fw: note: --runtime: not written to {p}, so `fw apply {p}`, `systemctl reload fw` \
+             or a reboot undoes it (repeat it without --runtime, or `fw save {p}`, to keep it)\n"
+        )
+    );
+    assert_eq!(read(&f), SEED_COMMENTED, "--runtime leaves the file alone");
+    assert_eq!(rig.connect(9999), Outcome::Connected);
+
+    let st = rig.ok(&["status"]);
+    assert!(
+        st.contains(&format!(
+            "config: {p}: the running policy differs from it: tcp 9999 open, the file closes \
+             it. `fw save {p}` writes the running policy into it; `fw apply {p}` goes back to it\n"
+        )),
+        "{st}"
+    );
+    assert_eq!(
+        rig.config_state(),
+        serde_json::json!({"file": p, "in_sync": false, "edited_since_loaded": false,
+            "differences": ["tcp 9999 open, the file closes it"], "error": null})
+    );
+    // fw down says what it loses, and still unloads.
+    let out = rig.fw(&["down"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "fw: warning: the running policy differs from {p}, which the next `fw up --config \
+             {p}` loads (tcp 9999 open, the file closes it): unloading loses the difference \
+             (`fw save {p}` before `fw down` keeps it)\n"
+        )
+    );
+    assert!(text(&out.stdout).contains("fw unloaded"));
+    rig.ok(&["up", rig.pair.srv_veth(), "--config", p]);
+    let o = rig.connect(9999);
+    assert!(o.is_host_unreachable(), "the runtime change is gone: {o}");
+    assert_eq!(rig.config_state()["in_sync"], true);
+    let out = rig.fw(&["down"]);
+    assert_eq!(stderr(&out), "", "in sync: nothing to warn about");
+}
+
+#[test]
+fn a_file_edited_by_hand_is_not_overwritten() {
+    let (rig, f) = Rig::with_file("fw.toml", SEED_COMMENTED);
+    let p = f.to_str().expect("path");
+    // A comment added by hand is not a conflict: kept, and the change goes in.
+    let commented = format!("{SEED_COMMENTED}# added by hand\n");
+    fs::write(&f, &commented).expect("edit");
+    rig.ok(&["allow", "tcp", "7000"]);
+    let with_7000 = commented.replace("tcp = [22, 80]", "tcp = [22, 80, 7000]");
+    assert_eq!(read(&f), with_7000);
+    // A policy edit by hand is: refused, nothing changed anywhere.
+    let hand = with_7000.replace("udp = [80]", "udp = [80, 53]");
+    fs::write(&f, &hand).expect("edit");
+    let ports = rig.ports_json();
+    let out = rig.fw(&["allow", "tcp", "7002"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "fw: {p} was edited since fw loaded it, and what it configures changed: not \
+             writing into it over your edit, nothing was changed. Load it with `fw apply {p}` \
+             (then repeat this change), overwrite it with the running policy with `fw save \
+             {p}`, or make the change with --runtime (then it is not saved)\n"
+        )
+    );
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(rig.ports_json(), ports, "running policy untouched");
+    assert_eq!(read(&f), hand, "the hand edit is kept");
+    assert_eq!(
+        rig.config_state(),
+        serde_json::json!({"file": p, "in_sync": false, "edited_since_loaded": true,
+            "differences": ["udp 53 closed, the file opens it"], "error": null})
+    );
+    // --runtime still works; `fw apply` takes the edit in, then write-back resumes.
+    rig.ok(&["allow", "tcp", "7002", "--runtime"]);
+    assert_eq!(read(&f), hand);
+    rig.ok(&["apply", p]);
+    rig.ok(&["allow", "tcp", "7003"]);
+    assert_eq!(
+        read(&f),
+        hand.replace("tcp = [22, 80, 7000]", "tcp = [22, 80, 7000, 7003]")
+    );
+    // A file that no longer loads is not written either.
+    fs::write(&f, "[ports\n").expect("break");
+    let out = rig.fw(&["deny", "tcp", "7003"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{p} is the config file fw runs and it no longer loads: nothing was changed"
+        )),
+        "{err}"
+    );
+    assert!(rig.ok(&["ports"]).contains("7003"), "still open");
+}
+
+#[test]
+fn without_a_file_changes_say_they_are_not_saved_until_fw_save() {
+    let rig = Rig::new(&[]);
+    let out = rig.fw(&["allow", "tcp", "8080"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "opened tcp 8080\n");
+    assert_eq!(
+        stderr(&out),
+        "fw: note: fw was started without a config file, so this change is not saved: it lasts \
+         until fw is unloaded (`fw down`, a reboot). Keep it with `fw save /etc/fw/fw.toml` (the \
+         file contrib/fw.service loads); later changes are then written there too\n"
+    );
+    let st = rig.ok(&["status"]);
+    assert!(
+        st.contains("config: none (started without a config file: changes last until fw is unloaded; `fw save FILE` keeps them)\n"),
+        "{st}"
+    );
+    assert_eq!(
+        rig.config_state()["differences"],
+        serde_json::json!(["tcp 8080 open, the seed policy closes it"])
+    );
+    // A backup elsewhere first: written, but not the file fw runs... until
+    // fw runs none, `fw save FILE` makes FILE the one.
+    let f = rig.tmp.0.join("fw.toml");
+    let p = f.to_str().expect("path");
+    assert_eq!(
+        rig.ok(&["save", p]),
+        format!(
+            "{p} now holds the running policy\nlater `fw allow`/`fw deny` are written to it too\n"
+        )
+    );
+    let backup = rig.tmp.0.join("backup.toml");
+    let b = backup.to_str().expect("path");
+    assert_eq!(
+        rig.ok(&["save", b]),
+        format!("{b} now holds the running policy\n")
+    );
+    let out = rig.fw(&["allow", "tcp", "8081"]);
+    assert_eq!(
+        text(&out.stdout),
+        format!("opened tcp 8081\nwritten to {p}\n")
+    );
+    assert_eq!(stderr(&out), "");
+    assert!(
+        read(&f).contains("tcp = [22, 80, 8080, 8081]"),
+        "{}",
+        read(&f)
+    );
+    assert!(
+        read(&backup).contains("tcp = [22, 80, 8080]\n"),
+        "backup untouched"
+    );
+    assert_eq!(rig.config_state()["in_sync"], true);
+}
+
+#[test]
+fn save_round_trips_through_apply_and_up() {
+    // Every key but `interfaces`, which `fw save` writes from where fw is up.
+    let full = "# every key\ndry_run = true\n[ports]\ntcp = [22, \"8000-8002\"]\nudp = [53]\n\
+         [[sources]]\nproto = \"tcp\"\nport = 443\nfrom = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n\
+         [reject]\nwith = \"tcp-reset\"\nrate = 50\nburst = 70\n[conntrack]\nentries = 4096\n";
+    let (rig, f) = Rig::with_file("full.toml", full);
+    rig.ok(&["allow", "udp", "60000-60010", "--from", "192.0.2.0/24"]);
+    rig.ok(&["deny", "tcp", "8001", "--runtime"]);
+    let s1 = rig.ok(&["save"]);
+    let ports = rig.ports_json();
+    let saved = rig.config("saved.toml", &s1);
+    let sp = saved.to_str().expect("path");
+    let out = rig.ok(&["apply", sp]);
+    assert_eq!(
+        out,
+        format!("no change to the running config\napplied {sp}\n")
+    );
+    assert_eq!(rig.ok(&["save"]), s1, "save, apply, save: identical");
+    rig.ok(&["down"]);
+    assert!(
+        s1.contains(&format!("interfaces = [\"{}\"]\n", rig.pair.srv_veth())),
+        "{s1}"
+    );
+    // No interface named: the saved file says where.
+    rig.ok(&["up", "--config", sp]);
+    assert_eq!(rig.ok(&["save"]), s1, "save, up --config, save: identical");
+    assert_eq!(rig.ports_json(), ports, "same policy");
+    let st = rig.status();
+    assert_eq!(
+        (
+            &st["reject_with"],
+            &st["reject_rate"],
+            &st["dry_run"],
+            &st["conntrack_max_entries"]
+        ),
+        (&"tcp-reset".into(), &50.into(), &true.into(), &4096.into()),
+        "{st}"
+    );
+    assert!(s1.contains("burst = 70\n"), "{s1}");
+    // `fw save FILE` into the commented file fw ran first: edited in place.
+    let out = rig.ok(&["save", f.to_str().expect("path")]);
+    assert!(out.contains("edited in place, comments kept"), "{out}");
+    let back = fw_user::config::Config::load(&f).expect("loads");
+    assert_eq!(back, fw_user::config::Config::load(&saved).expect("loads"));
+    assert_eq!(names_in(&rig.tmp.0), ["full.toml", "saved.toml"]);
+}
+
+#[test]
+fn an_unwritable_config_refuses_the_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (rig, f) = Rig::with_file("ro/fw.toml", SEED_COMMENTED);
+    let p = f.to_str().expect("path");
+    let dir = f.parent().expect("dir").to_path_buf();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
+    // Root without CAP_DAC_OVERRIDE: the directory's mode applies to it.
+    let fw_without_override = |args: &[&str]| {
+        let mut c = fw_command(rig.pair.srv_path(), rig.pins.path(), NO_DAC_OVERRIDE);
+        output_with_timeout(c.args(args), Duration::from_secs(30)).expect("fw runs")
+    };
+    let ports = rig.ports_json();
+    let out = fw_without_override(&["allow", "tcp", "8080"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "fw: cannot write the change into {p} (Permission denied (os error 13)): nothing \
+             was changed. Make {p} and its directory writable, or make the change with \
+             --runtime (then it is not saved)\n"
+        )
+    );
+    assert_eq!(
+        rig.ports_json(),
+        ports,
+        "refused: the running policy is as it was"
+    );
+    assert_eq!(read(&f), SEED_COMMENTED);
+    assert_eq!(names_in(&dir), ["fw.toml"]);
+    let out = fw_without_override(&["allow", "tcp", "8080", "--runtime"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = rig.connect(8080);
+    assert!(!o.is_host_unreachable(), "8080 is open: {o}");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
 }

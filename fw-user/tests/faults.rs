@@ -523,7 +523,10 @@ fn full_conntrack_table_evicts_the_oldest_and_fw_keeps_answering() {
     const FLOWS: u32 = 10 * ENTRIES;
     const CHUNK: u32 = 512;
     let rig = Rig::new();
-    let cfg = rig.file("small.toml", &format!("[conntrack]\nentries = {ENTRIES}\n"));
+    let cfg = rig.file(
+        "small.toml",
+        &format!("{SEED}[conntrack]\nentries = {ENTRIES}\n"),
+    );
     rig.up(&["--config", &path_str(&cfg)]);
     let any: IpAddr = "::".parse().expect("addr");
     let _ssh = spawn_tcp_listener(rig.pair.srv_path(), any, 22).expect("listener 22");

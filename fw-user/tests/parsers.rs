@@ -11,6 +11,7 @@ use std::{
 
 use fw_user::{
     config::{Config, MAX_RATE},
+    persist::edit_text,
     policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -89,7 +90,7 @@ proptest! {
         } else {
             Ipv4Net::new(v4.into(), l4).ok().map(IpNet::V4)
         }
-        .filter(|n| n.trunc() == *n);
+        .filter(|n| n.trunc() == *n && !v4_mapped(n));
         match parse_prefix(&text) {
             Ok(n) => {
                 prop_assert_eq!(Some(n), valid, "{:?}", text);
@@ -97,6 +98,24 @@ proptest! {
             }
             Err(_) => prop_assert!(valid.is_none(), "{text:?} refused"),
         }
+    }
+
+    /// A prefix inside ::ffff:0:0/96 never matches (IPv4 traffic is IPv4):
+    /// refused, naming the IPv4 prefix to use.
+    #[test]
+    fn v4_mapped_prefixes_are_refused_naming_the_v4_one(a in any::<[u8; 4]>(), len in 0u8..=32, bare in any::<bool>()) {
+        let v4 = Ipv4Net::new(a.into(), len).expect("len ok").trunc();
+        let mapped = if bare && len == 32 {
+            v4.addr().to_ipv6_mapped().to_string()
+        } else {
+            Ipv6Net::new(v4.addr().to_ipv6_mapped(), 96 + len).expect("len ok").to_string()
+        };
+        let e = parse_prefix(&mapped).expect_err("v4-mapped accepted").to_string();
+        prop_assert!(e.contains(&format!("use {v4} instead")), "{}: {}", mapped, e);
+        // The same in a config file, with where it is.
+        let text = format!("[ports]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"{mapped}\"]\n");
+        let e = from_toml(&text).expect_err("v4-mapped accepted").to_string();
+        prop_assert!(e.starts_with("config prop.toml:5:9: sources[0].from[0]: "), "{}", e);
     }
 
     #[test]
@@ -121,6 +140,46 @@ proptest! {
             Ok(back) => prop_assert_eq!(back, cfg, "{}", text),
             Err(e) => prop_assert!(false, "to_toml wrote what from_toml refuses: {e}\n{text}"),
         }
+    }
+}
+
+proptest! {
+    // Each case prints and parses large configs (ranges of thousands of ports).
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// A file without `[ports]` (empty, truncated, only other tables) is
+    /// refused, whatever else it holds; with `[ports]` it loads.
+    #[test]
+    fn configs_without_ports_are_refused(cfg in config()) {
+        let text = cfg.to_toml();
+        let start = text.find("[ports]\n").expect("to_toml writes [ports]");
+        let end = text[start..].find("\n\n").map_or(text.len(), |i| start + i + 2);
+        let cut = format!("{}{}", &text[..start], &text[end..]);
+        let e = from_toml(&cut).expect_err("no [ports] accepted").to_string();
+        prop_assert!(e.contains("the file has no [ports] table"), "{}\n{}", e, cut);
+        let e = from_toml(&text[..start]).expect_err("truncated file accepted").to_string();
+        prop_assert!(e.contains("no [ports] table"), "{}", e);
+    }
+
+    /// Write-back and `fw save FILE`: a config's text, with comments on
+    /// every line, edited from what it says to any other config, loads as
+    /// that config; edited to what it already says, it is left as it was.
+    #[test]
+    fn edited_configs_load_as_the_target(from in config(), to in config()) {
+        let plain = from.to_toml();
+        // Comments go on every line, but not into multi-line strings (an
+        // interface name may hold a newline).
+        let multi_line = plain.contains("\"\"\"") || plain.contains("'''");
+        let text: String = plain
+            .lines()
+            .filter(|_| !multi_line)
+            .map(|l| if l.starts_with('[') { format!("# above\n{l}\n") } else if l.contains(" = ") { format!("{l}  # why\n") } else { format!("{l}\n") })
+            .collect();
+        let text = if multi_line { plain } else { text };
+        let origin = Path::new("prop.toml");
+        let out = edit_text(&text, &from, &to, origin).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(from_toml(&out).ok(), Some(to), "{}\n->\n{}", text, out);
+        prop_assert_eq!(edit_text(&text, &from, &from, origin).ok(), Some(text));
     }
 }
 
@@ -192,8 +251,14 @@ fn net() -> impl Strategy<Value = IpNet> {
         (any::<[u8; 4]>(), 0u8..=32)
             .prop_map(|(a, l)| IpNet::V4(Ipv4Net::new(a.into(), l).expect("len ok")).trunc()),
         (any::<[u8; 16]>(), 0u8..=128)
-            .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(a.into(), l).expect("len ok")).trunc()),
+            .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(a.into(), l).expect("len ok")).trunc())
+            .prop_filter("fw refuses v4-mapped prefixes", |n| !v4_mapped(n)),
     ]
+}
+
+/// Inside ::ffff:0:0/96.
+fn v4_mapped(n: &IpNet) -> bool {
+    matches!(n, IpNet::V6(n) if n.prefix_len() >= 96 && n.addr().to_ipv4_mapped().is_some())
 }
 
 fn iface_name() -> impl Strategy<Value = String> {

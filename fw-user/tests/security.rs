@@ -299,6 +299,7 @@ fn non_root_is_refused_before_anything_changes() {
     let ports = rig.ok(&["ports", "--json"]);
     let status = rig.status();
     let pending = pending_dir(&rig.lib_pins());
+    let saved = path_str(&rig.file("saved.toml", "[ports]\n"));
     let table = [
         case(&["up", &veth], needs_root),
         case(&["down", &veth], needs_root),
@@ -309,6 +310,9 @@ fn non_root_is_refused_before_anything_changes() {
         case(&["deny", "tcp", "80", "--force"], needs_root),
         case(&["apply", &cfg, "--confirm", "30"], needs_root),
         case(&["apply", &cfg, "--force"], needs_root),
+        case(&["allow", "tcp", "9999", "--runtime"], needs_root),
+        case(&["save", &saved], needs_root),
+        case(&["save"], view),
         case(&["conntrack"], view),
         case(&["conntrack", "--json"], view),
         case(&["log", "--count", "1", "--timeout", "1"], view),
@@ -355,8 +359,19 @@ fn non_root_is_refused_before_anything_changes() {
             c.args.join(" ")
         );
     }
+    assert_eq!(
+        std::fs::read_to_string(&saved).expect("saved.toml"),
+        "[ports]\n",
+        "fw save as nobody wrote nothing"
+    );
     let after = rig.status();
-    for k in ["interfaces", "ingress_prog_id", "reject_with", "dry_run"] {
+    for k in [
+        "interfaces",
+        "ingress_prog_id",
+        "reject_with",
+        "dry_run",
+        "config",
+    ] {
         assert_eq!(after[k], status[k], "{k}");
     }
     rig.assert_attached_once(&veth, "after the non-root attempts");

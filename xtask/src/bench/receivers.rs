@@ -281,6 +281,7 @@ impl Receiver {
                             ..Hooks::default()
                         },
                         None,
+                        None,
                     )
                     .map_err(anyhow::Error::from)
                 })?
