@@ -108,24 +108,40 @@ pub fn lookup_array(
     value_size: usize,
     max_entries: u32,
 ) -> io::Result<Vec<u8>> {
-    let n = max_entries as usize;
+    lookup_array_range(fd, value_size, 0, max_entries)
+}
+
+/// The values of keys `first..first + count` of an array map with u32 keys
+/// and `value_size`-byte values (for a per-CPU array: 8-byte-padded value
+/// times the possible CPUs, CPU by CPU), in key order.
+pub fn lookup_array_range(
+    fd: BorrowedFd<'_>,
+    value_size: usize,
+    first: u32,
+    count: u32,
+) -> io::Result<Vec<u8>> {
+    let n = count as usize;
     let mut keys = vec![0u32; n];
     let mut values = vec![0u8; n * value_size];
     let mut done = 0usize;
-    let mut next: u32 = 0;
-    let mut first = true;
+    // The kernel resumes after `in_batch` (the last key it returned); for
+    // arrays the walk starts after that key, so key `first` needs
+    // `first - 1`, and key 0 no `in_batch` at all.
+    let mut next: Option<u32> = first.checked_sub(1);
     while done < n {
         let mut out_batch: u32 = 0;
         // SAFETY: an all-zero bpf_attr is its documented "no options" state.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing plain integers into the `batch` member of the union.
         let b = unsafe { &mut attr.batch };
-        b.in_batch = if first { 0 } else { &next as *const u32 as u64 };
+        b.in_batch = next.as_ref().map_or(0, |k| k as *const u32 as u64);
         b.out_batch = &mut out_batch as *mut u32 as u64;
         b.keys = keys[done..].as_mut_ptr() as u64;
         b.values = values[done * value_size..].as_mut_ptr() as u64;
         b.count = (n - done) as u32;
         b.map_fd = fd.as_raw_fd() as u32;
         let r = sys_bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // SAFETY: the kernel wrote how many entries it copied into `batch`.
         let got = unsafe { attr.batch.count } as usize;
         done += got;
         match r {
@@ -135,8 +151,7 @@ pub fn lookup_array(
             Err(e) => return Err(e),
             Ok(()) => break,
         }
-        next = out_batch;
-        first = false;
+        next = Some(out_batch);
     }
     if done != n {
         return Err(io::Error::other(format!(
@@ -144,7 +159,11 @@ pub fn lookup_array(
         )));
     }
     // Arrays are walked in key order; check rather than trust it.
-    if keys.iter().enumerate().any(|(i, &k)| k as usize != i) {
+    if keys
+        .iter()
+        .enumerate()
+        .any(|(i, &k)| k as usize != first as usize + i)
+    {
         return Err(io::Error::other("batch lookup returned keys out of order"));
     }
     Ok(values)

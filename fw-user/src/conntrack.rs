@@ -99,6 +99,12 @@ pub struct Row {
     pub expires_in_secs: f64,
 }
 
+/// Whether an entry still counts at kernel time `now`: one idle longer than
+/// its state's timeout is absent for the kernel side, until the LRU reuses it.
+pub fn is_live(cfg: &Config, now: u64, v: &FlowValue) -> bool {
+    now.saturating_sub(v.last_seen_ns) <= ct_timeout_ns(cfg, v.state, v.flags)
+}
+
 /// Live entries, oldest first.
 pub fn list(maps: &FwMaps) -> Result<Vec<Row>> {
     let cfg: Config = maps.config()?;
@@ -107,11 +113,11 @@ pub fn list(maps: &FwMaps) -> Result<Vec<Row>> {
         .conntrack_entries()?
         .into_iter()
         .filter_map(|(k, v)| {
-            let idle = now.saturating_sub(v.last_seen_ns);
-            let timeout = ct_timeout_ns(&cfg, v.state, v.flags);
-            if idle > timeout {
+            if !is_live(&cfg, now, &v) {
                 return None;
             }
+            let idle = now.saturating_sub(v.last_seen_ns);
+            let timeout = ct_timeout_ns(&cfg, v.state, v.flags);
             let proto = match k.proto {
                 IPPROTO_TCP => "tcp",
                 IPPROTO_UDP => "udp",

@@ -1,18 +1,25 @@
 //! fw's state as Prometheus metrics (text format 0.0.4), read fresh from
-//! the maps at every scrape:
+//! the maps at every scrape, named like node_exporter's (units in the name,
+//! `_total` on counters, HELP and TYPE on every family, no label whose value
+//! is a changing list):
 //!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `fw_packets_total` | counter | `interface`, `reason` |
-//! | `fw_bytes_total` | counter | `interface`, `reason` |
-//! | `fw_port_packets_total` | counter | `proto`, `port` (open ports; new flows accepted) |
-//! | `fw_conntrack_entries` | gauge | — (entries in the table, expired ones included) |
-//! | `fw_conntrack_evictions_total` | counter | — (entries the full table's LRU evicted) |
-//! | `fw_up` | gauge, always 1 | `version`, `interfaces` (comma-separated) |
+//! | metric | type | labels | meaning |
+//! |---|---|---|---|
+//! | `fw_packets_total` | counter | `interface`, `reason` | packets fw's ingress saw |
+//! | `fw_bytes_total` | counter | `interface`, `reason` | their bytes (whole frames) |
+//! | `fw_port_new_flows_total` | counter | `proto`, `ports` | new flows accepted per open port range |
+//! | `fw_conntrack_entries` | gauge | — | live conntrack entries (expired ones excluded) |
+//! | `fw_conntrack_capacity` | gauge | — | entries the conntrack table holds at most |
+//! | `fw_conntrack_evictions_total` | counter | — | entries the full table's LRU evicted |
+//! | `fw_interface_attached` | gauge | `interface` | 1: fw filters it both ways; 0: a hook is detached |
+//! | `fw_build_info` | gauge | `version` | always 1 |
+//! | `fw_scrape_duration_seconds` | gauge | — | time this scrape took to read the maps |
 //!
 //! `interface="other"` holds counts of interfaces fw is no longer up on (and
-//! of unknown ones); it only appears when non-zero.
-use std::collections::BTreeMap;
+//! of unknown ones); it only appears when non-zero. `ports` is a range of
+//! the running policy as `fw ports` lists it (`"22"`, `"5000-5010"`): one
+//! series per range, however many ports it spans.
+use std::{collections::BTreeMap, time::Instant};
 
 use prometheus_client::{
     collector::Collector,
@@ -22,7 +29,10 @@ use prometheus_client::{
 };
 
 use crate::{
+    conntrack,
     error::{Error, Result},
+    iface,
+    loader::{self, HookState},
     maps::FwMaps,
     stats::{Count, Stats},
 };
@@ -37,17 +47,42 @@ const OTHER_IFACE: &str = "other";
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub stats: Stats,
-    pub conntrack_entries: u64,
+    /// Conntrack entries not expired.
+    pub conntrack_live: u64,
+    pub conntrack_capacity: u64,
     pub conntrack_evicted: u64,
+    /// Every interface fw is up on, and whether both its hooks are attached.
+    pub interfaces: BTreeMap<String, bool>,
+    /// How long reading the maps took.
+    pub scrape_seconds: f64,
 }
 
 impl Snapshot {
     pub fn collect(maps: &FwMaps) -> Result<Snapshot> {
-        let (conntrack_entries, conntrack_evicted) = maps.conntrack_census()?;
+        let t0 = Instant::now();
+        let cfg = maps.config()?;
+        let now = crate::clock::kernel_now_ns();
+        let (_, conntrack_live, conntrack_evicted) =
+            maps.conntrack_census_live(|v| conntrack::is_live(&cfg, now, v))?;
+        let meta = maps.meta()?;
+        let interfaces = meta
+            .ifaces
+            .iter()
+            .filter(|m| m.slot != 0)
+            .map(|m| {
+                let ok = loader::ingress_state(maps.pins(), m) == HookState::Attached
+                    && loader::egress_state(maps.pins(), m) == HookState::Attached;
+                (iface::name_from_bytes(&m.name), ok)
+            })
+            .collect();
+        let stats = Stats::collect(maps)?;
         Ok(Snapshot {
-            stats: Stats::collect(maps)?,
-            conntrack_entries,
+            stats,
+            conntrack_live,
+            conntrack_capacity: meta.ct_entries.into(),
             conntrack_evicted,
+            interfaces,
+            scrape_seconds: t0.elapsed().as_secs_f64(),
         })
     }
 
@@ -76,9 +111,21 @@ impl Snapshot {
 #[derive(Debug)]
 struct FwCollector(Snapshot);
 
+/// Encodes one family with no labels.
+fn single(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &dyn EncodeMetric,
+) -> std::fmt::Result {
+    let m = enc.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
 impl Collector for FwCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        let per_iface = self.0.per_interface();
+        let snap = &self.0;
+        let per_iface = snap.per_interface();
         for (name, help, pick) in [
             (
                 "packets",
@@ -98,43 +145,58 @@ impl Collector for FwCollector {
             }
         }
         let mut m = enc.encode_descriptor(
-            "port_packets",
-            "New flows accepted per open port (packets counted under reason `port`).",
+            "port_new_flows",
+            "New flows accepted per open port range of the running policy (reason `port`).",
             None,
             MetricType::Counter,
         )?;
-        for p in &self.0.stats.ports {
-            let port = p.port.to_string();
-            let labels = [("proto", p.proto.name()), ("port", port.as_str())];
+        for p in &snap.stats.ports {
+            let ports = p.range.to_string();
+            let labels = [("proto", p.proto.name()), ("ports", ports.as_str())];
             ConstCounter::new(p.packets).encode(m.encode_family(&labels)?)?;
         }
-        let m = enc.encode_descriptor(
+        single(
+            &mut enc,
             "conntrack_entries",
-            "Entries in fw's conntrack table (expired ones included until reused).",
-            None,
-            MetricType::Gauge,
+            "Live entries in fw's conntrack table (expired ones excluded).",
+            &ConstGauge::new(snap.conntrack_live as i64),
         )?;
-        ConstGauge::new(self.0.conntrack_entries as i64).encode(m)?;
-        let m = enc.encode_descriptor(
+        single(
+            &mut enc,
+            "conntrack_capacity",
+            "Entries fw's conntrack table holds at most ([conntrack] entries).",
+            &ConstGauge::new(snap.conntrack_capacity as i64),
+        )?;
+        single(
+            &mut enc,
             "conntrack_evictions",
             "Conntrack entries the full table's LRU evicted to make room.",
-            None,
-            MetricType::Counter,
+            &ConstCounter::new(snap.conntrack_evicted),
         )?;
-        ConstCounter::new(self.0.conntrack_evicted).encode(m)?;
         let mut m = enc.encode_descriptor(
-            "up",
-            "fw is loaded (always 1); labels say which version and where.",
+            "interface_attached",
+            "1 if fw filters the interface both ways (XDP ingress and egress hook attached), 0 if a hook is detached.",
             None,
             MetricType::Gauge,
         )?;
-        let ifaces: Vec<&str> = self.0.stats.interfaces.keys().map(String::as_str).collect();
-        let ifaces = ifaces.join(",");
-        let labels = [
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("interfaces", ifaces.as_str()),
-        ];
-        ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        for (name, ok) in &snap.interfaces {
+            ConstGauge::new(i64::from(*ok))
+                .encode(m.encode_family(&[("interface", name.as_str())])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "build_info",
+            "The fw build serving these metrics (always 1).",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(1i64)
+            .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
+        single(
+            &mut enc,
+            "scrape_duration_seconds",
+            "Seconds this scrape took to read fw's maps.",
+            &ConstGauge::new(snap.scrape_seconds),
+        )?;
         Ok(())
     }
 }
@@ -158,7 +220,7 @@ pub fn scrape(maps: &FwMaps) -> Result<String> {
 mod tests {
     use super::*;
     use crate::{
-        policy::Proto,
+        policy::{PortRange, Proto},
         stats::{IfaceStats, PortHits},
     };
     use fw_common::Reason;
@@ -184,17 +246,29 @@ mod tests {
             reasons,
             accepted: count(3),
             dropped: count(7),
-            ports: vec![PortHits {
-                proto: Proto::Tcp,
-                port: 22,
-                packets: 3,
-            }],
+            ports: vec![
+                PortHits {
+                    proto: Proto::Tcp,
+                    range: PortRange::single(22),
+                    from: None,
+                    packets: 3,
+                },
+                PortHits {
+                    proto: Proto::Udp,
+                    range: PortRange { lo: 1, hi: 65535 },
+                    from: None,
+                    packets: 0,
+                },
+            ],
             interfaces: [("eth1".to_string(), IfaceStats { reasons: eth1 })].into(),
         };
         let text = encode(Snapshot {
             stats,
-            conntrack_entries: 4,
+            conntrack_live: 4,
+            conntrack_capacity: 262_144,
             conntrack_evicted: 0,
+            interfaces: [("eth1".to_string(), true), ("eth2".to_string(), false)].into(),
+            scrape_seconds: 0.25,
         })
         .unwrap();
         for line in [
@@ -203,9 +277,14 @@ mod tests {
             "fw_packets_total{interface=\"other\",reason=\"reject\"} 2",
             "fw_bytes_total{interface=\"eth1\",reason=\"port\"} 180",
             "fw_packets_total{interface=\"eth1\",reason=\"malformed\"} 0",
-            "fw_port_packets_total{proto=\"tcp\",port=\"22\"} 3",
+            "fw_port_new_flows_total{proto=\"tcp\",ports=\"22\"} 3",
+            "fw_port_new_flows_total{proto=\"udp\",ports=\"1-65535\"} 0",
             "fw_conntrack_entries 4",
-            "fw_up{version=\"0.1.0\",interfaces=\"eth1\"} 1",
+            "fw_conntrack_capacity 262144",
+            "fw_interface_attached{interface=\"eth1\"} 1",
+            "fw_interface_attached{interface=\"eth2\"} 0",
+            "fw_build_info{version=\"0.1.0\"} 1",
+            "fw_scrape_duration_seconds 0.25",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

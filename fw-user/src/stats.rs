@@ -10,8 +10,9 @@ use crate::{
     iface,
     instance::{Change, Note, Tracker},
     maps::FwMaps,
-    policy::Proto,
+    policy::{PortRange, Proto},
 };
+use ipnet::IpNet;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Count {
@@ -28,11 +29,36 @@ impl From<Counter> for Count {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// New flows accepted on one open port range of the running policy, as
+/// `fw ports` lists it (neighbouring ports with the same sources together).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortHits {
     pub proto: Proto,
-    pub port: u16,
+    pub range: PortRange,
+    /// The sources the range is open to (`None`: everyone).
+    pub from: Option<Vec<IpNet>>,
     pub packets: u64,
+}
+
+/// `{"proto", "ports": "LO-HI" (or "P"), "lo", "hi", "port" (= lo, the
+/// key of the per-port shape before ranges), "from" (only when restricted),
+/// "packets"}`.
+impl Serialize for PortHits {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut st = s.serialize_struct("PortHits", 7)?;
+        st.serialize_field("proto", &self.proto)?;
+        st.serialize_field("ports", &self.range.to_string())?;
+        st.serialize_field("lo", &self.range.lo)?;
+        st.serialize_field("hi", &self.range.hi)?;
+        st.serialize_field("port", &self.range.lo)?;
+        if let Some(from) = &self.from {
+            let from: Vec<String> = from.iter().map(|n| n.to_string()).collect();
+            st.serialize_field("from", &from)?;
+        }
+        st.serialize_field("packets", &self.packets)?;
+        st.end()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -48,7 +74,7 @@ pub struct IfaceStats {
 ///   "reasons": {"established": {"packets": 120, "bytes": 9800}, "port": {...}, ...},
 ///   "accepted": {"packets": 130, "bytes": 10500},
 ///   "dropped": {"packets": 7, "bytes": 420},
-///   "ports": [{"proto": "tcp", "port": 22, "packets": 3}, ...],
+///   "ports": [{"proto": "tcp", "ports": "22", "lo": 22, "hi": 22, "port": 22, "packets": 3}, ...],
 ///   "interfaces": {"eth1": {"reasons": {"established": {"packets": 120, "bytes": 9800}, ...}}}
 /// }
 /// ```
@@ -58,8 +84,12 @@ pub struct IfaceStats {
 /// - `accepted`: reasons that reach the stack (`non_ip`, `established`,
 ///   `related`, `ndp`, `port`, `dhcp`, `would_reject`); `dropped`: all the others
 ///   (`reject` is answered with an ICMP error or RST, then dropped).
-/// - `ports`: the open ports in order (TCP, then UDP), with the packets that
-///   opened a new flow on them (reason `port`).
+/// - `ports`: the open port ranges of the running policy in order (TCP, then
+///   UDP), as `fw ports` lists them, with the packets that opened a new flow
+///   in them (reason `port`): `{"proto": "udp", "ports": "5000-5010", "lo":
+///   5000, "hi": 5010, "port": 5000, "packets": 4}`, plus `"from": [CIDR,
+///   ...]` for a range open only to some sources. A single port's entry
+///   keeps its old keys (`port` is the range's first port).
 /// - `interfaces`: the same `reasons` per interface fw is up on.
 ///
 /// `fw stats --watch SECS --json` prints one line per interval:
@@ -114,11 +144,15 @@ impl Stats {
         let policy = maps.policy()?;
         let mut ports = Vec::new();
         for proto in Proto::ALL {
-            for port in policy.ports(proto) {
+            let ranges = policy.ranges(proto);
+            let list: Vec<PortRange> = ranges.iter().map(|(r, _)| *r).collect();
+            let hits = maps.port_hits_ranges(proto, &list)?;
+            for ((range, from), packets) in ranges.into_iter().zip(hits) {
                 ports.push(PortHits {
                     proto,
-                    port,
-                    packets: maps.port_hits(proto, port)?,
+                    range,
+                    from: from.map(|f| f.iter().copied().collect()),
+                    packets,
                 });
             }
         }
@@ -194,15 +228,20 @@ impl Stats {
             human(self.dropped.bytes)
         );
         if !self.ports.is_empty() {
-            let _ = writeln!(out, "\n{:<6} {:>5} {:>8}", "proto", "port", "new");
+            let _ = writeln!(out, "\n{:<6} {:>11} {:>8}", "proto", "ports", "new");
             for p in &self.ports {
-                let _ = writeln!(
+                let _ = write!(
                     out,
-                    "{:<6} {:>5} {:>8}",
+                    "{:<6} {:>11} {:>8}",
                     p.proto.name(),
-                    p.port,
+                    p.range.to_string(),
                     human(p.packets)
                 );
+                if let Some(from) = &p.from {
+                    let from: Vec<String> = from.iter().map(|n| n.to_string()).collect();
+                    let _ = write!(out, "  from {}", from.join(" "));
+                }
+                out.push('\n');
             }
         }
         if self.interfaces.len() > 1 {

@@ -8,7 +8,11 @@ use std::{
 
 use fw_common::Reason;
 
-use crate::{events::LogEvent, policy::Proto, stats::Stats};
+use crate::{
+    events::LogEvent,
+    policy::{PortRange, Proto},
+    stats::Stats,
+};
 
 /// Seconds of history kept for the sparklines (wider than any terminal).
 pub const HISTORY: usize = 512;
@@ -23,9 +27,10 @@ pub struct ReasonRow {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// One open port range of the policy (as `fw ports` lists it).
 pub struct PortRow {
     pub proto: Proto,
-    pub port: u16,
+    pub range: PortRange,
     pub per_sec: f64,
     pub total: u64,
 }
@@ -115,12 +120,12 @@ impl TopModel {
                 let old = prev.map(|prev| {
                     prev.ports
                         .iter()
-                        .find(|q| q.proto == p.proto && q.port == p.port)
+                        .find(|q| q.proto == p.proto && q.range == p.range)
                         .map_or(0, |q| q.packets)
                 });
                 PortRow {
                     proto: p.proto,
-                    port: p.port,
+                    range: p.range,
                     per_sec: rate(p.packets, old),
                     total: p.packets,
                 }
@@ -130,7 +135,7 @@ impl TopModel {
             b.per_sec
                 .total_cmp(&a.per_sec)
                 .then(b.total.cmp(&a.total))
-                .then((a.proto, a.port).cmp(&(b.proto, b.port)))
+                .then((a.proto, a.range).cmp(&(b.proto, b.range)))
         });
         self.ports = ports;
         self.accepted_per_sec = rate(now.accepted.packets, prev.map(|p| p.accepted.packets));
@@ -234,12 +239,14 @@ mod tests {
             ports: vec![
                 PortHits {
                     proto: Proto::Tcp,
-                    port: 22,
+                    range: PortRange::single(22),
+                    from: None,
                     packets: port22,
                 },
                 PortHits {
                     proto: Proto::Tcp,
-                    port: 80,
+                    range: PortRange { lo: 80, hi: 90 },
+                    from: None,
                     packets: 0,
                 },
             ],
@@ -266,7 +273,7 @@ mod tests {
             (reject.per_sec, reject.total, reject.verdict),
             (100.0, 300, "answer")
         );
-        assert_eq!(m.ports[0].port, 22);
+        assert_eq!(m.ports[0].range, PortRange::single(22));
         assert_eq!(m.ports[0].per_sec, 2.0);
         assert_eq!(m.accepted.iter().copied().collect::<Vec<_>>(), vec![2]);
         assert_eq!(m.rejected.iter().copied().collect::<Vec<_>>(), vec![100]);

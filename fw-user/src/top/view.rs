@@ -5,8 +5,8 @@
 //! ```text
 //!  fw top · eth1 · accepted 12/s · rejected 3.0/s                    q quits
 //! ┌ reasons ───────────────────────────┐┌ top ports ──────────────────────────┐
-//! │reason              pkts/s    total ││port       pkts/s   total            │
-//! │established            9.0     1234 ││tcp/22        3.0      56            │
+//! │reason              pkts/s    total ││ports           pkts/s      new      │
+//! │established            9.0     1234 ││tcp/22             3.0       56      │
 //! │...                                 │└─────────────────────────────────────┘
 //! │                                    │┌ top rejected sources ───────────────┐
 //! │                                    ││source          events last          │
@@ -128,7 +128,7 @@ fn draw_reasons(frame: &mut Frame, area: Rect, m: &TopModel) {
 fn draw_ports(frame: &mut Frame, area: Rect, m: &TopModel) {
     let rows = m.ports.iter().map(|p| {
         Row::new(vec![
-            Cell::from(format!("{}/{}", p.proto.name(), p.port)),
+            Cell::from(format!("{}/{}", p.proto.name(), p.range)),
             Cell::from(Line::from(rate(p.per_sec)).right_aligned()),
             Cell::from(Line::from(human(p.total)).right_aligned()),
         ])
@@ -136,12 +136,13 @@ fn draw_ports(frame: &mut Frame, area: Rect, m: &TopModel) {
     let table = Table::new(
         rows,
         [
-            Constraint::Length(11),
+            // "tcp/10000-20000": a whole range of the policy is one row.
+            Constraint::Length(15),
             Constraint::Length(7),
             Constraint::Length(8),
         ],
     )
-    .header(header_row(["port", " pkts/s", "     new"]))
+    .header(header_row(["ports", " pkts/s", "     new"]))
     .block(Block::bordered().title(" top ports "));
     frame.render_widget(table, area);
 }
