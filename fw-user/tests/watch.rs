@@ -10,7 +10,7 @@
 //!
 //! Run as root: `cargo test --release -p fw-user --test watch -- --test-threads=1`.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
@@ -169,7 +169,6 @@ enum Kind {
 /// N of each: SYN to 22 (open), SYN to 8080, UDP to 80 (open), UDP to 53,
 /// ICMP echo; every packet with its own source port / echo id.
 fn traffic() -> Vec<(Kind, u16, Vec<u8>)> {
-    let (cli, srv) = ([192, 0, 2, 2], [192, 0, 2, 1]);
     let mut v = Vec::new();
     for (k, kind) in [
         Kind::Syn(22),
@@ -183,18 +182,25 @@ fn traffic() -> Vec<(Kind, u16, Vec<u8>)> {
     {
         for i in 0..N as u16 {
             let id = 40000 + 1000 * k as u16 + i;
-            let b = etherparse::PacketBuilder::ipv4(cli, srv, 64);
-            let mut pkt = Vec::new();
-            match kind {
-                Kind::Syn(port) => b.tcp(id, port, 1, 64240).syn().write(&mut pkt, &[]),
-                Kind::Udp(port) => b.udp(id, port).write(&mut pkt, b"fw!\n"),
-                Kind::Echo => b.icmpv4_echo_request(id, 1).write(&mut pkt, b"fw-watch"),
-            }
-            .expect("build packet");
-            v.push((kind, id, pkt));
+            v.push((kind, id, packet(kind, id)));
         }
     }
     v
+}
+
+/// One IPv4 packet from the client to the server; `id` is its source port
+/// (echo id).
+fn packet(kind: Kind, id: u16) -> Vec<u8> {
+    let (cli, srv) = ([192, 0, 2, 2], [192, 0, 2, 1]);
+    let b = etherparse::PacketBuilder::ipv4(cli, srv, 64);
+    let mut pkt = Vec::new();
+    match kind {
+        Kind::Syn(port) => b.tcp(id, port, 1, 64240).syn().write(&mut pkt, &[]),
+        Kind::Udp(port) => b.udp(id, port).write(&mut pkt, b"fw!\n"),
+        Kind::Echo => b.icmpv4_echo_request(id, 1).write(&mut pkt, b"fw-watch"),
+    }
+    .expect("build packet");
+    pkt
 }
 
 /// Sends IPv4 packets (headers included) from namespace `ns` through a raw socket.
@@ -374,8 +380,67 @@ impl Drop for Bg {
     }
 }
 
-/// GET /metrics from inside the server namespace, plain HTTP/1.0.
-fn scrape(pair: &Pair) -> HashMap<String, u64> {
+/// Every metric family the exporter serves (README "Metrics").
+const FAMILIES: [&str; 9] = [
+    "fw_packets_total",
+    "fw_bytes_total",
+    "fw_port_new_flows_total",
+    "fw_conntrack_entries",
+    "fw_conntrack_capacity",
+    "fw_conntrack_evictions_total",
+    "fw_interface_attached",
+    "fw_build_info",
+    "fw_scrape_duration_seconds",
+];
+
+/// One scrape as Prometheus reads it.
+struct Scrape {
+    samples: Vec<prometheus_parse::Sample>,
+}
+
+impl Scrape {
+    /// The value of the series `name{labels}` (exactly these labels).
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let want: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let found: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| {
+                let got: BTreeMap<&str, &str> =
+                    s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                got == want
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                ref v => panic!("{name}{labels:?} is neither counter nor gauge: {v:?}"),
+            })
+            .collect();
+        match found[..] {
+            [v] => v,
+            _ => panic!("{} series {name}{labels:?} in {:?}", found.len(), self.samples),
+        }
+    }
+
+    /// An integer-valued series (counters, entry counts).
+    fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let v = self.value(name, labels);
+        assert!(v >= 0.0 && v.fract() == 0.0, "{name}{labels:?} = {v}");
+        v as u64
+    }
+
+    /// The series of family `name`.
+    fn series(&self, name: &str) -> Vec<&prometheus_parse::Sample> {
+        self.samples.iter().filter(|s| s.metric == name).collect()
+    }
+}
+
+/// GET /metrics from inside the server namespace, plain HTTP/1.0, parsed
+/// with a Prometheus text-format parser. Asserts what any scrape must
+/// satisfy: HTTP 200 with the text format's content type, every line a
+/// sample the parser read, every sample of a family with HELP and TYPE
+/// (counter or gauge), and exactly the documented families.
+fn scrape(pair: &Pair) -> Scrape {
     let text = in_netns(pair.srv_path(), || {
         let addr: SocketAddr = EXPORTER.parse().expect("addr");
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
@@ -398,21 +463,45 @@ fn scrape(pair: &Pair) -> HashMap<String, u64> {
             .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (series, value) = l.rsplit_once(' ').expect("series value");
-            (
-                series.to_string(),
-                value.parse().unwrap_or_else(|_| panic!("value in {l}")),
-            )
-        })
-        .collect()
-}
-
-fn metric(m: &HashMap<String, u64>, series: &str) -> u64 {
-    *m.get(series)
-        .unwrap_or_else(|| panic!("no {series} in /metrics: {m:?}"))
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("parse /metrics");
+    // The parser skips what it cannot read: every sample line must be there.
+    let lines = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .count();
+    assert_eq!(parsed.samples.len(), lines, "unparsed lines in\n{body}");
+    let mut families: Vec<&str> = Vec::new();
+    for s in &parsed.samples {
+        assert!(
+            parsed.docs.get(&s.metric).is_some_and(|h| !h.is_empty()),
+            "no HELP for {}:\n{body}",
+            s.metric
+        );
+        assert!(
+            body.lines().any(|l| l == format!("# TYPE {} counter", s.metric)
+                || l == format!("# TYPE {} gauge", s.metric)),
+            "no TYPE for {}:\n{body}",
+            s.metric
+        );
+        let counter = matches!(s.value, prometheus_parse::Value::Counter(_));
+        assert_eq!(
+            counter,
+            s.metric.ends_with("_total"),
+            "{}: counters and only they end in _total",
+            s.metric
+        );
+        if !families.contains(&s.metric.as_str()) {
+            families.push(&s.metric);
+        }
+    }
+    families.sort_unstable();
+    let mut want = FAMILIES.to_vec();
+    want.sort_unstable();
+    assert_eq!(families, want, "metric families in\n{body}");
+    Scrape {
+        samples: parsed.samples,
+    }
 }
 
 #[test]
@@ -451,44 +540,173 @@ fn stats_and_metrics_count_every_packet_exactly() {
             iface(&s1, "bytes") - iface(&s0, "bytes"),
         );
         assert_eq!(got, (p, b), "fw stats: {sv} reason {reason}");
-        let series = |name: &str| format!("{name}{{interface=\"{sv}\",reason=\"{reason}\"}}");
+        let labels = [("interface", sv), ("reason", reason)];
         let got = (
-            metric(&m1, &series("fw_packets_total")) - metric(&m0, &series("fw_packets_total")),
-            metric(&m1, &series("fw_bytes_total")) - metric(&m0, &series("fw_bytes_total")),
+            m1.count("fw_packets_total", &labels) - m0.count("fw_packets_total", &labels),
+            m1.count("fw_bytes_total", &labels) - m0.count("fw_bytes_total", &labels),
         );
         assert_eq!(got, (p, b), "/metrics: reason {reason}");
     }
     for (proto, port, n) in [("tcp", 22, N), ("udp", 80, N), ("tcp", 80, 0)] {
         let got = port_hits(&s1, proto, port) - port_hits(&s0, proto, port);
         assert_eq!(got, n, "fw stats: {proto}/{port}");
-        let series = format!("fw_port_packets_total{{proto=\"{proto}\",port=\"{port}\"}}");
+        let labels = [("proto", proto), ("ports", &port.to_string())];
         assert_eq!(
-            metric(&m1, &series) - metric(&m0, &series),
+            m1.count("fw_port_new_flows_total", &labels)
+                - m0.count("fw_port_new_flows_total", &labels),
             n,
             "/metrics: {proto}/{port}"
         );
     }
+    // One series per open range of the seed policy, nothing else.
+    assert_eq!(m1.series("fw_port_new_flows_total").len(), 3);
     // The whole stream of accepted packets is also the sum of the reasons.
     assert_eq!(
         s1["accepted"]["packets"].as_u64().unwrap() - s0["accepted"]["packets"].as_u64().unwrap(),
         2 * N
     );
     // Conntrack: the N accepted UDP flows at least (a TCP flow the host
-    // answers with a RST is deleted at once, as netfilter does), as the map
-    // says right now.
+    // answers with a RST is deleted at once, as netfilter does), plus one
+    // entry whose timeout passed long ago: still in the map, but absent for
+    // the kernel side, so not counted.
     let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
-    let ct = maps.conntrack_count().expect("count conntrack");
-    assert!(ct >= N, "conntrack has {ct} entries");
-    assert_eq!(metric(&m1, "fw_conntrack_entries"), ct);
-    let up = format!(
-        "fw_up{{version=\"{}\",interfaces=\"{sv}\"}}",
-        env!("CARGO_PKG_VERSION")
+    let mut key = fw_common::FlowKey {
+        sport: 4242,
+        dport: 9,
+        proto: fw_common::IPPROTO_UDP,
+        family: 4,
+        ..Default::default()
+    };
+    key.src[..4].copy_from_slice(&[192, 0, 2, 99]);
+    key.dst[..4].copy_from_slice(&[192, 0, 2, 1]);
+    let stale = fw_common::FlowValue {
+        created_ns: 0,
+        last_seen_ns: 0,
+        state: fw_common::CT_UDP,
+        ..Default::default()
+    };
+    let cfg = maps.config().expect("config");
+    let now = fw_user::clock::kernel_now_ns();
+    assert!(
+        now > fw_common::ct_timeout_ns(&cfg, fw_common::CT_UDP, 0),
+        "the host is up for less than a UDP timeout: no entry can be expired yet"
     );
-    assert_eq!(metric(&m1, &up), 1);
+    maps.conntrack_insert(&key, &stale).expect("insert an expired entry");
+    let m2 = scrape(&rig.pair);
+    let ct = maps.conntrack_count().expect("count conntrack");
+    assert!(ct > N, "conntrack has {ct} entries");
+    assert_eq!(m2.count("fw_conntrack_entries", &[]), ct - 1, "live entries");
+    let meta = maps.meta().expect("meta");
+    assert_eq!(
+        m2.count("fw_conntrack_capacity", &[]),
+        u64::from(meta.ct_entries)
+    );
+    assert_eq!(
+        m2.count("fw_conntrack_capacity", &[]),
+        u64::from(fw_common::CT_DEFAULT_ENTRIES)
+    );
+    assert_eq!(m2.count("fw_conntrack_evictions_total", &[]), 0);
+    // One gauge per interface fw is up on.
+    assert_eq!(m2.count("fw_interface_attached", &[("interface", sv)]), 1);
+    assert_eq!(m2.series("fw_interface_attached").len(), 1);
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(m2.count("fw_build_info", &[("version", version)]), 1);
+    assert!(m2.value("fw_scrape_duration_seconds", &[]) > 0.0);
+    maps.conntrack_remove(&key).expect("remove the expired entry");
 
     // Graceful shutdown on SIGTERM: exit status 0.
     let st = exporter.terminate();
     assert!(st.success(), "exporter exit {st}:\n{}", exporter.all());
+}
+
+/// With every UDP port open (`udp 1-65535`), `fw stats` and /metrics keep
+/// one row/series per open range, and the new flows of ports across the
+/// whole range (both ends included) add up in that one series.
+#[test]
+fn every_udp_port_open_keeps_stats_and_metrics_small() {
+    let rig = Rig::new();
+    rig.ok(&["allow", "udp", "1-65535"]);
+    assert!(rig.ok(&["ports"]).contains("udp: 1-65535\n"));
+    let mut exporter = rig.spawn_fw(&["exporter"]);
+    exporter.wait_for(
+        &format!("serving http://{EXPORTER}/metrics"),
+        Duration::from_secs(10),
+    );
+    let m0 = scrape(&rig.pair);
+    let s0 = rig.stats();
+    let dports = [1u16, 80, 5000, 65535];
+    let packets: Vec<(Kind, u16, Vec<u8>)> = dports
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let id = 45000 + i as u16;
+            (Kind::Udp(p), id, packet(Kind::Udp(p), id))
+        })
+        .chain([(Kind::Syn(22), 46000, packet(Kind::Syn(22), 46000))])
+        .collect();
+    send_raw(rig.pair.cli_path(), &packets);
+    let n = dports.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reason_packets(&rig.stats(), "port") - reason_packets(&s0, "port") < n + 1 {
+        assert!(Instant::now() < deadline, "fw did not count the traffic");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let m1 = scrape(&rig.pair);
+    let s1 = rig.stats();
+
+    let all = [("proto", "udp"), ("ports", "1-65535")];
+    assert_eq!(
+        m1.count("fw_port_new_flows_total", &all) - m0.count("fw_port_new_flows_total", &all),
+        n
+    );
+    let ssh = [("proto", "tcp"), ("ports", "22")];
+    assert_eq!(
+        m1.count("fw_port_new_flows_total", &ssh) - m0.count("fw_port_new_flows_total", &ssh),
+        1
+    );
+    // tcp 22, tcp 80, udp 1-65535; and the whole scrape stays small: two
+    // series per (interface, reason), one per family besides.
+    assert_eq!(m1.series("fw_port_new_flows_total").len(), 3);
+    let reasons = fw_common::Reason::ALL.len();
+    assert!(
+        m1.samples.len() <= 2 * reasons + 3 + 6,
+        "{} series",
+        m1.samples.len()
+    );
+    println!(
+        "scrape with udp 1-65535 open: {:.1} ms reading the maps",
+        m1.value("fw_scrape_duration_seconds", &[]) * 1e3
+    );
+
+    // fw stats --json: one entry per range, the old per-port keys kept.
+    let ports = s1["ports"].as_array().expect("ports is a list");
+    assert_eq!(ports.len(), 3, "{s1}");
+    let udp = ports
+        .iter()
+        .find(|p| p["proto"] == "udp")
+        .expect("the udp range");
+    assert_eq!(
+        (&udp["ports"], &udp["lo"], &udp["hi"], &udp["port"]),
+        (
+            &serde_json::json!("1-65535"),
+            &serde_json::json!(1),
+            &serde_json::json!(65535),
+            &serde_json::json!(1)
+        ),
+        "{udp}"
+    );
+    assert_eq!(port_hits(&s1, "udp", 1) - port_hits(&s0, "udp", 1), n);
+    // fw stats: the reasons, the totals, a short ports table.
+    let text = rig.ok(&["stats"]);
+    let lines = text.lines().count();
+    assert!(lines <= reasons + 10, "{lines} lines:\n{text}");
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().take(2).eq(["udp", "1-65535"]))
+        .unwrap_or_else(|| panic!("no udp 1-65535 row:\n{text}"));
+    let total = port_hits(&s1, "udp", 1).to_string();
+    assert_eq!(row.split_whitespace().nth(2), Some(total.as_str()), "{text}");
+    assert!(exporter.terminate().success(), "{}", exporter.all());
 }
 
 #[test]
