@@ -225,8 +225,7 @@ impl FwMaps {
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
             let first = proto.map_base() + r.lo as u32;
-            match bpf_batch::lookup_array_range(md.fd().as_fd(), 8 * cpus, first, r.len() as u32)
-            {
+            match bpf_batch::lookup_array_range(md.fd().as_fd(), 8 * cpus, first, r.len() as u32) {
                 Ok(raw) => out.push(
                     raw.chunks_exact(8)
                         .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))

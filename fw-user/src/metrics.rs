@@ -48,7 +48,7 @@ const OTHER_IFACE: &str = "other";
 pub struct Snapshot {
     pub stats: Stats,
     /// Conntrack entries not expired.
-    pub conntrack_live: u64,
+    pub conntrack_entries: u64,
     pub conntrack_capacity: u64,
     pub conntrack_evicted: u64,
     /// Every interface fw is up on, and whether both its hooks are attached.
@@ -62,7 +62,7 @@ impl Snapshot {
         let t0 = Instant::now();
         let cfg = maps.config()?;
         let now = crate::clock::kernel_now_ns();
-        let (_, conntrack_live, conntrack_evicted) =
+        let (_, conntrack_entries, conntrack_evicted) =
             maps.conntrack_census_live(|v| conntrack::is_live(&cfg, now, v))?;
         let meta = maps.meta()?;
         let interfaces = meta
@@ -78,7 +78,7 @@ impl Snapshot {
         let stats = Stats::collect(maps)?;
         Ok(Snapshot {
             stats,
-            conntrack_live,
+            conntrack_entries,
             conntrack_capacity: meta.ct_entries.into(),
             conntrack_evicted,
             interfaces,
@@ -159,7 +159,7 @@ impl Collector for FwCollector {
             &mut enc,
             "conntrack_entries",
             "Live entries in fw's conntrack table (expired ones excluded).",
-            &ConstGauge::new(snap.conntrack_live as i64),
+            &ConstGauge::new(snap.conntrack_entries as i64),
         )?;
         single(
             &mut enc,
@@ -264,7 +264,7 @@ mod tests {
         };
         let text = encode(Snapshot {
             stats,
-            conntrack_live: 4,
+            conntrack_entries: 4,
             conntrack_capacity: 262_144,
             conntrack_evicted: 0,
             interfaces: [("eth1".to_string(), true), ("eth2".to_string(), false)].into(),

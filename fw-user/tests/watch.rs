@@ -90,6 +90,16 @@ impl Rig {
         Bg::spawn(cmd)
     }
 
+    /// `fw exporter` on its default address, serving.
+    fn exporter(&self) -> Bg {
+        let bg = self.spawn_fw(&["exporter"]);
+        bg.wait_for(
+            &format!("serving http://{EXPORTER}/metrics"),
+            Duration::from_secs(10),
+        );
+        bg
+    }
+
     /// Sends N packets of each kind from the client and waits until fw
     /// counted them all (and a little longer, so a stray extra would show).
     fn send_traffic(&self, before: &serde_json::Value) {
@@ -407,8 +417,11 @@ impl Scrape {
             .iter()
             .filter(|s| s.metric == name)
             .filter(|s| {
-                let got: BTreeMap<&str, &str> =
-                    s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let got: BTreeMap<&str, &str> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 got == want
             })
             .map(|s| match s.value {
@@ -418,7 +431,11 @@ impl Scrape {
             .collect();
         match found[..] {
             [v] => v,
-            _ => panic!("{} series {name}{labels:?} in {:?}", found.len(), self.samples),
+            _ => panic!(
+                "{} series {name}{labels:?} in {:?}",
+                found.len(),
+                self.samples
+            ),
         }
     }
 
@@ -479,8 +496,9 @@ fn scrape(pair: &Pair) -> Scrape {
             s.metric
         );
         assert!(
-            body.lines().any(|l| l == format!("# TYPE {} counter", s.metric)
-                || l == format!("# TYPE {} gauge", s.metric)),
+            body.lines()
+                .any(|l| l == format!("# TYPE {} counter", s.metric)
+                    || l == format!("# TYPE {} gauge", s.metric)),
             "no TYPE for {}:\n{body}",
             s.metric
         );
@@ -508,11 +526,7 @@ fn scrape(pair: &Pair) -> Scrape {
 fn stats_and_metrics_count_every_packet_exactly() {
     let rig = Rig::new();
     let sv = rig.pair.srv_veth();
-    let mut exporter = rig.spawn_fw(&["exporter"]);
-    exporter.wait_for(
-        &format!("serving http://{EXPORTER}/metrics"),
-        Duration::from_secs(10),
-    );
+    let mut exporter = rig.exporter();
     let m0 = scrape(&rig.pair);
     let s0 = rig.stats();
 
@@ -591,11 +605,16 @@ fn stats_and_metrics_count_every_packet_exactly() {
         now > fw_common::ct_timeout_ns(&cfg, fw_common::CT_UDP, 0),
         "the host is up for less than a UDP timeout: no entry can be expired yet"
     );
-    maps.conntrack_insert(&key, &stale).expect("insert an expired entry");
+    maps.conntrack_insert(&key, &stale)
+        .expect("insert an expired entry");
     let m2 = scrape(&rig.pair);
     let ct = maps.conntrack_count().expect("count conntrack");
     assert!(ct > N, "conntrack has {ct} entries");
-    assert_eq!(m2.count("fw_conntrack_entries", &[]), ct - 1, "live entries");
+    assert_eq!(
+        m2.count("fw_conntrack_entries", &[]),
+        ct - 1,
+        "live entries"
+    );
     let meta = maps.meta().expect("meta");
     assert_eq!(
         m2.count("fw_conntrack_capacity", &[]),
@@ -612,7 +631,8 @@ fn stats_and_metrics_count_every_packet_exactly() {
     let version = env!("CARGO_PKG_VERSION");
     assert_eq!(m2.count("fw_build_info", &[("version", version)]), 1);
     assert!(m2.value("fw_scrape_duration_seconds", &[]) > 0.0);
-    maps.conntrack_remove(&key).expect("remove the expired entry");
+    maps.conntrack_remove(&key)
+        .expect("remove the expired entry");
 
     // Graceful shutdown on SIGTERM: exit status 0.
     let st = exporter.terminate();
@@ -627,11 +647,7 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
     let rig = Rig::new();
     rig.ok(&["allow", "udp", "1-65535"]);
     assert!(rig.ok(&["ports"]).contains("udp: 1-65535\n"));
-    let mut exporter = rig.spawn_fw(&["exporter"]);
-    exporter.wait_for(
-        &format!("serving http://{EXPORTER}/metrics"),
-        Duration::from_secs(10),
-    );
+    let mut exporter = rig.exporter();
     let m0 = scrape(&rig.pair);
     let s0 = rig.stats();
     let dports = [1u16, 80, 5000, 65535];
@@ -705,7 +721,11 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
         .find(|l| l.split_whitespace().take(2).eq(["udp", "1-65535"]))
         .unwrap_or_else(|| panic!("no udp 1-65535 row:\n{text}"));
     let total = port_hits(&s1, "udp", 1).to_string();
-    assert_eq!(row.split_whitespace().nth(2), Some(total.as_str()), "{text}");
+    assert_eq!(
+        row.split_whitespace().nth(2),
+        Some(total.as_str()),
+        "{text}"
+    );
     assert!(exporter.terminate().success(), "{}", exporter.all());
 }
 
