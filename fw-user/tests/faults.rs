@@ -440,17 +440,28 @@ fn killed_fw_apply_confirm_is_reported() {
     for ending in ["confirm", "restore"] {
         let mut child = rig
             .command(&["apply", wide.as_str(), "--confirm", "120"])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("spawn");
-        // Wait until the new config is live (the countdown runs), then kill.
-        let until = std::time::Instant::now() + Duration::from_secs(20);
-        while !rig.ok(&["ports"]).contains("10000-60000") {
-            assert!(
-                std::time::Instant::now() < until,
-                "apply --confirm never applied"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // Kill in the countdown, not while the maps are written (that is the
+        // other report, "interrupted while changing the policy", tested by
+        // `killed_fw_apply_is_reported_and_the_next_apply_finishes_it`): part
+        // of the new policy shows in `fw ports` long before the apply is
+        // done, so wait for the countdown's own line, printed once it is.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if line.starts_with("new config applied") && tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("apply --confirm never started its countdown: {e}"));
+        assert!(rig.ok(&["ports"]).contains("10000-60000"), "{line}");
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
         let st = rig.status();
