@@ -3,7 +3,10 @@ use std::{io, path::PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("fw needs root (CAP_BPF and CAP_NET_ADMIN) for `{0}`: run it as root, e.g. with sudo")]
+    #[error(
+        "`{0}` needs root (uid 0; capabilities such as CAP_BPF, CAP_NET_ADMIN and \
+         CAP_SYS_ADMIN are not enough): run it as root, e.g. with sudo"
+    )]
     NotRoot(&'static str),
 
     #[error("interface `{0}` does not exist in this network namespace (see `ip link`)")]
@@ -124,6 +127,10 @@ pub enum Error {
     #[error("only {shown} of the {wanted} events asked for (--count) arrived within {secs} s (--timeout)")]
     TooFewEvents { shown: u64, wanted: u64, secs: f64 },
 
+    #[error("fw top: {0}")]
+    NotATerminal(&'static str),
+    #[error("fw up: the argument <IFACE> is missing: name at least one interface (`fw up eth1`) or list `interfaces` in the config")]
+    NoInterface,
     #[error("terminal: {0} (fw top needs an interactive terminal of at least 80x24)")]
     Terminal(#[source] io::Error),
 

@@ -35,10 +35,14 @@ pub fn serve(
     // A user who cannot read the pins would serve nothing but errors.
     pins.check_readable()?;
     let listener = TcpListener::bind(listen).map_err(|e| {
-        Error::io(
-            format!("listening on {listen} (is another exporter running? use --listen)"),
-            e,
-        )
+        let hint = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "is another exporter running? use --listen",
+            std::io::ErrorKind::AddrNotAvailable => {
+                "the address is not on this host: give one of its addresses to --listen"
+            }
+            _ => "use --listen",
+        };
+        Error::io(format!("listening on {listen} ({hint})"), e)
     })?;
     let local = listener
         .local_addr()

@@ -101,11 +101,7 @@ pub fn up(
         }
     }
     if wanted.is_empty() {
-        return Err(Error::invalid(
-            "arguments",
-            "",
-            "name at least one interface (fw up <IFACE>...) or list `interfaces` in the config",
-        ));
+        return Err(Error::NoInterface);
     }
     let mut ifaces = Vec::new();
     for n in &wanted {

@@ -27,7 +27,7 @@ use fw_user::{
 /// fw: a host firewall in XDP. Loopback open, established/related open,
 /// chosen ports open, everything else rejected with an ICMP error.
 #[derive(Parser)]
-#[command(version, about, long_about = None, propagate_version = true)]
+#[command(name = "fw", version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Where fw pins its programs, links and maps (on bpffs).
     #[arg(long, global = true, env = "FW_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
@@ -42,6 +42,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Load fw and attach it to interfaces (ingress XDP + egress TC), then exit.
+    #[command(
+        after_help = "Examples:\n  fw up eth1\n  fw up eth1 eth2 --config /etc/fw/fw.toml\n  fw up eth1 --dry-run --foreground"
+    )]
     Up {
         /// Interfaces to filter (not lo). May come from the config instead.
         ifaces: Vec<String>,
@@ -62,13 +65,23 @@ enum Cmd {
         foreground: bool,
     },
     /// Detach from interfaces (all when none named); unload when none is left.
-    Down { ifaces: Vec<String> },
+    #[command(after_help = "Examples:\n  fw down\n  fw down eth1")]
+    Down {
+        /// Interfaces to detach from (default: all).
+        #[arg(value_name = "IFACE")]
+        ifaces: Vec<String>,
+    },
     /// Show where fw is attached and how.
+    #[command(after_help = "Examples:\n  fw status\n  fw status --json")]
     Status {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Follow rejected/dropped packets (sampled by the kernel), one line each.
+    #[command(
+        after_help = "Examples:\n  fw log\n  fw log --count 10 --timeout 60\n  fw log --json --backlog"
+    )]
     Log {
         /// One JSON object per line (shape in the README, "Watching fw").
         #[arg(long)]
@@ -84,8 +97,10 @@ enum Cmd {
         backlog: bool,
     },
     /// Live view: rates per reason, top ports and sources; q quits.
+    #[command(after_help = "Examples:\n  fw top\n  sudo fw top")]
     Top,
     /// Serve Prometheus metrics at http://ADDR/metrics until Ctrl-C.
+    #[command(after_help = "Examples:\n  fw exporter\n  fw exporter --listen 127.0.0.1:9101")]
     Exporter {
         /// Address and port to listen on (loopback by default: the metrics
         /// describe this host's firewall).
@@ -93,7 +108,9 @@ enum Cmd {
         listen: std::net::SocketAddr,
     },
     /// Counters per reason, per open port and per interface.
+    #[command(after_help = "Examples:\n  fw stats\n  fw stats --json\n  fw stats --watch 2")]
     Stats {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// Refresh every SECS seconds (default 1) with rates, until Ctrl-C.
@@ -101,8 +118,13 @@ enum Cmd {
         watch: Option<f64>,
     },
     /// Open ports (e.g. `fw allow tcp 443 8000-8080`); takes effect at once.
+    #[command(
+        after_help = "Examples:\n  fw allow tcp 443\n  fw allow tcp 8000-8080 --from 192.0.2.0/24\n  fw allow udp 53 --runtime"
+    )]
     Allow {
+        /// Protocol: tcp or udp.
         proto: Proto,
+        /// Ports or ranges, e.g. 443 8000-8080.
         #[arg(required = true, value_name = "PORT|LO-HI")]
         ports: Vec<PortRange>,
         /// Only for these sources (CIDR, v4 or v6); repeatable.
@@ -114,8 +136,13 @@ enum Cmd {
         runtime: bool,
     },
     /// Close ports; established flows on them continue.
+    #[command(
+        after_help = "Examples:\n  fw deny tcp 80\n  fw deny udp 5000-5010\n  fw deny tcp 22 --force"
+    )]
     Deny {
+        /// Protocol: tcp or udp.
         proto: Proto,
+        /// Ports or ranges, e.g. 443 8000-8080.
         #[arg(required = true, value_name = "PORT|LO-HI")]
         ports: Vec<PortRange>,
         /// Close them even when the lockout guard objects (established flows,
@@ -131,16 +158,22 @@ enum Cmd {
     /// Print the running policy as a config file (like iptables-save), or
     /// write it into FILE (an existing fw config is edited in place, its
     /// comments kept).
+    #[command(after_help = "Examples:\n  fw save\n  fw save /etc/fw/fw.toml")]
     Save {
         /// Where to write it (atomically); stdout when not given.
         file: Option<PathBuf>,
     },
     /// List the open ports.
+    #[command(after_help = "Examples:\n  fw ports\n  fw ports --json")]
     Ports {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Replace the running policy and reject settings with a config file's.
+    #[command(
+        after_help = "Examples:\n  fw apply /etc/fw/fw.toml\n  fw apply new.toml --confirm 60\n  fw apply new.toml --force"
+    )]
     Apply {
         /// TOML config, validated in full before anything changes.
         file: PathBuf,
@@ -155,11 +188,28 @@ enum Cmd {
         force: bool,
     },
     /// Keep the config of a pending `fw apply --confirm`.
+    #[command(
+        after_help = "Examples:\n  fw apply new.toml --confirm 60   # then, from another shell:\n  fw confirm"
+    )]
     Confirm,
     /// Print a shell completion script (e.g. `fw completions bash > /etc/bash_completion.d/fw`).
-    Completions { shell: clap_complete::Shell },
+    #[command(
+        after_help = "Examples:\n  fw completions bash > /usr/share/bash-completion/completions/fw\n  fw completions zsh > /usr/local/share/zsh/site-functions/_fw"
+    )]
+    Completions {
+        /// The shell to write the script for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page fw(8), generated from these definitions (roff).
+    #[command(
+        hide = true,
+        after_help = "Examples:\n  fw man > /usr/local/share/man/man8/fw.8\n  fw man | man -l -"
+    )]
+    Man,
     /// List tracked flows (state, age, time left).
+    #[command(after_help = "Examples:\n  fw conntrack\n  fw conntrack --json")]
     Conntrack {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -207,7 +257,14 @@ fn main() -> ExitCode {
         Err(e) if e.is::<StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) if e.is::<Degraded>() => ExitCode::from(EXIT_DEGRADED),
         Err(e) => {
-            note(format_args!("fw: {e:#}"));
+            // Messages that already name fw ("fw is not loaded ...") get
+            // no second "fw: " in front.
+            let msg = format!("{e:#}");
+            if msg.starts_with("fw ") {
+                note(format_args!("{msg}"));
+            } else {
+                note(format_args!("fw: {msg}"));
+            }
             ExitCode::FAILURE
         }
     }
@@ -284,7 +341,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             backlog,
         } => {
-            let timeout = timeout.map(seconds).transpose()?;
+            let timeout = timeout.map(|t| seconds("--timeout", t)).transpose()?;
             let maps = FwMaps::open(&pins)?;
             let opts = log::LogOptions {
                 json,
@@ -303,7 +360,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &mut |n| note(format_args!("fw log: {n}")),
             )?;
         }
-        Cmd::Top => top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?,
+        Cmd::Top => {
+            // Before anything else: without a terminal there is nothing to show.
+            top::require_terminal()?;
+            top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?
+        }
         Cmd::Exporter { listen } => {
             exporter::serve(&pins, listen, &Shutdown::on_signals()?, |addr| {
                 note(format_args!(
@@ -357,6 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     json,
                     &Shutdown::on_signals()?,
                     &mut std::io::stdout().lock(),
+                    std::io::IsTerminal::is_terminal(&std::io::stdout()),
                     &mut |n| note(format_args!("fw stats: {n}")),
                 )?,
             }
@@ -448,6 +510,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "fw", &mut script);
             out!("{}", String::from_utf8_lossy(&script));
         }
+        Cmd::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .section("8")
+                .render(&mut page)?;
+            out!("{}", String::from_utf8_lossy(&page));
+        }
         Cmd::Conntrack { json } => {
             let rows = fw_user::conntrack::list(&FwMaps::open(&pins)?)?;
             if json {
@@ -509,9 +578,9 @@ fn watch_interval(secs: f64) -> anyhow::Result<std::time::Duration> {
 }
 
 /// A `--timeout`-style number of seconds (0.1 s to a day).
-fn seconds(secs: f64) -> anyhow::Result<std::time::Duration> {
+fn seconds(option: &str, secs: f64) -> anyhow::Result<std::time::Duration> {
     if !(0.1..=86400.0).contains(&secs) {
-        anyhow::bail!("{secs} s: give 0.1 to 86400 seconds");
+        anyhow::bail!("{option} {secs}: give 0.1 to 86400 seconds");
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

@@ -227,6 +227,10 @@ impl Stats {
             human(self.dropped.packets),
             human(self.dropped.bytes)
         );
+        let _ = writeln!(
+            out,
+            "(pass* = would be rejected, passed because fw is up with --dry-run)"
+        );
         if !self.ports.is_empty() {
             let _ = writeln!(out, "\n{:<6} {:>11} {:>8}", "proto", "ports", "new");
             for p in &self.ports {
@@ -278,6 +282,7 @@ pub fn watch(
     json: bool,
     stop: &crate::shutdown::Shutdown,
     out: &mut impl std::io::Write,
+    clear_screen: bool,
     notes: &mut dyn FnMut(&Note),
 ) -> Result<()> {
     let mut tracker = Tracker::new(maps.pins())?;
@@ -338,8 +343,10 @@ pub fn watch(
             let line = serde_json::json!({"stats": now, "rates": rates});
             writeln!(out, "{line}")
         } else {
-            // Clear the screen and home the cursor, like watch(1).
-            write!(out, "\x1b[2J\x1b[H{}", now.render(Some(&rates)))
+            // Clear the screen and home the cursor, like watch(1), but only
+            // on a terminal: a pipe or file gets plain tables one after another.
+            let clear = if clear_screen { "\x1b[2J\x1b[H" } else { "" };
+            write!(out, "{clear}{}", now.render(Some(&rates)))
         };
         match written.and_then(|()| out.flush()) {
             Ok(()) => {}

@@ -1224,6 +1224,20 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             ),
             1,
         ),
+        // CLI conventions (issue 16): messages say what is wrong, once.
+        bad(&["up"], "fw up: the argument <IFACE> is missing", 1),
+        bad(&["log", "--timeout", "0"], "fw: --timeout 0: give 0.1", 1),
+        bad(
+            &["exporter", "--listen", "203.0.113.254:9101"],
+            "(the address is not on this host: give one of its addresses to --listen)",
+            1,
+        ),
+        bad(
+            &["top"],
+            "fw top: standard output is not a terminal (use `fw stats --watch` in scripts)\n",
+            1,
+        ),
+        bad_nobody(&["up", &veth], "needs root (uid 0;"),
         bad_nobody(&["allow", "tcp", "9999", "--runtime"], "needs root"),
         bad_nobody(&["deny", "tcp", "22", "--runtime"], "needs root"),
         bad_nobody(&["save", &no_dir], "needs root"),
@@ -1260,6 +1274,11 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             "fw {}{who}: expected {:?} in: {err}",
             b.args.join(" "),
             b.needle
+        );
+        assert!(
+            !err.starts_with("fw: fw ") && err.matches("terminal").count() <= 1,
+            "fw {}{who}: said twice: {err}",
+            b.args.join(" ")
         );
         assert!(
             text(&out.stdout).is_empty() || b.code == 2,
@@ -1303,7 +1322,7 @@ fn commands_say_when_fw_is_not_loaded() {
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "fw {}: {err}", args.join(" "));
         assert!(
-            err.contains("fw is not loaded") && err.contains("fw up"),
+            err.starts_with("fw is not loaded") && err.contains("fw up"),
             "fw {}: {err}",
             args.join(" ")
         );
@@ -1384,6 +1403,82 @@ fn completions_are_generated() {
         .output()
         .expect("fw runs");
     assert_eq!(out.status.code(), Some(2), "unknown shell is a usage error");
+}
+
+const SUBCOMMANDS: &[&str] = &[
+    "up",
+    "down",
+    "status",
+    "log",
+    "top",
+    "exporter",
+    "stats",
+    "allow",
+    "deny",
+    "save",
+    "ports",
+    "apply",
+    "confirm",
+    "completions",
+    "conntrack",
+];
+
+#[test]
+fn version_help_and_man_page_follow_the_conventions() {
+    let run = |args: &[&str]| {
+        let out = Command::new(fw_bin()).args(args).output().expect("fw runs");
+        assert!(
+            out.status.success(),
+            "fw {}: {}",
+            args.join(" "),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    assert_eq!(
+        run(&["--version"]),
+        format!("fw {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    for sub in SUBCOMMANDS {
+        let help = run(&[sub, "-h"]);
+        let examples = help.split("Examples:\n").nth(1).unwrap_or("");
+        let n = examples.lines().filter(|l| l.starts_with("  ")).count();
+        assert!(
+            (2..=3).contains(&n),
+            "fw {sub} -h: 2-3 examples at the end:\n{help}"
+        );
+        // Every argument and option line carries its help on the same line.
+        for line in help.lines() {
+            let t = line.trim_start();
+            if line.starts_with("  ")
+                && (t.starts_with('-') || t.starts_with('<') || t.starts_with('['))
+            {
+                assert!(
+                    t.split("  ").filter(|p| !p.trim().is_empty()).count() >= 2,
+                    "fw {sub}: no help text on `{t}`"
+                );
+            }
+        }
+    }
+    // The man page, built from the same definitions, renders and names every subcommand.
+    let tmp = TempDir::new();
+    let page = tmp.file("fw.8", &run(&["man"]));
+    let out = Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man runs (package man-db)");
+    assert!(out.status.success(), "man -l: {}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("fw(8)"), "{shown}");
+    for sub in SUBCOMMANDS {
+        assert!(
+            shown.contains(&format!("fw-{sub}(8)")),
+            "man page names {sub}:\n{shown}"
+        );
+    }
 }
 
 #[test]

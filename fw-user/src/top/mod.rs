@@ -122,13 +122,19 @@ impl Feed {
     }
 }
 
+/// Refuses a standard output that is no terminal (a pipe, a file).
+pub fn require_terminal() -> Result<()> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Error::NotATerminal(
+            "standard output is not a terminal (use `fw stats --watch` in scripts)",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the view until a quit key or `stop`.
 pub fn run(maps: &FwMaps, stop: &Shutdown) -> Result<()> {
-    if !std::io::stdout().is_terminal() {
-        return Err(Error::Terminal(std::io::Error::other(
-            "standard output is not a terminal (use `fw stats --watch` in scripts)",
-        )));
-    }
+    require_terminal()?;
     let mut model = TopModel::new();
     let mut feed = Feed::open(maps, &mut model)?;
     let mut terminal = ratatui::try_init().map_err(Error::Terminal)?;

@@ -54,7 +54,23 @@ fn verdict_style(verdict: &str) -> Style {
     }
 }
 
+/// The smallest screen the layout fits (columns, rows).
+pub const MIN_SIZE: (u16, u16) = (80, 24);
+
 pub fn draw(frame: &mut Frame, m: &TopModel) {
+    let area = frame.area();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        // A mangled table tells less than saying why there is none.
+        let text = format!(
+            "fw top needs a terminal of at least {}x{} (this one is {}x{}): enlarge it, or q quits",
+            MIN_SIZE.0, MIN_SIZE.1, area.width, area.height
+        );
+        frame.render_widget(
+            ratatui::widgets::Paragraph::new(text).wrap(ratatui::widgets::Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
     let [head, middle, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(REASONS_HEIGHT),
