@@ -950,6 +950,16 @@ fn top_fits_80x24_and_grows() {
         assert!(text.contains("accepted/s · max 1.2M"), "{text}");
         assert!(screen[h as usize - 1].contains('└'), "{text}");
     }
+    // Below 80x24 it says so instead of drawing a mangled screen.
+    for (w, h) in [(79, 24), (80, 23), (40, 10)] {
+        let text = render(&model, w, h).join("\n");
+        assert!(
+            text.contains("fw top needs a terminal of at least")
+                && text.contains(&format!("80x24 (this one is {w}x{h})"))
+                && !text.contains('└'),
+            "{w}x{h}: {text}"
+        );
+    }
 }
 
 #[test]

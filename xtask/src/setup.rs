@@ -16,7 +16,9 @@ use crate::tool::{self, capture, command};
 /// `ethtool`; `xdp-filter` (xdp-tools); `bpftool`; `sysctl` (procps);
 /// `nsenter`, `setpriv`, `unshare` (util-linux); `mount` (mount);
 /// `dnsmasq`, `busybox udhcpc`, `dhclient` (dhcp.rs).
-pub const DEBIAN_PACKAGES: [&str; 13] = [
+pub const DEBIAN_PACKAGES: [&str; 14] = [
+    // control.rs: the man page `fw man` writes is rendered with `man -l`.
+    "man-db",
     "iproute2",
     "iputils-ping",
     "iptables",
