@@ -1265,9 +1265,17 @@ fn top_follows_fw_across_a_reload() {
     });
     rig.send_traffic(&rig.stats());
     let total = |m: &TopModel, r: &str| m.reasons.iter().find(|x| x.reason == r).map(|x| x.total);
-    until(&mut model, &mut feed, "new load's counters", &|m| {
-        total(m, "reject") == Some(3 * N)
-    });
+    // Counters are read once per refresh, events drained on every update:
+    // wait for both rather than assume they land in the same tick.
+    until(
+        &mut model,
+        &mut feed,
+        "new load's counters and events",
+        &|m| {
+            total(m, "reject") == Some(3 * N)
+                && m.top_sources(1).first().is_some_and(|s| s.events >= 3 * N)
+        },
+    );
     assert_eq!(total(&model, "port"), Some(2 * N), "{model:?}");
     let src = model.top_sources(1);
     assert_eq!(src.len(), 1, "{src:?}");
