@@ -360,11 +360,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &mut |n| note(format_args!("fw log: {n}")),
             )?;
         }
-        Cmd::Top => {
-            // Before anything else: without a terminal there is nothing to show.
-            top::require_terminal()?;
-            top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?
-        }
+        // Reading the maps comes first: a user who may not read them is
+        // told that before anything about the terminal.
+        Cmd::Top => top::run(&FwMaps::open(&pins)?, &Shutdown::on_signals()?)?,
         Cmd::Exporter { listen } => {
             exporter::serve(&pins, listen, &Shutdown::on_signals()?, |addr| {
                 note(format_args!(

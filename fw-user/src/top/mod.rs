@@ -123,7 +123,7 @@ impl Feed {
 }
 
 /// Refuses a standard output that is no terminal (a pipe, a file).
-pub fn require_terminal() -> Result<()> {
+fn require_terminal() -> Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(Error::NotATerminal(
             "standard output is not a terminal (use `fw stats --watch` in scripts)",
