@@ -122,6 +122,17 @@ impl FwMaps {
         Array::try_from(self.data(name)?).map_err(Error::map(name))
     }
 
+    /// The only entry of a one-entry array (META, CONFIG, CONFIG_FILE).
+    fn single<V: aya::Pod>(&self, name: &'static str) -> Result<V> {
+        self.array::<V>(name)?.get(&0, 0).map_err(Error::map(name))
+    }
+
+    fn set_single<V: aya::Pod>(&self, name: &'static str, value: &V) -> Result<()> {
+        self.array::<V>(name)?
+            .set(0, value, 0)
+            .map_err(Error::map(name))
+    }
+
     fn per_cpu<V: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<MapData, V>> {
         PerCpuArray::try_from(self.data(name)?).map_err(Error::map(name))
     }
@@ -131,15 +142,11 @@ impl FwMaps {
     }
 
     pub fn meta(&self) -> Result<Meta> {
-        self.array::<Meta>(names::META)?
-            .get(&0, 0)
-            .map_err(Error::map(names::META))
+        self.single(names::META)
     }
 
     pub fn set_meta(&self, meta: &Meta) -> Result<()> {
-        self.array::<Meta>(names::META)?
-            .set(0, meta, 0)
-            .map_err(Error::map(names::META))
+        self.set_single(names::META, meta)
     }
 
     /// Writes META through the freshly loaded object's map, before it is
@@ -153,27 +160,19 @@ impl FwMaps {
 
     /// The config file fw loaded or last applied, as recorded.
     pub fn config_file(&self) -> Result<ConfigFile> {
-        self.array::<ConfigFile>(names::CONFIG_FILE)?
-            .get(&0, 0)
-            .map_err(Error::map(names::CONFIG_FILE))
+        self.single(names::CONFIG_FILE)
     }
 
     pub fn set_config_file(&self, rec: &ConfigFile) -> Result<()> {
-        self.array::<ConfigFile>(names::CONFIG_FILE)?
-            .set(0, rec, 0)
-            .map_err(Error::map(names::CONFIG_FILE))
+        self.set_single(names::CONFIG_FILE, rec)
     }
 
     pub fn config(&self) -> Result<Config> {
-        self.array::<Config>(names::CONFIG)?
-            .get(&0, 0)
-            .map_err(Error::map(names::CONFIG))
+        self.single(names::CONFIG)
     }
 
     pub fn set_config(&self, cfg: &Config) -> Result<()> {
-        self.array::<Config>(names::CONFIG)?
-            .set(0, cfg, 0)
-            .map_err(Error::map(names::CONFIG))
+        self.set_single(names::CONFIG, cfg)
     }
 
     pub fn set_iface_slot(&self, ifindex: u32, slot: u32) -> Result<()> {
