@@ -203,20 +203,34 @@ impl Config {
             cfg.policy.deny(proto, range);
             cfg.policy.allow(proto, range, &nets);
         }
-        let limit = |v: &Spanned<u64>, key: &str, unit: &str| {
-            let n = *v.get_ref();
-            if n == 0 || n > MAX_RATE {
-                return Err(at(
-                    v.span(),
-                    format!("reject.{key}"),
-                    Error::invalid(
-                        "value",
-                        n.to_string(),
-                        format!("{key} must be 1-{MAX_RATE}{unit}"),
-                    ),
-                ));
+        // A number outside its range, named by its table and key.
+        let within = |span: std::ops::Range<usize>,
+                      value: u64,
+                      entry: &str,
+                      range: std::ops::RangeInclusive<u64>,
+                      unit: &str| {
+            if range.contains(&value) {
+                return Ok(value);
             }
-            Ok(n)
+            let key = entry.rsplit('.').next().unwrap_or(entry);
+            Err(at(
+                span,
+                entry.into(),
+                Error::invalid(
+                    "value",
+                    value.to_string(),
+                    format!("{key} must be {}-{}{unit}", range.start(), range.end()),
+                ),
+            ))
+        };
+        let limit = |v: &Spanned<u64>, key: &str, unit: &str| {
+            within(
+                v.span(),
+                *v.get_ref(),
+                &format!("reject.{key}"),
+                1..=MAX_RATE,
+                unit,
+            )
         };
         if let Some(r) = &file.reject {
             if let Some(w) = r.with {
@@ -231,17 +245,13 @@ impl Config {
             }
         }
         if let Some(n) = file.conntrack.as_ref().and_then(|c| c.entries.as_ref()) {
-            if !(1024..=16_777_216).contains(n.get_ref()) {
-                return Err(at(
-                    n.span(),
-                    "conntrack.entries".into(),
-                    Error::invalid(
-                        "value",
-                        n.get_ref().to_string(),
-                        "entries must be 1024-16777216",
-                    ),
-                ));
-            }
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "conntrack.entries",
+                1024..=16_777_216,
+                "",
+            )?;
             cfg.conntrack_entries = *n.get_ref();
         }
         if let Some(n) = file
@@ -249,21 +259,13 @@ impl Config {
             .as_ref()
             .and_then(|c| c.source_prefixes.as_ref())
         {
-            if !SOURCE_PREFIXES.contains(n.get_ref()) {
-                return Err(at(
-                    n.span(),
-                    "capacity.source_prefixes".into(),
-                    Error::invalid(
-                        "value",
-                        n.get_ref().to_string(),
-                        format!(
-                            "source_prefixes must be {}-{}",
-                            SOURCE_PREFIXES.start(),
-                            SOURCE_PREFIXES.end()
-                        ),
-                    ),
-                ));
-            }
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "capacity.source_prefixes",
+                u64::from(*SOURCE_PREFIXES.start())..=u64::from(*SOURCE_PREFIXES.end()),
+                "",
+            )?;
             cfg.source_prefixes = *n.get_ref();
         }
         let needed = cfg.policy.source_entries();
