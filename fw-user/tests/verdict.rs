@@ -925,44 +925,51 @@ fn ports_share_source_sets_and_switch_between_them() {
         format!("{net}.{n}").parse::<Ipv4Addr>().unwrap()
     };
     let (in_a, in_b) = ("198.51.100", "203.0.113");
-    for (what, pkt, pass) in [
-        (
-            "tcp 10000 from a",
-            Pkt::syn(Fam::V4, 10000).from(from(in_a)),
-            true,
-        ),
-        (
-            "tcp 19999 from a",
-            Pkt::syn(Fam::V4, 19999).from(from(in_a)),
-            true,
-        ),
-        (
-            "tcp 19999 from b",
-            Pkt::syn(Fam::V4, 19999).from(from(in_b)),
-            false,
-        ),
-        (
-            "udp 5353 from a",
-            Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
-            true,
-        ),
-        (
-            "tcp 443 from b",
-            Pkt::syn(Fam::V4, 443).from(from(in_b)),
-            true,
-        ),
-        (
-            "tcp 443 from a",
-            Pkt::syn(Fam::V4, 443).from(from(in_a)),
-            false,
-        ),
-    ] {
-        if pass {
-            fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
-        } else {
-            expect_host_unreach(&fw, what, &pkt);
+    // Each case passes as `port` or is answered host-unreachable.
+    let judge = |fw: &Fw, cases: &[(&str, Pkt, bool)]| {
+        for (what, pkt, pass) in cases {
+            if *pass {
+                fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
+            } else {
+                expect_host_unreach(fw, what, pkt);
+            }
         }
-    }
+    };
+    judge(
+        &fw,
+        &[
+            (
+                "tcp 10000 from a",
+                Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+                true,
+            ),
+            (
+                "tcp 19999 from a",
+                Pkt::syn(Fam::V4, 19999).from(from(in_a)),
+                true,
+            ),
+            (
+                "tcp 19999 from b",
+                Pkt::syn(Fam::V4, 19999).from(from(in_b)),
+                false,
+            ),
+            (
+                "udp 5353 from a",
+                Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+                true,
+            ),
+            (
+                "tcp 443 from b",
+                Pkt::syn(Fam::V4, 443).from(from(in_b)),
+                true,
+            ),
+            (
+                "tcp 443 from a",
+                Pkt::syn(Fam::V4, 443).from(from(in_a)),
+                false,
+            ),
+        ],
+    );
 
     // The range moves to b; 443 widens to a and b; udp 5353 keeps a.
     let mut q = Policy::seed();
@@ -978,39 +985,36 @@ fn ports_share_source_sets_and_switch_between_them() {
     let layout = fw.maps.source_layout().unwrap();
     assert_eq!(layout.keys, 4, "{{a}}, {{b}} and {{a, b}}; nothing stale");
     assert_eq!(layout.sets_in_use(), 3);
-    for (what, pkt, pass) in [
-        (
-            "tcp 10000 from a, after",
-            Pkt::syn(Fam::V4, 10000).from(from(in_a)),
-            false,
-        ),
-        (
-            "tcp 10000 from b, after",
-            Pkt::syn(Fam::V4, 10000).from(from(in_b)),
-            true,
-        ),
-        (
-            "udp 5353 from a, after",
-            Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
-            true,
-        ),
-        (
-            "tcp 443 from a, after",
-            Pkt::syn(Fam::V4, 443).from(from(in_a)),
-            true,
-        ),
-        (
-            "tcp 443 from b, after",
-            Pkt::syn(Fam::V4, 443).from(from(in_b)),
-            true,
-        ),
-    ] {
-        if pass {
-            fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
-        } else {
-            expect_host_unreach(&fw, what, &pkt);
-        }
-    }
+    judge(
+        &fw,
+        &[
+            (
+                "tcp 10000 from a, after",
+                Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+                false,
+            ),
+            (
+                "tcp 10000 from b, after",
+                Pkt::syn(Fam::V4, 10000).from(from(in_b)),
+                true,
+            ),
+            (
+                "udp 5353 from a, after",
+                Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+                true,
+            ),
+            (
+                "tcp 443 from a, after",
+                Pkt::syn(Fam::V4, 443).from(from(in_a)),
+                true,
+            ),
+            (
+                "tcp 443 from b, after",
+                Pkt::syn(Fam::V4, 443).from(from(in_b)),
+                true,
+            ),
+        ],
+    );
     // Back to the seed: no source entry left behind.
     fw.set_policy(Policy::seed());
     assert_eq!(fw.maps.source_layout().unwrap().keys, 0);
