@@ -25,15 +25,8 @@ const NOBODY: u32 = 65534;
 
 /// `fw` in the server namespace as nobody (`setpriv`, groups cleared).
 fn as_nobody(rig: &Rig, args: &[&str]) -> Command {
-    let mut c = command("nsenter");
-    c.arg(format!("--net={}", rig.pair.srv_path().display()))
-        .args([
-            "--",
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-        ])
+    let mut c = rig.pair.srv().command("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(fw_bin())
         .arg("--pin-dir")
         .arg(rig.pins.path())
@@ -94,23 +87,20 @@ fn pins_are_root_only_even_under_a_loose_umask() {
     // commands share is left alone.
     let script = "mount -t tmpfs -o mode=0755 fwtest /run && umask 000 && \"$@\" && \
                   stat -c '%u %a %n' /run/fw /run/fw/lock";
-    let mut c = command("nsenter");
-    c.arg(format!("--net={}", rig.pair.srv_path().display()))
-        .args([
-            "--",
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            script,
-            "sh",
-        ])
-        .arg(fw_bin())
-        .arg("--pin-dir")
-        .arg(rig.pins.path())
-        .args(["up", rig.veth()]);
+    let mut c = rig.pair.srv().command("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(fw_bin())
+    .arg("--pin-dir")
+    .arg(rig.pins.path())
+    .args(["up", rig.veth()]);
     let out = run(&mut c);
     let modes: Vec<&str> = out.lines().filter(|l| l.contains(" /run/fw")).collect();
     assert_eq!(
