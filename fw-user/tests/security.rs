@@ -224,9 +224,7 @@ fn the_exporter_listens_on_loopback_by_default() {
         .next()
         .expect("a line")
         .expect("read");
-    let sockets = run(command("nsenter")
-        .arg(format!("--net={}", rig.pair.srv_path().display()))
-        .args(["--", "ss", "-Htlnp"]));
+    let sockets = run(rig.pair.srv().command("ss").arg("-Htlnp"));
     child.kill().expect("stop the exporter");
     child.wait().expect("wait");
     assert!(line.contains("serving http://127.0.0.1:"), "{line}");
