@@ -118,6 +118,40 @@ pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
+/// ICMP (v4) types and codes by name (RFC 792, RFC 1812), as fw uses them.
+pub mod icmp {
+    pub const ECHO_REPLY: u8 = 0;
+    pub const DEST_UNREACH: u8 = 3;
+    pub const SOURCE_QUENCH: u8 = 4;
+    pub const REDIRECT: u8 = 5;
+    pub const ECHO_REQUEST: u8 = 8;
+    pub const ROUTER_ADVERT: u8 = 9;
+    pub const ROUTER_SOLICIT: u8 = 10;
+    pub const TIME_EXCEEDED: u8 = 11;
+    pub const PARAM_PROBLEM: u8 = 12;
+    pub const TIMESTAMP: u8 = 13;
+    /// The last informational type (address mask reply).
+    pub const ADDRESS_MASK_REPLY: u8 = 18;
+    /// `DEST_UNREACH` codes.
+    pub const HOST_UNREACH: u8 = 1;
+    pub const PORT_UNREACH: u8 = 3;
+    pub const HOST_ADMIN_PROHIBITED: u8 = 13;
+}
+
+/// ICMPv6 types and codes by name (RFC 4443, RFC 4861).
+pub mod icmpv6 {
+    pub const DEST_UNREACH: u8 = 1;
+    /// Types below this are errors, this and above informational.
+    pub const ECHO_REQUEST: u8 = 128;
+    pub const ECHO_REPLY: u8 = 129;
+    pub const ROUTER_SOLICIT: u8 = 133;
+    pub const NDP_REDIRECT: u8 = 137;
+    /// `DEST_UNREACH` codes.
+    pub const ADMIN_PROHIBITED: u8 = 1;
+    pub const ADDR_UNREACH: u8 = 3;
+    pub const PORT_UNREACH: u8 = 4;
+}
+
 /// Port policy: `PORTS[proto_index * 65536 + port]`, `proto_index` 0 = TCP,
 /// 1 = UDP. An array indexed by port is the cheapest lookup there is.
 /// Each entry is a `u32`: `PORT_*` flags in the low byte, the source set of
@@ -520,16 +554,16 @@ pub const PROG_EGRESS: &str = "fw_egress";
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for SrcKey {}
-    unsafe impl aya::Pod for Config {}
-    unsafe impl aya::Pod for Bucket {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowValue {}
-    unsafe impl aya::Pod for FragKey {}
-    unsafe impl aya::Pod for FragValue {}
-    unsafe impl aya::Pod for Event {}
-    unsafe impl aya::Pod for IfaceMeta {}
-    unsafe impl aya::Pod for Meta {}
-    unsafe impl aya::Pod for ConfigFile {}
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: every map value type here is `#[repr(C)]`, `Copy`, made
+            // only of integers and byte arrays with explicit padding fields,
+            // so any bit pattern the kernel hands back is a valid value.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+    pod!(
+        Counter, SrcKey, Config, Bucket, FlowKey, FlowValue, FragKey, FragValue, Event, IfaceMeta,
+        Meta, ConfigFile,
+    );
 }

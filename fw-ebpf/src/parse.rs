@@ -1,6 +1,6 @@
 //! Stage 1: L2 (up to two VLAN tags), IPv4 (IHL, options, fragments), IPv6
 //! (bounded extension-header walk) and the L4 ports/flags fw decides on.
-use fw_common::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use fw_common::{icmp, icmpv6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::frame::{be16_at, read, u8_at, Frame};
 
@@ -310,15 +310,16 @@ pub fn is_icmp(p: &Pkt) -> bool {
 #[inline(always)]
 pub fn is_echo(proto: u8, ty: u8) -> bool {
     match proto {
-        IPPROTO_ICMP => ty == 0 || ty == 8,
-        IPPROTO_ICMPV6 => ty == 128 || ty == 129,
+        IPPROTO_ICMP => ty == icmp::ECHO_REPLY || ty == icmp::ECHO_REQUEST,
+        IPPROTO_ICMPV6 => ty == icmpv6::ECHO_REQUEST || ty == icmpv6::ECHO_REPLY,
         _ => false,
     }
 }
 
 #[inline(always)]
 pub fn is_echo_request(proto: u8, ty: u8) -> bool {
-    (proto == IPPROTO_ICMP && ty == 8) || (proto == IPPROTO_ICMPV6 && ty == 128)
+    (proto == IPPROTO_ICMP && ty == icmp::ECHO_REQUEST)
+        || (proto == IPPROTO_ICMPV6 && ty == icmpv6::ECHO_REQUEST)
 }
 
 /// ICMP error messages (never answered; may be RELATED to a known flow).
@@ -329,8 +330,11 @@ pub fn is_icmp_error(proto: u8, ty: u8) -> bool {
         // including unknown types, is treated as an error, as Linux's
         // icmp_pointers[] does: router advertisement (9) and solicitation
         // (10) count as errors there too, so they get no answer.
-        IPPROTO_ICMP => !matches!(ty, 0 | 8 | 13..=18),
-        IPPROTO_ICMPV6 => ty < 128,
+        IPPROTO_ICMP => !matches!(
+            ty,
+            icmp::ECHO_REPLY | icmp::ECHO_REQUEST | icmp::TIMESTAMP..=icmp::ADDRESS_MASK_REPLY
+        ),
+        IPPROTO_ICMPV6 => ty < icmpv6::ECHO_REQUEST,
         _ => false,
     }
 }
@@ -341,9 +345,16 @@ pub fn is_related_candidate(proto: u8, ty: u8) -> bool {
     match proto {
         // unreachable, source quench, redirect, time exceeded, parameter
         // problem (the kernel's icmp_is_err)
-        IPPROTO_ICMP => matches!(ty, 3 | 4 | 5 | 11 | 12),
+        IPPROTO_ICMP => matches!(
+            ty,
+            icmp::DEST_UNREACH
+                | icmp::SOURCE_QUENCH
+                | icmp::REDIRECT
+                | icmp::TIME_EXCEEDED
+                | icmp::PARAM_PROBLEM
+        ),
         // every error type, known or not (nf_conntrack_icmpv6)
-        IPPROTO_ICMPV6 => ty < 128,
+        IPPROTO_ICMPV6 => ty < icmpv6::ECHO_REQUEST,
         _ => false,
     }
 }
@@ -351,7 +362,9 @@ pub fn is_related_candidate(proto: u8, ty: u8) -> bool {
 /// Neighbor discovery: router/neighbor solicitation/advertisement, redirect.
 #[inline(always)]
 pub fn is_ndp(p: &Pkt) -> bool {
-    p.proto == IPPROTO_ICMPV6 && p.family == 6 && matches!(p.icmp_type, 133..=137)
+    p.proto == IPPROTO_ICMPV6
+        && p.family == 6
+        && matches!(p.icmp_type, icmpv6::ROUTER_SOLICIT..=icmpv6::NDP_REDIRECT)
 }
 
 /// The flow an ICMP error quotes, as the inner packet's header says it.

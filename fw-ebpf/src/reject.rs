@@ -5,7 +5,9 @@ use aya_ebpf::{
     helpers::generated::{bpf_xdp_adjust_head, bpf_xdp_adjust_tail},
     programs::XdpContext,
 };
-use fw_common::{Config, Reason, RejectKind, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP};
+use fw_common::{
+    icmp, icmpv6, Config, Reason, RejectKind, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
+};
 
 use crate::{
     checksum,
@@ -64,18 +66,18 @@ pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason
         tcp_reset(ctx, p)
     } else if p.family == 4 {
         let code = match kind {
-            RejectKind::PortUnreachable => 3,
-            RejectKind::AdminProhibited => 13,
-            _ => 1,
+            RejectKind::PortUnreachable => icmp::PORT_UNREACH,
+            RejectKind::AdminProhibited => icmp::HOST_ADMIN_PROHIBITED,
+            _ => icmp::HOST_UNREACH,
         };
-        icmp_error(ctx, p, 3, code)
+        icmp_error(ctx, p, icmp::DEST_UNREACH, code)
     } else {
         let code = match kind {
-            RejectKind::PortUnreachable => 4,
-            RejectKind::AdminProhibited => 1,
-            _ => 3,
+            RejectKind::PortUnreachable => icmpv6::PORT_UNREACH,
+            RejectKind::AdminProhibited => icmpv6::ADMIN_PROHIBITED,
+            _ => icmpv6::ADDR_UNREACH,
         };
-        icmp_error(ctx, p, 1, code)
+        icmp_error(ctx, p, icmpv6::DEST_UNREACH, code)
     };
     match built {
         Some(()) => (xdp_action::XDP_TX, Reason::Reject),
