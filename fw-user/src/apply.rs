@@ -65,26 +65,45 @@ pub struct Plan {
 /// guard for ports the file closes.
 pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Result<Plan> {
     require_root("fw apply")?;
-    let source = Source::read(path)?;
-    let record = source.record();
-    let new = source.config;
-    for name in &new.interfaces {
-        iface::resolve(name)?;
-    }
+    let source = read_checked(path)?;
     let maps = FwMaps::open(pins)?;
     if confirm.is_some() {
         if let Some(pid) = pending_pid(pins) {
             return Err(Error::ApplyPending { pid });
         }
     }
-    let old = Config::from_running(&maps)?;
-    let old_record = crate::persist::recorded(&maps)?;
-    if !force {
-        let refused = guard::Refused::Apply {
-            file: path,
-            confirm,
-        };
-        guard::guard(&maps, &old.policy, &new.policy, refused)?;
+    let refused = guard::Refused::Apply {
+        file: path,
+        confirm,
+    };
+    plan_on(&maps, path, source, (!force).then_some(refused))
+}
+
+/// The file, parsed and validated on its own (syntax, values, its own
+/// capacity, its interfaces in this network namespace).
+fn read_checked(path: &Path) -> Result<Source> {
+    let source = Source::read(path)?;
+    for name in &source.config.interfaces {
+        iface::resolve(name)?;
+    }
+    Ok(source)
+}
+
+/// The checks of [`plan`] that need the running fw: the lockout guard
+/// (unless `guard` is None) and the fit into the running maps. Reads only.
+fn plan_on(
+    maps: &FwMaps,
+    path: &Path,
+    source: Source,
+    guard: Option<guard::Refused<'_>>,
+) -> Result<Plan> {
+    let pins = maps.pins();
+    let record = source.record();
+    let new = source.config;
+    let old = Config::from_running(maps)?;
+    let old_record = crate::persist::recorded(maps)?;
+    if let Some(refused) = guard {
+        guard::guard(maps, &old.policy, &new.policy, refused)?;
     }
     let mut notes = Vec::new();
     if let Some(i) = interrupted(pins) {
@@ -131,6 +150,57 @@ pub fn plan(pins: &PinDir, path: &Path, force: bool, confirm: Option<u64>) -> Re
         record,
         old_record,
         notes,
+    })
+}
+
+/// What `fw check FILE` found (the file passed every check).
+#[derive(Debug)]
+pub struct Checked {
+    /// What `fw apply FILE` would change, when fw is loaded.
+    pub summary: Option<String>,
+    /// What was checked against, and what an apply would not change.
+    pub notes: Vec<String>,
+}
+
+/// `fw check FILE`: every check `fw apply FILE` makes (syntax, values,
+/// interfaces, the lockout guard unless `force`, the fit into the running
+/// maps), reading only: no map, file or lock is touched, like `nft -c`.
+/// Without a running fw it can read, the file is checked as `fw up
+/// --config FILE` would load it (its own `[capacity]`).
+pub fn check(pins: &PinDir, path: &Path, force: bool) -> Result<Checked> {
+    let source = read_checked(path)?;
+    let maps = match FwMaps::open(pins) {
+        Ok(maps) => maps,
+        Err(e @ (Error::NotLoaded(_) | Error::NoAccess { .. })) => {
+            let cfg = &source.config;
+            crate::source_sets::plan(
+                &crate::source_sets::Layout::empty(cfg.source_prefixes),
+                &cfg.policy,
+            )?;
+            let why = match e {
+                Error::NotLoaded(_) => format!("fw is not loaded under {}", pins.root().display()),
+                _ => format!(
+                    "the running fw under {} is not readable (not root?)",
+                    pins.root().display()
+                ),
+            };
+            return Ok(Checked {
+                summary: None,
+                notes: vec![format!(
+                    "{why}: checked on its own, as `fw up --config {}` would load it \
+                     ([capacity] source_prefixes = {})",
+                    path.display(),
+                    cfg.source_prefixes
+                )],
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let refused = guard::Refused::Check { file: path };
+    let plan = plan_on(&maps, path, source, (!force).then_some(refused))?;
+    Ok(Checked {
+        summary: Some(plan.summary()),
+        notes: plan.notes,
     })
 }
 

@@ -160,6 +160,8 @@ pub enum Refused<'a> {
         file: &'a Path,
         confirm: Option<u64>,
     },
+    /// `fw check FILE`: what `fw apply FILE` would refuse.
+    Check { file: &'a Path },
 }
 
 /// A (protocol, port) pair.
@@ -232,6 +234,13 @@ pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String
          reconnect. ",
     );
     let _ = match refused {
+        Refused::Check { file } => write!(
+            s,
+            "`fw apply {f}` would refuse it. Keep these peers' addresses in the port's \
+             sources (the `from` of its [[sources]] entry), or apply it anyway with \
+             `fw apply {f} --force` (`fw check {f} --force` checks the rest without the guard).",
+            f = file.display()
+        ),
         Refused::Deny(cmd) => write!(
             s,
             "Run `{cmd} --force` to close it anyway, or try it on probation with \

@@ -187,6 +187,18 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Check a config file as `fw apply` would (syntax, values, interfaces,
+    /// capacity, the lockout guard), changing nothing; exit 0 when it is good.
+    #[command(
+        after_help = "Examples:\n  fw check /etc/fw/fw.toml\n  fw check new.toml && fw apply new.toml\n  fw check new.toml --force"
+    )]
+    Check {
+        /// TOML config to check.
+        file: PathBuf,
+        /// Leave out the lockout guard (what `fw apply --force` leaves out).
+        #[arg(long)]
+        force: bool,
+    },
     /// Keep the config of a pending `fw apply --confirm`.
     #[command(
         after_help = "Examples:\n  fw apply new.toml --confirm 60   # then, from another shell:\n  fw confirm"
@@ -485,6 +497,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(secs) => {
                     apply::apply_with_confirm(&pins, &plan, secs, &mut std::io::stdout())?;
                     shown?;
+                }
+            }
+        }
+        Cmd::Check { file, force } => {
+            let c = apply::check(&pins, &file, force)?;
+            for n in &c.notes {
+                note(format_args!("fw: note: {n}"));
+            }
+            outln!("{}: ok", file.display());
+            if let Some(summary) = &c.summary {
+                outln!("`fw apply {}` would change:", file.display());
+                for l in summary.lines() {
+                    outln!("  {l}");
                 }
             }
         }

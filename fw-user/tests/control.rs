@@ -685,6 +685,154 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
 }
 
 #[test]
+fn check_validates_as_apply_does_and_touches_nothing() {
+    let tmp = TempDir::new();
+    let small = tmp.file(
+        "small.toml",
+        "[ports]\ntcp = [22, 80]\nudp = [80]\n[capacity]\nsource_prefixes = 64\n",
+    );
+    let small = small.to_str().expect("path");
+    // 65 prefixes: more than a map of 64 holds, fine for one of 65536.
+    let big = tmp.file(
+        "big.toml",
+        &format!(
+            "[ports]\ntcp = [22]\n[[sources]]\nproto = \"tcp\"\nport = 8000\nfrom = [{}]\n",
+            prefixes(0, 65)
+        ),
+    );
+    let big = big.to_str().expect("path");
+    let own = tmp.file(
+        "own.toml",
+        &format!(
+            "[ports]\n[capacity]\nsource_prefixes = 16\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [{}]\n",
+            prefixes(0, 17)
+        ),
+    );
+    let own = own.to_str().expect("path");
+    let good = tmp.file("good.toml", "[ports]\ntcp = [22, 9000]\nudp = [80]\n");
+    let good = good.to_str().expect("path");
+
+    // Not loaded: checked on its own, as `fw up --config` would load it.
+    let pair = Netns::pair(PREFIX);
+    let pins = PinDir::new();
+    let out = fw_cmd(pair.srv_path(), &pins, ["check", big]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{big}: ok\n"));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "fw: note: fw is not loaded under {}: checked on its own, as `fw up --config {big}` \
+             would load it ([capacity] source_prefixes = 65536)",
+            pins.path().display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = fw_cmd(pair.srv_path(), &pins, ["check", own]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("more than [capacity] source_prefixes = 16"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Root is not needed to check a file.
+    let mut cmd = fw_command(pair.srv_path(), pins.path(), AS_NOBODY);
+    cmd.args(["check", good]);
+    let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{good}: ok\n"));
+    assert!(!pins.path().exists(), "check loads nothing");
+    drop(pair);
+
+    // Loaded with a map of 64: the running capacity decides, as for apply.
+    let rig = Rig::new(&["--config", small]);
+    let ports = rig.ports_json();
+    let status = rig.status();
+    let mtime = |p: &str| fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
+    let before = (mtime(small), mtime(good), read(Path::new(good)));
+    let out = rig.fw(&["check", big]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs 65 source-prefix entries"), "{err}");
+    assert!(err.contains("at most 64"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    let applied = rig.fw(&["apply", big]);
+    assert_eq!(
+        text(&applied.stderr),
+        err,
+        "apply refuses it with the same words"
+    );
+
+    // A good file: what apply would change, nothing changed. The lock is
+    // held meanwhile: check does not take it (apply would wait for it).
+    let lock = fw_user::lock::path();
+    let mut held = command("flock");
+    held.arg("--exclusive")
+        .arg(&lock)
+        .arg("nsenter")
+        .arg(format!("--net={}", rig.pair.srv_path().display()))
+        .arg("--")
+        .arg(fw_bin())
+        .arg("--pin-dir")
+        .arg(rig.pins.path())
+        .args(["check", good]);
+    let out = output_with_timeout(&mut held, Duration::from_secs(20)).expect("fw runs");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "{good}: ok\n`fw apply {good}` would change:\n  opened tcp 9000\n  closed tcp 80\n"
+        )
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "fw: note: [capacity] source_prefixes = 65536 takes effect at the next load (`fw down`, \
+         `fw up`); the running map keeps 64\n",
+        "the notes apply gives"
+    );
+    assert_eq!(rig.ports_json(), ports, "check changes no map");
+    let after = rig.status();
+    assert_eq!(after["config"], status["config"], "nor the recorded file");
+    assert!(after["interrupted_apply"].is_null(), "{after}");
+    assert_eq!(
+        (mtime(small), mtime(good), read(Path::new(good))),
+        before,
+        "nor any file"
+    );
+    assert!(
+        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path())).exists(),
+        "no probation state"
+    );
+
+    // The lockout guard, as apply: the SSH session outside the new sources.
+    let (srv6, _) = add_peer_addresses(&rig);
+    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = narrow.to_str().expect("path");
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["check", narrow]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to narrow the sources of tcp 22"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("`fw apply {narrow}` would refuse it")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("`fw check {narrow} --force`")),
+        "{err}"
+    );
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["check", narrow, "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("new source list for tcp 22"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(rig.ports_json(), ports, "check --force changes nothing");
+}
+
+#[test]
 fn apply_swaps_policy_and_reject_settings() {
     let rig = Rig::new(&[]);
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 9000)
@@ -1254,9 +1402,22 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         bad_nobody(&["status"], "run as root"),
         bad_nobody(&["stats"], "run as root"),
     ];
+    // `fw check FILE` refuses every file `fw apply FILE` refuses, with the
+    // same message and exit code.
+    let checks: Vec<Bad> = table
+        .iter()
+        .filter(|b| b.args.len() == 2 && b.args[0] == "apply" && !b.as_nobody)
+        .map(|b| Bad {
+            args: vec!["check".into(), b.args[1].clone()],
+            as_nobody: false,
+            needle: b.needle.clone(),
+            code: b.code,
+        })
+        .collect();
+    assert!(checks.len() > 20, "the table has apply rows to check");
     let ports = rig.ports_json();
     let status = rig.status();
-    for b in &table {
+    for b in table.iter().chain(&checks) {
         let setpriv = if b.as_nobody { AS_NOBODY } else { &[] };
         let mut cmd = fw_command(rig.pair.srv_path(), rig.pins.path(), setpriv);
         cmd.args(&b.args);
