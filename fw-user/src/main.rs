@@ -32,11 +32,17 @@ struct Cli {
     /// Where fw pins its programs, links and maps (on bpffs).
     #[arg(long, global = true, env = "FW_PIN_DIR", default_value = DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
-    /// How long a command that changes fw waits for another one to finish.
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
-    wait: u64,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// `--wait`, on the commands that take fw's lock.
+#[derive(clap::Args)]
+struct Wait {
+    /// How long to wait for another fw command holding fw's lock
+    /// (/run/fw/lock) to finish.
+    #[arg(long = "wait", value_name = "SECS", default_value_t = 30)]
+    secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -63,6 +69,8 @@ enum Cmd {
         /// Stay attached, showing kernel-side messages; Ctrl-C/SIGTERM detaches.
         #[arg(long)]
         foreground: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Detach from interfaces (all when none named); unload when none is left.
     #[command(after_help = "Examples:\n  fw down\n  fw down eth1")]
@@ -70,6 +78,8 @@ enum Cmd {
         /// Interfaces to detach from (default: all).
         #[arg(value_name = "IFACE")]
         ifaces: Vec<String>,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Show where fw is attached and how.
     #[command(after_help = "Examples:\n  fw status\n  fw status --json")]
@@ -134,6 +144,8 @@ enum Cmd {
         /// reload or reboot then undoes the change).
         #[arg(long)]
         runtime: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Close ports; established flows on them continue.
     #[command(
@@ -154,6 +166,8 @@ enum Cmd {
         /// reload or reboot then undoes the change).
         #[arg(long)]
         runtime: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Print the running policy as a config file (like iptables-save), or
     /// write it into FILE (an existing fw config is edited in place, its
@@ -162,6 +176,8 @@ enum Cmd {
     Save {
         /// Where to write it (atomically); stdout when not given.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// List the open ports.
     #[command(after_help = "Examples:\n  fw ports\n  fw ports --json")]
@@ -186,6 +202,8 @@ enum Cmd {
         /// running this command could then not reconnect to.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Check a config file as `fw apply` would (syntax, values, interfaces,
     /// capacity, the lockout guard), changing nothing; exit 0 when it is good.
@@ -282,9 +300,26 @@ fn main() -> ExitCode {
     }
 }
 
+impl Cmd {
+    /// `--wait` of a command that takes fw's lock.
+    fn wait(&self) -> Option<&Wait> {
+        match self {
+            Cmd::Up { wait, .. }
+            | Cmd::Down { wait, .. }
+            | Cmd::Allow { wait, .. }
+            | Cmd::Deny { wait, .. }
+            | Cmd::Save { wait, .. }
+            | Cmd::Apply { wait, .. } => Some(wait),
+            _ => None,
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
-    fw_user::lock::set_wait(std::time::Duration::from_secs(cli.wait));
+    if let Some(w) = cli.cmd.wait() {
+        fw_user::lock::set_wait(std::time::Duration::from_secs(w.secs));
+    }
     match cli.cmd {
         Cmd::Up {
             ifaces,
@@ -293,6 +328,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             egress,
             dry_run,
             foreground,
+            ..
         } => {
             let hooks = loader::Hooks { xdp: mode, egress };
             loader::require_root("fw up")?;
@@ -382,7 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ))
             })?;
         }
-        Cmd::Down { ifaces } => {
+        Cmd::Down { ifaces, .. } => {
             loader::require_root("fw down")?;
             if let Some(w) = persist::unload_warning_for(&pins, &ifaces) {
                 note(format_args!("fw: {w}"));
@@ -438,6 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ports,
             from,
             runtime,
+            ..
         } => {
             loader::require_root("fw allow")?;
             let nets = from
@@ -454,14 +491,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ports,
             force,
             runtime,
+            ..
         } => {
             let c = control::deny(&pins, proto, &ports, force, save_mode(runtime))?;
             out!("{}", c.render(false));
             saved_note(&c.saved, c.changed())?;
             pending_note(&pins, c.changed());
         }
-        Cmd::Save { file: None } => out!("{}", persist::saved_text(&FwMaps::open(&pins)?)?),
-        Cmd::Save { file: Some(file) } => {
+        Cmd::Save { file: None, .. } => out!("{}", persist::saved_text(&FwMaps::open(&pins)?)?),
+        Cmd::Save {
+            file: Some(file), ..
+        } => {
             let r = persist::save_to(&pins, &file)?;
             let how = if r.unchanged {
                 "already holds the running policy; left as it was"
@@ -479,6 +519,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             confirm,
             force,
+            ..
         } => {
             let plan = apply::plan(&pins, &file, force, confirm)?;
             for n in &plan.notes {

@@ -1385,6 +1385,13 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             "fw top: standard output is not a terminal (use `fw stats --watch` in scripts)\n",
             1,
         ),
+        // --wait only where a command takes fw's lock.
+        bad(&["--wait", "5", "allow", "tcp", "8080"], "unexpected argument '--wait'", 2),
+        bad(&["status", "--wait", "5"], "unexpected argument '--wait'", 2),
+        bad(&["ports", "--wait", "5"], "unexpected argument '--wait'", 2),
+        bad(&["check", &opens_9999, "--wait", "5"], "unexpected argument '--wait'", 2),
+        bad(&["confirm", "--wait", "5"], "unexpected argument '--wait'", 2),
+        bad(&["allow", "tcp", "8080", "--wait", "x"], "invalid value 'x' for '--wait <SECS>'", 2),
         bad_nobody(&["up", &veth], "needs root (uid 0;"),
         bad_nobody(&["allow", "tcp", "9999", "--runtime"], "needs root"),
         bad_nobody(&["deny", "tcp", "22", "--runtime"], "needs root"),

@@ -735,7 +735,7 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     rig.up(&[]);
     let before = rig.ok(&["ports", "--json"]);
     let held = fw_user::lock::exclusive(Duration::from_secs(5)).expect("take the lock");
-    let (out, took) = timed(|| rig.fw(&["--wait", "1", "allow", "tcp", "8080"]));
+    let (out, took) = timed(|| rig.fw(&["allow", "tcp", "8080", "--wait", "1"]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -747,7 +747,7 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     // `apply --confirm` that cannot take the lock changed nothing, so it
     // rolls nothing back (a rollback would undo the holder's work).
     let wide = path_str(&rig.file("wide.toml", WIDE));
-    let out = rig.fw(&["--wait", "1", "apply", &wide, "--confirm", "30"]);
+    let out = rig.fw(&["apply", &wide, "--wait", "1", "--confirm", "30"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -760,7 +760,7 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     rig.status_text();
     // Once released, a waiting command goes through.
     let waiting = rig
-        .command(&["--wait", "10", "allow", "tcp", "8080"])
+        .command(&["allow", "--wait", "10", "tcp", "8080"])
         .spawn()
         .expect("spawn fw");
     std::thread::sleep(Duration::from_millis(700));
