@@ -81,12 +81,19 @@ enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Show where fw is attached and how.
-    #[command(after_help = "Examples:\n  fw status\n  fw status --json")]
+    /// Show where fw is attached and how; with --verbose, every rule and its counters.
+    #[command(
+        after_help = "Examples:\n  fw status\n  fw status --verbose\n  fw status --verbose --json"
+    )]
     Status {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also list the rules, like `ufw status verbose`: what always
+        /// passes, every open port range with its sources, new flows and live
+        /// flows, and the default reject with its counters.
+        #[arg(long, short = 'v')]
+        verbose: bool,
     },
     /// Follow rejected/dropped packets (sampled by the kernel), one line each.
     #[command(
@@ -436,8 +443,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 outln!("fw is not loaded; nothing to do");
             }
         }
-        Cmd::Status { json } => {
-            let st = Status::collect(&pins)?;
+        Cmd::Status { json, verbose } => {
+            let st = if verbose {
+                Status::collect_verbose(&pins)?
+            } else {
+                Status::collect(&pins)?
+            };
             if json {
                 outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {

@@ -81,6 +81,169 @@ pub struct Status {
     pub interrupted_apply: Option<String>,
     /// The config file fw runs and whether the running policy matches it.
     pub config: Option<crate::persist::FileState>,
+    /// The rules with their counters (`fw status --verbose` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<Rules>,
+}
+
+/// The whole policy as rules with counters, like `ufw status verbose` or
+/// `iptables -L -v -n`: what passes always, every open port range with its
+/// sources, and the default for the rest. JSON (in `fw status --verbose
+/// --json`, key `rules`):
+///
+/// ```json
+/// {"default": {"reject_with": "host-unreachable", "rate": 1000, "burst": 1000,
+///   "dry_run": false, "rejected": 5, "reject_ratelimited": 0, "reject_silent": 0},
+///  "always": ["lo", "established", "related", "ndp", "dhcp"],
+///  "ports": [{"proto": "tcp", "ports": "22", "lo": 22, "hi": 22, "new_flows": 3,
+///    "live_flows": 1}, {..., "from": ["198.51.100.0/24"]}]}
+/// ```
+#[derive(Clone, Debug, Serialize)]
+pub struct Rules {
+    pub default: DefaultRule,
+    /// What passes before any port rule (lo is never filtered at all).
+    pub always: Vec<&'static str>,
+    pub ports: Vec<PortRule>,
+}
+
+/// The last rule: what is done with a new flow no port rule admits.
+#[derive(Clone, Debug, Serialize)]
+pub struct DefaultRule {
+    pub reject_with: &'static str,
+    pub rate: u64,
+    pub burst: u64,
+    pub dry_run: bool,
+    /// Packets answered (ICMP error or RST), over the rate (dropped), and
+    /// dropped where no answer is allowed; `would_reject` in a dry run.
+    pub rejected: u64,
+    pub reject_ratelimited: u64,
+    pub reject_silent: u64,
+    pub would_reject: u64,
+}
+
+/// One open port range of the running policy, as `fw ports` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PortRule {
+    pub proto: crate::policy::Proto,
+    pub ports: String,
+    pub lo: u16,
+    pub hi: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<Vec<String>>,
+    /// Packets that opened a flow here (what `iptables -L -v` counts on a
+    /// port's ACCEPT rule behind the ESTABLISHED one).
+    pub new_flows: u64,
+    /// Inbound flows to these ports in conntrack now (not expired).
+    pub live_flows: usize,
+}
+
+impl Rules {
+    pub fn collect(maps: &FwMaps) -> Result<Rules> {
+        let stats = crate::stats::Stats::collect(maps)?;
+        let cfg = maps.config()?;
+        let meta = maps.meta()?;
+        let flows = crate::conntrack::list(maps)?;
+        let count = |r: fw_common::Reason| stats.reasons.get(r.name()).map_or(0, |c| c.packets);
+        let mut always = vec!["lo", "established", "related", "ndp"];
+        if cfg.flags & fw_common::CFG_DHCP_CLIENT != 0 {
+            always.push("dhcp");
+        }
+        let ports = stats
+            .ports
+            .iter()
+            .map(|p| PortRule {
+                proto: p.proto,
+                ports: p.range.to_string(),
+                lo: p.range.lo,
+                hi: p.range.hi,
+                from: p
+                    .from
+                    .as_ref()
+                    .map(|f| f.iter().map(|n| n.to_string()).collect()),
+                new_flows: p.packets,
+                live_flows: flows
+                    .iter()
+                    .filter(|f| {
+                        f.proto == p.proto.name()
+                            && f.origin != "outbound"
+                            && (p.range.lo..=p.range.hi).contains(&f.local_port)
+                    })
+                    .count(),
+            })
+            .collect();
+        use fw_common::Reason as R;
+        Ok(Rules {
+            default: DefaultRule {
+                reject_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(
+                    cfg.reject_kind,
+                ))
+                .name(),
+                rate: meta.reject_rate,
+                burst: meta.reject_burst,
+                dry_run: cfg.flags & fw_common::CFG_DRY_RUN != 0,
+                rejected: count(R::Reject),
+                reject_ratelimited: count(R::RejectRatelimited),
+                reject_silent: count(R::RejectSilent),
+                would_reject: count(R::WouldReject),
+            },
+            always,
+            ports,
+        })
+    }
+
+    /// The table `fw status --verbose` prints under the status.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let d = &self.default;
+        let _ = writeln!(
+            out,
+            "\ndefault: reject new inbound flows with {}, at most {}/s (burst {}){}",
+            d.reject_with,
+            d.rate,
+            d.burst,
+            if d.dry_run {
+                " (dry run: passed and counted instead)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "         {} answered, {} over the rate, {} dropped unanswerable{}",
+            d.rejected,
+            d.reject_ratelimited,
+            d.reject_silent,
+            if d.dry_run || d.would_reject > 0 {
+                format!(", {} would-be rejects passed", d.would_reject)
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(out, "always passed: {}", self.always.join(", "));
+        let _ = writeln!(
+            out,
+            "\n{:<6} {:>11} {:>10} {:>10}  {}",
+            "proto", "ports", "new flows", "live flows", "from"
+        );
+        for p in &self.ports {
+            let from = p
+                .from
+                .as_ref()
+                .map_or("anywhere".to_string(), |f| f.join(" "));
+            let _ = writeln!(
+                out,
+                "{:<6} {:>11} {:>10} {:>10}  {from}",
+                p.proto.name(),
+                p.ports,
+                p.new_flows,
+                p.live_flows
+            );
+        }
+        if self.ports.is_empty() {
+            let _ = writeln!(out, "(no port is open)");
+        }
+        out
+    }
 }
 
 impl Status {
@@ -108,6 +271,7 @@ impl Status {
             stray_links: Vec::new(),
             interrupted_apply: None,
             config: None,
+            rules: None,
         };
         pins.check_readable()?;
         if !pins.is_loaded() {
@@ -205,6 +369,15 @@ impl Status {
         Ok(st)
     }
 
+    /// [`Status::collect`] plus the rules with their counters.
+    pub fn collect_verbose(pins: &PinDir) -> Result<Status> {
+        let mut st = Status::collect(pins)?;
+        if st.loaded {
+            st.rules = Some(Rules::collect(&FwMaps::open(pins)?)?);
+        }
+        Ok(st)
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         if !self.loaded {
@@ -296,6 +469,9 @@ impl Status {
                     ""
                 }
             );
+        }
+        if let Some(r) = &self.rules {
+            out.push_str(&r.render());
         }
         out
     }

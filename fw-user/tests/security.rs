@@ -308,6 +308,7 @@ fn non_root_is_refused_before_anything_changes() {
         case(&["stats", "--watch", "1"], view),
         case(&["ports", "--json"], view),
         case(&["status", "--json"], view),
+        case(&["status", "--verbose"], view),
         case(&["top"], view),
     ];
     for c in &table {

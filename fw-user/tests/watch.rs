@@ -729,6 +729,140 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
     assert!(exporter.terminate().success(), "{}", exporter.all());
 }
 
+/// `fw status --verbose`: one listing of the rules with their counters,
+/// like `ufw status verbose` / `iptables -L -v -n`, in text and JSON.
+#[test]
+fn status_verbose_lists_every_rule_with_its_counters() {
+    let rig = Rig::new();
+    rig.ok(&["allow", "tcp", "8000-8010", "--from", "198.51.100.0/24"]);
+    rig.ok(&["allow", "tcp", "8000-8010", "--from", "2001:db8::/32"]);
+    let verbose = || -> serde_json::Value {
+        serde_json::from_str(&rig.ok(&["status", "--verbose", "--json"])).expect("status JSON")
+    };
+    let v0 = verbose();
+    let s0 = rig.stats();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&rig.ok(&["status", "--json"]))
+            .expect("status JSON")
+            .get("rules")
+            .is_none(),
+        "plain status has no rules"
+    );
+    rig.send_traffic(&s0);
+    let v1 = verbose();
+    let rules = &v1["rules"];
+    let d = &rules["default"];
+    let delta =
+        |key: &str| d[key].as_u64().expect(key) - v0["rules"]["default"][key].as_u64().expect(key);
+    assert_eq!(
+        (&d["reject_with"], &d["rate"], &d["burst"], &d["dry_run"]),
+        (
+            &serde_json::json!("host-unreachable"),
+            &serde_json::json!(1000),
+            &serde_json::json!(1000),
+            &serde_json::json!(false)
+        ),
+        "{d}"
+    );
+    assert_eq!(delta("rejected"), 3 * N, "{d}");
+    assert_eq!(delta("reject_ratelimited"), 0, "{d}");
+    assert_eq!(
+        rules["always"],
+        serde_json::json!(["lo", "established", "related", "ndp", "dhcp"])
+    );
+    let ports = rules["ports"].as_array().expect("ports");
+    let rows: Vec<(String, String, Option<serde_json::Value>)> = ports
+        .iter()
+        .map(|p| {
+            (
+                p["proto"].as_str().expect("proto").to_string(),
+                p["ports"].as_str().expect("ports").to_string(),
+                p.get("from").cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("tcp".into(), "22".into(), None),
+            ("tcp".into(), "80".into(), None),
+            (
+                "tcp".into(),
+                "8000-8010".into(),
+                Some(serde_json::json!(["198.51.100.0/24", "2001:db8::/32"]))
+            ),
+            ("udp".into(), "80".into(), None),
+        ]
+    );
+    let new = |i: usize| {
+        ports[i]["new_flows"].as_u64().expect("new_flows")
+            - v0["rules"]["ports"][i]["new_flows"]
+                .as_u64()
+                .expect("new_flows")
+    };
+    assert_eq!((new(0), new(1), new(2), new(3)), (N, 0, 0, N));
+    // The SYNs to 22 were answered with RSTs (nobody listens): no flow
+    // stays; the UDP datagrams to 80 each left one.
+    let live: Vec<u64> = ports
+        .iter()
+        .map(|p| p["live_flows"].as_u64().expect("live_flows"))
+        .collect();
+    assert_eq!(live, [0, 0, 0, N]);
+
+    // The text: the status, then the same numbers in one table.
+    let text = rig.ok(&["status", "--verbose"]);
+    assert!(text.starts_with("fw is up"), "{text}");
+    assert!(
+        text.contains("\ndefault: reject new inbound flows with host-unreachable, at most 1000/s (burst 1000)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "\n         {} answered, 0 over the rate, {} dropped unanswerable\n",
+            d["rejected"], d["reject_silent"]
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nalways passed: lo, established, related, ndp, dhcp\n"),
+        "{text}"
+    );
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("proto "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let mut want: Vec<Vec<String>> =
+        vec![["proto", "ports", "new", "flows", "live", "flows", "from"]
+            .map(String::from)
+            .to_vec()];
+    for (p, (proto, range, from)) in ports.iter().zip(&rows) {
+        let mut row = vec![
+            proto.clone(),
+            range.clone(),
+            p["new_flows"].to_string(),
+            p["live_flows"].to_string(),
+        ];
+        match from {
+            None => row.push("anywhere".into()),
+            Some(f) => row.extend(
+                f.as_array()
+                    .expect("from")
+                    .iter()
+                    .map(|n| n.as_str().expect("prefix").to_string()),
+            ),
+        }
+        want.push(row);
+    }
+    assert_eq!(table, want, "{text}");
+    assert!(
+        text.lines()
+            .skip_while(|l| !l.starts_with("default:"))
+            .all(|l| l.len() <= 100),
+        "the rules fit 100 columns:\n{text}"
+    );
+}
+
 #[test]
 fn log_json_shows_each_rejected_flow() {
     let rig = Rig::new();
