@@ -222,8 +222,8 @@ impl Rules {
         let _ = writeln!(out, "always passed: {}", self.always.join(", "));
         let _ = writeln!(
             out,
-            "\n{:<6} {:>11} {:>10} {:>10}  {}",
-            "proto", "ports", "new flows", "live flows", "from"
+            "\n{:<6} {:>11} {:>10} {:>10}  from",
+            "proto", "ports", "new flows", "live flows"
         );
         for p in &self.ports {
             let from = p
