@@ -82,25 +82,12 @@ pub fn check(maps: &FwMaps, old: &Policy, new: &Policy) -> Result<Vec<Hazard>> {
     let lost = |proto, port, peer| {
         at_risk.contains(&(proto, port)) && shut_out(old, new, proto, port, peer)
     };
-    if let Some((ip, client, port)) = ssh_connection() {
-        if lost(Proto::Tcp, port, ip) {
+    for c in session_connections() {
+        if lost(Proto::Tcp, c.local_port, c.peer_ip) {
             out.push(Hazard {
                 proto: Proto::Tcp,
-                port,
-                who: Who::SshSession { client },
-            });
-        }
-    }
-    for (port, pid, comm, peer) in session_sockets() {
-        if lost(Proto::Tcp, port, Some(peer.ip())) {
-            out.push(Hazard {
-                proto: Proto::Tcp,
-                port,
-                who: Who::SessionSocket {
-                    pid,
-                    comm,
-                    peer: peer.to_string(),
-                },
+                port: c.local_port,
+                who: c.who,
             });
         }
     }
@@ -203,17 +190,8 @@ pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String
     for h in hazards {
         let (proto, port) = (h.proto, h.port);
         reasons.push(match &h.who {
-            Who::Flows { count, example } => {
-                format!("{proto} {port} carries {count} established flow(s) (e.g. from {example})")
-            }
-            Who::SshSession { client } => format!(
-                "{proto} {port} is the port of the SSH session running this command \
-                 (SSH_CONNECTION, client {client})"
-            ),
-            Who::SessionSocket { pid, comm, peer } => format!(
-                "{proto} {port} carries a connection from {peer} held by `{comm}` (pid {pid}), \
-                 which runs this command"
-            ),
+            Who::SshSession { .. } => format!("{proto} {port} is the port of {}", h.who),
+            _ => format!("{proto} {port} carries {}", h.who),
         });
     }
     s.push_str(&reasons.join("; "));
@@ -273,11 +251,79 @@ pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String
     s
 }
 
+/// A TCP connection of the session running this command (one fw must not
+/// cut without being told to): the SSH session in `SSH_CONNECTION`, or a
+/// connection held by this process or an ancestor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConnection {
+    /// The peer's address and port (None: fw cannot read it; then every
+    /// connection to `local_port` may be it).
+    pub peer_ip: Option<IpAddr>,
+    pub peer_port: Option<u16>,
+    /// This host's port (the service port the session came in on).
+    pub local_port: u16,
+    pub who: Who,
+}
+
+impl SessionConnection {
+    /// Whether an inbound TCP flow from `peer` to `local_port` may be this one.
+    pub fn is(&self, peer: SocketAddr, local_port: u16) -> bool {
+        local_port == self.local_port
+            && self.peer_ip.is_none_or(|ip| ip == peer.ip().to_canonical())
+            && self.peer_port.is_none_or(|p| p == peer.port())
+    }
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Who::Flows { count, example } => {
+                write!(f, "{count} established flow(s) (e.g. from {example})")
+            }
+            Who::SshSession { client } => write!(
+                f,
+                "the SSH session running this command (SSH_CONNECTION, client {client})"
+            ),
+            Who::SessionSocket { pid, comm, peer } => write!(
+                f,
+                "a connection from {peer} held by `{comm}` (pid {pid}), which runs this command"
+            ),
+        }
+    }
+}
+
+/// The connections of the session running this command, as the lockout
+/// guard sees them (best effort: what cannot be read is left out).
+pub fn session_connections() -> Vec<SessionConnection> {
+    let mut out = Vec::new();
+    if let Some((ip, peer_port, client, port)) = ssh_connection() {
+        out.push(SessionConnection {
+            peer_ip: ip,
+            peer_port,
+            local_port: port,
+            who: Who::SshSession { client },
+        });
+    }
+    for (port, pid, comm, peer) in session_sockets() {
+        out.push(SessionConnection {
+            peer_ip: Some(peer.ip()),
+            peer_port: Some(peer.port()),
+            local_port: port,
+            who: Who::SessionSocket {
+                pid,
+                comm,
+                peer: peer.to_string(),
+            },
+        });
+    }
+    out
+}
+
 /// The server port of `SSH_CONNECTION` ("client_ip client_port server_ip
 /// server_port") when the server address belongs to this network namespace
 /// (fw entered into another namespace filters none of that session).
-/// Returns (client address if readable, client in words, server port).
-fn ssh_connection() -> Option<(Option<IpAddr>, String, u16)> {
+/// Returns (client address and port if readable, client in words, server port).
+fn ssh_connection() -> Option<(Option<IpAddr>, Option<u16>, String, u16)> {
     let v = std::env::var("SSH_CONNECTION").ok()?;
     let f: Vec<&str> = v.split_whitespace().collect();
     if f.len() != 4 {
@@ -290,14 +336,13 @@ fn ssh_connection() -> Option<(Option<IpAddr>, String, u16)> {
         Err(_) => true,
     };
     let ip = f[0].parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
-    let client = match ip {
-        Some(ip) => f[1]
-            .parse::<u16>()
-            .map(|p| SocketAddr::new(ip, p).to_string())
-            .unwrap_or_else(|_| ip.to_string()),
-        None => format!("{} {}", f[0], f[1]),
+    let client_port = f[1].parse::<u16>().ok();
+    let client = match (ip, client_port) {
+        (Some(ip), Some(p)) => SocketAddr::new(ip, p).to_string(),
+        (Some(ip), None) => ip.to_string(),
+        _ => format!("{} {}", f[0], f[1]),
     };
-    local.then_some((ip, client, port))
+    local.then_some((ip, client_port, client, port))
 }
 
 /// Whether `ip` is an address of this network namespace: only then can it

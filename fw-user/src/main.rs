@@ -243,13 +243,57 @@ enum Cmd {
         after_help = "Examples:\n  fw man > /usr/local/share/man/man8/fw.8\n  fw man | man -l -"
     )]
     Man,
-    /// List tracked flows (state, age, time left).
-    #[command(after_help = "Examples:\n  fw conntrack\n  fw conntrack --json")]
+    /// List tracked flows (state, age, time left), or delete them with --flush.
+    #[command(
+        after_help = "Examples:\n  fw conntrack --proto tcp --port 22\n  fw conntrack --src 198.51.100.0/24 --json\n  fw conntrack --flush --proto udp"
+    )]
     Conntrack {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only flows of this protocol.
+        #[arg(long, value_enum, value_name = "PROTO")]
+        proto: Option<CtProto>,
+        /// Only TCP/UDP flows with this port at either end.
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// Only flows whose remote peer is in this prefix (CIDR or address).
+        #[arg(long, value_name = "CIDR")]
+        src: Option<String>,
+        /// Delete the flows listed (all, or those the filters match); their
+        /// next packet is judged as a new flow. The flows of the session
+        /// running this command (SSH_CONNECTION, connections its processes
+        /// hold) are kept unless --force.
+        #[arg(long)]
+        flush: bool,
+        /// With --flush: delete the session's own flows too.
+        #[arg(long, requires = "flush")]
+        force: bool,
+        /// With --flush: how long to wait for another fw command holding
+        /// fw's lock (/run/fw/lock) to finish.
+        #[arg(long, value_name = "SECS", requires = "flush")]
+        wait: Option<u64>,
     },
+}
+
+/// A protocol `fw conntrack` filters on.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CtProto {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl CtProto {
+    fn name(self) -> &'static str {
+        match self {
+            CtProto::Tcp => "tcp",
+            CtProto::Udp => "udp",
+            CtProto::Icmp => "icmp",
+            CtProto::Icmpv6 => "icmpv6",
+        }
+    }
 }
 
 /// Standard output was closed by its reader: what the command did, it did.
@@ -309,14 +353,15 @@ fn main() -> ExitCode {
 
 impl Cmd {
     /// `--wait` of a command that takes fw's lock.
-    fn wait(&self) -> Option<&Wait> {
+    fn wait(&self) -> Option<u64> {
         match self {
             Cmd::Up { wait, .. }
             | Cmd::Down { wait, .. }
             | Cmd::Allow { wait, .. }
             | Cmd::Deny { wait, .. }
             | Cmd::Save { wait, .. }
-            | Cmd::Apply { wait, .. } => Some(wait),
+            | Cmd::Apply { wait, .. } => Some(wait.secs),
+            Cmd::Conntrack { wait, .. } => *wait,
             _ => None,
         }
     }
@@ -325,7 +370,7 @@ impl Cmd {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
     if let Some(w) = cli.cmd.wait() {
-        fw_user::lock::set_wait(std::time::Duration::from_secs(w.secs));
+        fw_user::lock::set_wait(std::time::Duration::from_secs(w));
     }
     match cli.cmd {
         Cmd::Up {
@@ -592,8 +637,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .render(&mut page)?;
             out!("{}", String::from_utf8_lossy(&page));
         }
-        Cmd::Conntrack { json } => {
-            let rows = fw_user::conntrack::list(&FwMaps::open(&pins)?)?;
+        Cmd::Conntrack {
+            json,
+            proto,
+            port,
+            src,
+            flush,
+            force,
+            ..
+        } => {
+            if flush {
+                loader::require_root("fw conntrack --flush")?;
+            }
+            let filter = fw_user::conntrack::Filter {
+                proto: proto.map(CtProto::name),
+                port,
+                src: src.as_deref().map(parse_prefix).transpose()?,
+            };
+            let maps = FwMaps::open(&pins)?;
+            if flush {
+                let r = fw_user::conntrack::flush(&maps, &filter, force)?;
+                for k in &r.kept {
+                    note(format_args!(
+                        "fw: kept {} {}: {}; --force deletes it too",
+                        k.flow.proto,
+                        fw_user::conntrack::flow_text(&k.flow),
+                        k.why
+                    ));
+                }
+                if json {
+                    outln!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    outln!("deleted {} flow(s)", r.deleted);
+                }
+                return Ok(());
+            }
+            let rows: Vec<_> = fw_user::conntrack::list(&maps)?
+                .into_iter()
+                .filter(|r| filter.matches(r))
+                .collect();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {

@@ -387,6 +387,22 @@ impl FwMaps {
             .map_err(Error::map(names::CONNTRACK))
     }
 
+    /// Removes `keys`; returns how many were there (one gone meanwhile,
+    /// expired and reused or closed, is no error).
+    pub fn conntrack_remove_all(&self, keys: &[FlowKey]) -> Result<usize> {
+        let mut ct = self.conntrack()?;
+        let mut n = 0;
+        for k in keys {
+            match ct.remove(k) {
+                Ok(()) => n += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(n)
+    }
+
     pub fn conntrack_remove(&self, key: &FlowKey) -> Result<()> {
         self.conntrack()?
             .remove(key)

@@ -200,3 +200,294 @@ fn established_flow_survives_deny() {
     );
     down(&pair, &pins);
 }
+
+/// Processes this test started (`sleep` holding an accepted connection),
+/// killed by their id at the end.
+struct Holders(Vec<std::process::Child>);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// `fw conntrack ARGS --json` in the server namespace, parsed.
+fn listed(pair: &Pair, pins: &PinDir, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["conntrack", "--json"];
+    all.extend_from_slice(args);
+    let out = fw_ok(pair.srv_path(), pins, &all);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("conntrack JSON");
+    v.as_array().expect("a list").clone()
+}
+
+fn ports_of(rows: &[serde_json::Value]) -> std::collections::BTreeSet<u64> {
+    rows.iter()
+        .map(|r| r["remote_port"].as_u64().expect("remote_port"))
+        .collect()
+}
+
+/// `fw conntrack`: a table an IPv4 flow fits in 100 columns with times
+/// like `4d23h`, the filters of `conntrack -L`, and `--flush` that keeps
+/// the flows of the session running it unless `--force`.
+#[test]
+fn conntrack_lists_filters_and_flushes_sparing_the_session() {
+    require_root();
+    let pair = Netns::pair("fwct");
+    let pins = up(&pair);
+    fw_ok(
+        pair.srv_path(),
+        &pins,
+        ["allow", "tcp", "2222", "--runtime"],
+    );
+    fw_ok(
+        pair.srv_path(),
+        &pins,
+        ["allow", "udp", "5353", "--runtime"],
+    );
+    let any6: IpAddr = "::".parse().expect("addr");
+    let _udp = spawn_udp_echo(pair.srv_path(), any6, 5353).expect("udp echo");
+    for peer in [IpAddr::from(pair.srv_v4()), IpAddr::from(pair.srv_v6())] {
+        assert_eq!(udp_probe(pair.cli_path(), peer, 5353, T), Outcome::Replied);
+    }
+    // Three TCP flows to 2222. The test process holds the second one (it
+    // is an ancestor of every fw it runs: the guard's "session socket");
+    // `sleep` processes hold the others, and SSH_CONNECTION names the third.
+    let listener = in_netns(pair.srv_path(), || {
+        std::net::TcpListener::bind("0.0.0.0:2222")
+    })
+    .expect("setns")
+    .expect("listen on 2222");
+    let srv = pair.srv_v4();
+    let mut clients = Vec::new();
+    let mut accepted = Vec::new();
+    for _ in 0..3 {
+        let c = in_netns(pair.cli_path(), move || {
+            TcpStream::connect_timeout(&(srv, 2222).into(), T)
+        })
+        .expect("setns")
+        .expect("connect to 2222");
+        let (s, peer) = listener.accept().expect("accept");
+        assert_eq!(peer, c.local_addr().expect("local addr"));
+        clients.push(c);
+        accepted.push((s, peer.port()));
+    }
+    let (p1, p2, p3) = (accepted[0].1, accepted[1].1, accepted[2].1);
+    let mut holders = Holders(Vec::new());
+    let mut held_here = None;
+    for (i, (s, _)) in accepted.into_iter().enumerate() {
+        if i == 1 {
+            held_here = Some(s);
+            continue;
+        }
+        let fd = std::os::fd::OwnedFd::from(s);
+        holders.0.push(
+            std::process::Command::new("sleep")
+                .arg("120")
+                .stdin(std::process::Stdio::from(fd))
+                .spawn()
+                .expect("spawn sleep"),
+        );
+    }
+    let all = listed(&pair, &pins, &[]);
+    assert_eq!(all.len(), 5, "3 tcp + 2 udp: {all:?}");
+
+    // The table.
+    let text = fw_ok(pair.srv_path(), &pins, ["conntrack"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 5 + 1, "{text}");
+    assert!(lines[0].starts_with("proto  remote"), "{text}");
+    assert_eq!(lines[6], "5 entries");
+    for l in &lines {
+        assert!(l.len() <= 100, "{} columns: {l}", l.len());
+    }
+    for p in [p1, p2, p3] {
+        let row = lines
+            .iter()
+            .find(|l| l.contains(&format!("192.0.2.2:{p} ")))
+            .unwrap_or_else(|| panic!("no row of port {p}:\n{text}"));
+        let f: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            f[..5],
+            [
+                "tcp",
+                &format!("192.0.2.2:{p}"),
+                "192.0.2.1:2222",
+                "established",
+                "inbound"
+            ],
+            "{row}"
+        );
+        assert!(
+            f[5].ends_with('s') && f[5].len() <= 3,
+            "age in seconds: {row}"
+        );
+        assert_eq!(
+            f[6], "4d23h",
+            "an established flow's 5 days, less a moment: {row}"
+        );
+    }
+    let v6 = lines
+        .iter()
+        .find(|l| l.starts_with("udp") && l.contains("[2001:db8::2]:"))
+        .unwrap_or_else(|| panic!("no v6 udp row:\n{text}"));
+    let f: Vec<&str> = v6.split_whitespace().collect();
+    assert_eq!(f[2], "[2001:db8::1]:5353", "{v6}");
+    assert!(
+        f[6].starts_with("1m") || f[6].starts_with("2m") || f[6].ends_with('s'),
+        "a replied udp flow's 2 minutes: {v6}"
+    );
+
+    // Filters, as `conntrack -L -p tcp --dport 2222 -s ...`.
+    let tcp = listed(&pair, &pins, &["--proto", "tcp", "--port", "2222"]);
+    assert_eq!(ports_of(&tcp), [p1, p2, p3].map(u64::from).into());
+    assert_eq!(listed(&pair, &pins, &["--proto", "udp"]).len(), 2);
+    assert_eq!(listed(&pair, &pins, &["--port", "5353"]).len(), 2);
+    assert_eq!(
+        listed(&pair, &pins, &["--port", &p2.to_string()]).len(),
+        1,
+        "the remote port too"
+    );
+    let v6 = listed(&pair, &pins, &["--src", "2001:db8::/32"]);
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0]["remote"], "2001:db8::2");
+    assert_eq!(listed(&pair, &pins, &["--src", "192.0.2.2"]).len(), 4);
+    assert_eq!(listed(&pair, &pins, &["--src", "198.51.100.0/24"]).len(), 0);
+    assert!(listed(&pair, &pins, &["--proto", "icmp"]).is_empty());
+    assert_eq!(
+        fw_ok(
+            pair.srv_path(),
+            &pins,
+            ["conntrack", "--proto", "tcp", "--port", "5353"]
+        ),
+        "proto  remote local state       origin      age expires\n0 entries\n"
+    );
+
+    // Bad input: message, exit code, nothing deleted.
+    for (args, needle, code) in [
+        (
+            vec!["--port", "0"],
+            "invalid value '0' for '--port <PORT>'",
+            2,
+        ),
+        (vec!["--port", "65536"], "invalid value '65536'", 2),
+        (
+            vec!["--proto", "sctp"],
+            "invalid value 'sctp' for '--proto <PROTO>'",
+            2,
+        ),
+        (
+            vec!["--src", "nowhere"],
+            "fw: invalid source prefix `nowhere`: expected an address or CIDR",
+            1,
+        ),
+        (
+            vec!["--src", "192.0.2.1/24"],
+            "host bits are set; did you mean 192.0.2.0/24?",
+            1,
+        ),
+        (
+            vec!["--force"],
+            "the following required arguments were not provided:\n  --flush",
+            2,
+        ),
+        (vec!["--wait", "5"], "--flush", 2),
+        (
+            vec!["--flush", "--src", "nowhere"],
+            "invalid source prefix",
+            1,
+        ),
+    ] {
+        let mut all = vec!["conntrack"];
+        all.extend_from_slice(&args);
+        let out = fw_cmd(pair.srv_path(), &pins, &all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "fw {all:?}: {err}");
+        assert!(err.contains(needle), "fw {all:?}: {needle:?} in {err}");
+        assert_eq!(
+            listed(&pair, &pins, &[]).len(),
+            5,
+            "fw {all:?} deleted nothing"
+        );
+    }
+    let mut cmd = pair.srv().command("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(fw_testkit::fw_bin())
+        .arg("--pin-dir")
+        .arg(pins.path())
+        .args(["conntrack", "--flush"]);
+    let out = cmd.output().expect("setpriv runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("fw: `fw conntrack --flush` needs root (uid 0;"),
+        "{err}"
+    );
+    assert_eq!(listed(&pair, &pins, &[]).len(), 5, "nobody deleted nothing");
+
+    // Flush, from the "SSH session" of the third flow.
+    let flush = |extra: &[&str]| {
+        let mut cmd = pair.srv().command(&fw_testkit::fw_bin().to_string_lossy());
+        cmd.env("SSH_CONNECTION", format!("192.0.2.2 {p3} 192.0.2.1 2222"))
+            .arg("--pin-dir")
+            .arg(pins.path())
+            .args(["conntrack", "--flush"])
+            .args(extra);
+        let out = cmd.output().expect("fw runs");
+        assert!(
+            out.status.success(),
+            "fw conntrack --flush {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (out, err) = flush(&["--proto", "tcp"]);
+    assert_eq!(out, "deleted 1 flow(s)\n", "{err}");
+    let me = std::process::id();
+    // (Another fw command, of another test, may hold the lock a moment.)
+    let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("fw: kept")).collect();
+    assert_eq!(notes.len(), 2, "{err}");
+    let kept2 = notes
+        .iter()
+        .find(|l| l.contains(&format!(":{p2} ->")))
+        .unwrap_or_else(|| panic!("flow {p2} kept: {err}"));
+    assert!(
+        kept2.starts_with(&format!(
+            "fw: kept tcp 192.0.2.2:{p2} -> 192.0.2.1:2222: a connection from 192.0.2.2:{p2} held by `"
+        )) && kept2.ends_with(&format!("(pid {me}), which runs this command; --force deletes it too")),
+        "{kept2}"
+    );
+    assert!(
+        err.contains(&format!(
+            "fw: kept tcp 192.0.2.2:{p3} -> 192.0.2.1:2222: the SSH session running this command \
+             (SSH_CONNECTION, client 192.0.2.2:{p3}); --force deletes it too\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        ports_of(&listed(&pair, &pins, &["--proto", "tcp"])),
+        [p2, p3].map(u64::from).into()
+    );
+    assert_eq!(
+        listed(&pair, &pins, &["--proto", "udp"]).len(),
+        2,
+        "udp untouched"
+    );
+    let (out, err) = flush(&["--port", "2222", "--force"]);
+    assert_eq!(out, "deleted 2 flow(s)\n");
+    assert!(!err.contains("kept"), "{err}");
+    assert!(listed(&pair, &pins, &["--proto", "tcp"]).is_empty());
+    let (out, _) = flush(&["--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("flush JSON");
+    assert_eq!(v["deleted"], 2, "{v}");
+    assert_eq!(v["kept"], serde_json::json!([]), "{v}");
+    assert!(listed(&pair, &pins, &[]).is_empty());
+    drop(held_here);
+    drop(holders);
+    down(&pair, &pins);
+}
