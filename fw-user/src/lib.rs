@@ -1,37 +1,20 @@
 //! fw's userspace: load and steer the XDP firewall, read its state.
 //!
-//! One concept per module: `policy` (the model), `config` (TOML into it),
-//! `maps` (the only map access), `loader` (up/down), `stats`, `status`.
-pub mod apply;
-mod bpf_batch;
-pub mod clock;
-pub mod config;
-pub mod conntrack;
-pub mod control;
-pub mod egress_hook;
+//! Four layers, each a folder; a module uses its own layer and those below
+//! it, never one above (`main.rs`, the CLI, sits on top: it parses and calls):
+//! - [`model`]: the policy and config, parsed, checked and compared. Pure.
+//! - [`kernel`]: every access to the system: the eBPF object, its pins and
+//!   maps, attaching, netlink, sockets, signals, /run/fw.
+//! - [`ops`]: what changes fw (`up`, `down`, `allow`, `apply`, ...), built
+//!   on model and kernel.
+//! - [`watch`]: read-only views (`status`, `stats`, `log`, `top`, the
+//!   exporter), built on model and kernel, never on ops.
 pub mod error;
-pub mod events;
-pub mod exporter;
-pub mod foreground;
-pub mod guard;
-pub mod iface;
-pub mod instance;
-pub mod loader;
-pub mod lock;
-pub mod log;
-pub mod maps;
-pub mod metrics;
-mod netlink;
-pub mod persist;
-pub mod pins;
-pub mod policy;
+pub mod kernel;
+pub mod model;
+pub mod ops;
 pub mod rig;
-pub mod shutdown;
-pub mod sockets;
-pub mod source_sets;
-pub mod stats;
-pub mod status;
-pub mod top;
+pub mod watch;
 
 pub use error::{Error, Result};
-pub use loader::EBPF_OBJECT;
+pub use kernel::load::EBPF_OBJECT;

@@ -7,21 +7,31 @@ use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use fw_user::{
-    apply,
-    config::Config,
-    control,
-    egress_hook::Egress,
-    exporter, foreground,
-    loader::{self, Mode},
-    log,
-    maps::FwMaps,
-    persist::{self, Save, Saved, Source},
-    pins::{PinDir, DEFAULT_PIN_DIR},
-    policy::{parse_prefix, PortRange, Proto},
-    shutdown::Shutdown,
-    stats::Stats,
-    status::{Health, Status},
-    top,
+    kernel::{
+        conntrack as kernel_ct,
+        egress::Egress,
+        maps::FwMaps,
+        pins::{PinDir, DEFAULT_PIN_DIR},
+        shutdown::Shutdown,
+        sys::require_root,
+        xdp::Mode,
+    },
+    model::{
+        config::Config,
+        policy::{parse_prefix, PortRange, Proto},
+        record::{unrecorded_note, Source},
+    },
+    ops::{
+        apply, conntrack as ops_ct, control, foreground,
+        persist::{self, Save, Saved},
+        up_down,
+    },
+    watch::{
+        conntrack, exporter, log,
+        stats::{self, Stats},
+        status::{Health, Status},
+        top,
+    },
 };
 
 /// fw: a host firewall in XDP. Loopback open, established/related open,
@@ -370,7 +380,7 @@ impl Cmd {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let pins = PinDir::new(&cli.pin_dir);
     if let Some(w) = cli.cmd.wait() {
-        fw_user::lock::set_wait(std::time::Duration::from_secs(w));
+        fw_user::ops::lock::set_wait(std::time::Duration::from_secs(w));
     }
     match cli.cmd {
         Cmd::Up {
@@ -382,18 +392,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             foreground,
             ..
         } => {
-            let hooks = loader::Hooks { xdp: mode, egress };
-            loader::require_root("fw up")?;
+            let hooks = up_down::Hooks { xdp: mode, egress };
+            require_root("fw up")?;
             let source = config.as_deref().map(Source::read).transpose()?;
             let record = source.as_ref().and_then(Source::record);
             if let (Some(path), None) = (&config, &record) {
-                note(format_args!("fw: note: {}", persist::unrecorded_note(path)));
+                note(format_args!("fw: note: {}", unrecorded_note(path)));
             }
             let mut cfg = source.map(|s| s.config);
             if dry_run {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
-            let print_up = |r: &loader::UpReport| -> anyhow::Result<()> {
+            let print_up = |r: &up_down::UpReport| -> anyhow::Result<()> {
                 for n in &r.repaired {
                     outln!("repaired: {n}");
                 }
@@ -426,7 +436,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     outln!("fw unloaded; pins under {} removed", pins.root().display());
                 }
             } else {
-                print_up(&loader::up(
+                print_up(&up_down::up(
                     &pins,
                     &ifaces,
                     hooks,
@@ -471,11 +481,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })?;
         }
         Cmd::Down { ifaces, .. } => {
-            loader::require_root("fw down")?;
+            require_root("fw down")?;
             if let Some(w) = persist::unload_warning_for(&pins, &ifaces) {
                 note(format_args!("fw: {w}"));
             }
-            let r = loader::down(&pins, &ifaces)?;
+            let r = up_down::down(&pins, &ifaces)?;
             for note in &r.repaired {
                 outln!("repaired: {note}");
             }
@@ -514,7 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         out!("{}", s.render(None));
                     }
                 }
-                Some(secs) => fw_user::stats::watch(
+                Some(secs) => stats::watch(
                     &maps,
                     watch_interval(secs)?,
                     json,
@@ -532,7 +542,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime,
             ..
         } => {
-            loader::require_root("fw allow")?;
+            require_root("fw allow")?;
             let nets = from
                 .iter()
                 .map(|s| parse_prefix(s))
@@ -647,21 +657,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             if flush {
-                loader::require_root("fw conntrack --flush")?;
+                require_root("fw conntrack --flush")?;
             }
-            let filter = fw_user::conntrack::Filter {
+            let filter = kernel_ct::Filter {
                 proto: proto.map(CtProto::name),
                 port,
                 src: src.as_deref().map(parse_prefix).transpose()?,
             };
             let maps = FwMaps::open(&pins)?;
             if flush {
-                let r = fw_user::conntrack::flush(&maps, &filter, force)?;
+                let r = ops_ct::flush(&maps, &filter, force)?;
                 for k in &r.kept {
                     note(format_args!(
                         "fw: kept {} {}: {}; --force deletes it too",
                         k.flow.proto,
-                        fw_user::conntrack::flow_text(&k.flow),
+                        conntrack::flow_text(&k.flow),
                         k.why
                     ));
                 }
@@ -672,14 +682,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let rows: Vec<_> = fw_user::conntrack::list(&maps)?
+            let rows: Vec<_> = kernel_ct::list(&maps)?
                 .into_iter()
                 .filter(|r| filter.matches(r))
                 .collect();
             if json {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                out!("{}", fw_user::conntrack::render(&rows));
+                out!("{}", conntrack::render(&rows));
             }
         }
         Cmd::Ports { json } => {

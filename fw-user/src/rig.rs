@@ -8,7 +8,7 @@ use aya::{
 
 use crate::{
     error::{Error, Result},
-    loader::EBPF_OBJECT,
+    kernel::load::EBPF_OBJECT,
 };
 
 /// An attached rig program; detached when dropped.

@@ -18,10 +18,12 @@ use fw_testkit::{
     Outcome,
 };
 use fw_user::{
-    control::{allow, deny},
-    persist::Save,
-    pins,
-    policy::{PortRange, Proto},
+    kernel::pins,
+    model::policy::{PortRange, Proto},
+    ops::{
+        control::{allow, deny},
+        persist::Save,
+    },
 };
 use support::session::{self, EchoServer};
 

@@ -19,7 +19,7 @@ use fw_testkit::{
     reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe,
     Netns, Outcome, Pair, PinDir,
 };
-use fw_user::{apply::pending_dir, config::Config, maps::FwMaps};
+use fw_user::{kernel::maps::FwMaps, kernel::rundir::pending_dir, model::config::Config};
 
 const T: Duration = Duration::from_secs(2);
 const PREFIX: &str = "fwctl";
@@ -463,7 +463,7 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
         "refused apply --confirm changes nothing"
     );
     assert!(
-        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path()))
+        !pending_dir(&fw_user::kernel::pins::PinDir::new(rig.pins.path()))
             .join("pending")
             .exists(),
         "no probation started"
@@ -764,7 +764,7 @@ fn check_validates_as_apply_does_and_touches_nothing() {
 
     // A good file: what apply would change, nothing changed. The lock is
     // held meanwhile: check does not take it (apply would wait for it).
-    let lock = fw_user::lock::path();
+    let lock = fw_user::ops::lock::path();
     let mut held = command("flock");
     held.arg("--exclusive")
         .arg(&lock)
@@ -799,7 +799,7 @@ fn check_validates_as_apply_does_and_touches_nothing() {
         "nor any file"
     );
     assert!(
-        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path())).exists(),
+        !pending_dir(&fw_user::kernel::pins::PinDir::new(rig.pins.path())).exists(),
         "no probation state"
     );
 
@@ -920,7 +920,7 @@ fn apply_confirm_rolls_back_unless_confirmed() {
     let o = rig.connect(8080);
     assert!(o.is_host_unreachable(), "8080 closed again: {o}");
     assert!(
-        !pending_dir(&fw_user::pins::PinDir::new(rig.pins.path())).exists(),
+        !pending_dir(&fw_user::kernel::pins::PinDir::new(rig.pins.path())).exists(),
         "marker removed"
     );
     let out = rig.fw(&["confirm"]);
@@ -1504,7 +1504,8 @@ fn commands_say_when_fw_is_not_loaded() {
 fn stale_pins_of_another_layout_are_refused() {
     let rig = Rig::new(&[]);
     let ports = rig.ports_json();
-    let maps = FwMaps::open(&fw_user::pins::PinDir::new(rig.pins.path())).expect("open maps");
+    let maps =
+        FwMaps::open(&fw_user::kernel::pins::PinDir::new(rig.pins.path())).expect("open maps");
     let good = maps.meta().expect("meta");
     let mut stale = good;
     stale.layout_version = good.layout_version + 100;
@@ -1982,8 +1983,11 @@ fn save_round_trips_through_apply_and_up() {
     // `fw save FILE` into the commented file fw ran first: edited in place.
     let out = rig.ok(&["save", f.to_str().expect("path")]);
     assert!(out.contains("edited in place, comments kept"), "{out}");
-    let back = fw_user::config::Config::load(&f).expect("loads");
-    assert_eq!(back, fw_user::config::Config::load(&saved).expect("loads"));
+    let back = fw_user::model::config::Config::load(&f).expect("loads");
+    assert_eq!(
+        back,
+        fw_user::model::config::Config::load(&saved).expect("loads")
+    );
     assert_eq!(names_in(&rig.tmp.0), ["full.toml", "saved.toml"]);
 }
 

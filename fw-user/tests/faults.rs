@@ -158,7 +158,7 @@ fn forget_iface(rig: &Rig, dev: &str) {
     let maps = rig.maps();
     let mut meta = maps.meta().expect("META");
     for m in meta.ifaces.iter_mut() {
-        if fw_user::iface::name_from_bytes(&m.name) == dev {
+        if fw_user::model::names::name_from_bytes(&m.name) == dev {
             *m = IfaceMeta::default();
         }
     }
@@ -734,7 +734,7 @@ fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
     let rig = Rig::new();
     rig.up(&[]);
     let before = rig.ok(&["ports", "--json"]);
-    let held = fw_user::lock::exclusive(Duration::from_secs(5)).expect("take the lock");
+    let held = fw_user::ops::lock::exclusive(Duration::from_secs(5)).expect("take the lock");
     let (out, took) = timed(|| rig.fw(&["allow", "tcp", "8080", "--wait", "1"]));
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -866,7 +866,7 @@ fn another_fw_up_counts_no_conntrack_evictions() {
         for x in &extra {
             seeded.push(rig.ok(&["up", x.as_str()]));
         }
-        let snap = fw_user::metrics::Snapshot::collect(&rig.maps()).expect("metrics");
+        let snap = fw_user::watch::metrics::Snapshot::collect(&rig.maps()).expect("metrics");
         (seeded, rig.status(), snap)
     })
     .unwrap_or_else(|o| panic!("session to port 22: {o}"));
@@ -876,6 +876,6 @@ fn another_fw_up_counts_no_conntrack_evictions() {
     assert_eq!(st["conntrack_entries"], 1, "{st}");
     assert_eq!(st["conntrack_evicted"], 0, "no eviction happened: {st}");
     assert_eq!((snap.conntrack_entries, snap.conntrack_evicted), (1, 0));
-    let text = fw_user::metrics::encode(snap).expect("encode");
+    let text = fw_user::watch::metrics::encode(snap).expect("encode");
     assert!(text.contains("fw_conntrack_evictions_total 0\n"), "{text}");
 }

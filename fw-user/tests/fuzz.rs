@@ -15,7 +15,7 @@ mod fuzzing;
 use common::{frames::*, Fw, XDP_TX};
 use fuzzing::{campaign, cases, gen, mutate, reason_totals, variants, wellformed::check_tx};
 use fw_common::Reason;
-use fw_user::{config::Config, policy::RejectWith};
+use fw_user::model::{config::Config, policy::RejectWith};
 use proptest::{collection::vec, prelude::*};
 
 /// The reply checker is not vacuous: it takes fw's real replies and refuses

@@ -10,9 +10,11 @@ use std::{
 };
 
 use fw_user::{
-    config::{Config, MAX_RATE},
-    persist::edit_text,
-    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+    model::{
+        config::{Config, MAX_RATE},
+        policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+    },
+    ops::persist::edit_text,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::{collection::vec, prelude::*, sample::select};
@@ -287,7 +289,7 @@ fn config() -> impl Strategy<Value = Config> {
         1..=MAX_RATE,
         1024u32..=16_777_216,
         // At least the 8 x 3 entries the rules can need.
-        24u32..=*fw_user::config::SOURCE_PREFIXES.end(),
+        24u32..=*fw_user::model::config::SOURCE_PREFIXES.end(),
         vec(iface_name(), 0..3),
         any::<bool>(),
         any::<bool>(),

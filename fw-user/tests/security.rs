@@ -19,7 +19,7 @@ use std::{
 
 use fault_rig::{path_str, run, text, Rig};
 use fw_testkit::{command, fw_bin, output_with_timeout, Bpffs, PinDir};
-use fw_user::apply::pending_dir;
+use fw_user::kernel::rundir::pending_dir;
 
 const NOBODY: u32 = 65534;
 
@@ -198,7 +198,7 @@ fn apply_confirm_state_is_root_only() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_root_only(&dir);
-    let run_dir = fs::metadata(fw_user::apply::RUN_DIR).expect("/run/fw");
+    let run_dir = fs::metadata(fw_user::kernel::rundir::RUN_DIR).expect("/run/fw");
     assert_eq!(
         run_dir.mode() & 0o022,
         0,

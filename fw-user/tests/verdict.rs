@@ -18,7 +18,7 @@ use fw_common::{
     FlowValue, Reason, CT_F_OUTBOUND, CT_TCP_ESTABLISHED, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_TCP,
     IPPROTO_UDP,
 };
-use fw_user::{
+use fw_user::model::{
     config::Config,
     policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
 };

@@ -25,11 +25,12 @@ use fw_testkit::{
     Pair, PinDir,
 };
 use fw_user::{
-    events::EventReader,
-    maps::FwMaps,
-    pins,
-    stats::Stats,
-    top::{view, Feed, TopModel},
+    kernel::{maps::FwMaps, pins},
+    watch::{
+        events::EventReader,
+        stats::Stats,
+        top::{view, Feed, TopModel},
+    },
 };
 use ratatui::{backend::TestBackend, Terminal};
 
@@ -600,7 +601,7 @@ fn stats_and_metrics_count_every_packet_exactly() {
         ..Default::default()
     };
     let cfg = maps.config().expect("config");
-    let now = fw_user::clock::kernel_now_ns();
+    let now = fw_user::kernel::clock::kernel_now_ns();
     assert!(
         now > fw_common::ct_timeout_ns(&cfg, fw_common::CT_UDP, 0),
         "the host is up for less than a UDP timeout: no entry can be expired yet"
@@ -1058,7 +1059,7 @@ fn top_fits_80x24_and_grows() {
         let mut s = Stats {
             reasons: fw_common::Reason::ALL
                 .iter()
-                .map(|r| (r.name(), fw_user::stats::Count::default()))
+                .map(|r| (r.name(), fw_user::watch::stats::Count::default()))
                 .collect(),
             accepted: Default::default(),
             dropped: Default::default(),

@@ -12,11 +12,12 @@ use aya::{
 };
 use fw_common::{Counter, FlowKey, FlowValue, Reason, PROG_EGRESS, PROG_INGRESS, REASON_COUNT};
 use fw_user::{
-    config::Config,
-    loader::load_and_pin,
-    maps::FwMaps,
-    pins::PinDir,
-    policy::{Policy, Proto},
+    kernel::load::load_and_pin,
+    kernel::{maps::FwMaps, pins::PinDir},
+    model::{
+        config::Config,
+        policy::{Policy, Proto},
+    },
 };
 
 use frames::Fam;
@@ -43,7 +44,7 @@ pub type Totals = [Counter; REASON_COUNT];
 
 /// Now, on the clock the kernel side stamps conntrack entries with.
 pub fn now_ns() -> u64 {
-    fw_user::clock::kernel_now_ns()
+    fw_user::kernel::clock::kernel_now_ns()
 }
 
 /// One loaded fw: programs, maps, and the pin dir (removed on drop, also

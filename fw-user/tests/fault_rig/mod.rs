@@ -14,7 +14,7 @@ use std::{
 
 use fw_common::{PROG_EGRESS, PROG_INGRESS};
 use fw_testkit::{command, fw_bin, fw_cmd, require_root, Netns, Pair, PinDir};
-use fw_user::maps::FwMaps;
+use fw_user::kernel::maps::FwMaps;
 
 pub const PREFIX: &str = "fwflt";
 
@@ -163,8 +163,8 @@ impl Rig {
         c
     }
 
-    pub fn lib_pins(&self) -> fw_user::pins::PinDir {
-        fw_user::pins::PinDir::new(self.pins.path())
+    pub fn lib_pins(&self) -> fw_user::kernel::pins::PinDir {
+        fw_user::kernel::pins::PinDir::new(self.pins.path())
     }
 
     pub fn maps(&self) -> FwMaps {
@@ -182,7 +182,7 @@ impl Rig {
         let pins = self.lib_pins();
         [PROG_INGRESS, PROG_EGRESS]
             .into_iter()
-            .filter_map(|p| fw_user::loader::program_id(&pins, p).ok())
+            .filter_map(|p| fw_user::kernel::load::program_id(&pins, p).ok())
             .collect()
     }
 
@@ -272,7 +272,7 @@ impl Drop for Rig {
         let _ = self.fw(&["down"]);
         let _ = fs::remove_dir_all(&self.tmp);
         // What a killed `fw apply` of this (unique) pin dir left under /run/fw.
-        let _ = fs::remove_dir_all(fw_user::apply::pending_dir(&self.lib_pins()));
+        let _ = fs::remove_dir_all(fw_user::kernel::rundir::pending_dir(&self.lib_pins()));
     }
 }
 

@@ -16,7 +16,7 @@ pub mod wellformed;
 use std::{path::Path, time::Instant};
 
 use fw_common::{Reason, REASON_COUNT};
-use fw_user::{config::Config, policy::RejectWith};
+use fw_user::model::{config::Config, policy::RejectWith};
 use proptest::{
     strategy::{Strategy, ValueTree},
     test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner},

@@ -6,7 +6,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
-use fw_user::policy::RejectWith;
+use fw_user::model::policy::RejectWith;
 
 use crate::common::{
     check::{assert_icmp_error, assert_tcp_reset, ones_sum, pseudo_sum, sum_ok},

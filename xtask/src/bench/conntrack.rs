@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use fw_user::config::Config;
+use fw_user::model::config::Config;
 
 use super::{
     frames::{self, Flow, Tcp, OPEN_PORT, PEER_PORT, TEST_L2},

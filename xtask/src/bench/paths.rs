@@ -5,7 +5,7 @@
 use anyhow::Result;
 use fw_common::{FlowKey, Reason};
 use fw_testkit::{CLI_V4, CLI_V6};
-use fw_user::{
+use fw_user::model::{
     config::{Config, MAX_RATE},
     policy::{parse_prefix, PortRange, Proto},
 };

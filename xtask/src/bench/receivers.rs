@@ -14,9 +14,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use fw_common::Reason;
 use fw_testkit::{in_netns, seed, spawn_tcp_listener, Netns, Pair, PinDir as TestPinDir, Server};
 use fw_user::{
-    loader::{self, Hooks, Mode},
-    maps::FwMaps,
-    pins::PinDir,
+    kernel::{maps::FwMaps, pins::PinDir, xdp::Mode},
+    ops::up_down::{self, Hooks},
     rig::{self, RigProgram},
 };
 
@@ -113,7 +112,7 @@ impl Drop for Guard {
             Guard::Fw { ns, pins } => {
                 let pins = PinDir::new(pins.path());
                 let down = in_netns(&*ns, || {
-                    loader::down(&pins, &[]).map_err(anyhow::Error::from)
+                    up_down::down(&pins, &[]).map_err(anyhow::Error::from)
                 });
                 match down {
                     Ok(Ok(_)) => {}
@@ -273,7 +272,7 @@ impl Receiver {
                 };
                 let names = [veth.clone()];
                 in_netns(&srv_path, || {
-                    loader::up(
+                    up_down::up(
                         &pins,
                         &names,
                         Hooks {

@@ -28,7 +28,11 @@ use fw_common::{
     FlowKey, FlowValue, Reason, CT_F_REPLIED, CT_TCP_ESTABLISHED, IPPROTO_TCP, PROG_INGRESS,
 };
 use fw_testkit::PinDir as TestPinDir;
-use fw_user::{clock::kernel_now_ns, config::Config, loader, maps::FwMaps, pins::PinDir};
+use fw_user::{
+    kernel::{clock::kernel_now_ns, load, maps::FwMaps, pins::PinDir},
+    model::config::Config,
+    ops::reconfigure::apply_config,
+};
 
 use super::{
     frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
@@ -55,7 +59,7 @@ impl Loaded {
     pub fn new(cfg: &Config) -> Result<Loaded> {
         let test_pins = TestPinDir::new();
         let pins = PinDir::new(test_pins.path());
-        let mut ebpf = loader::load_and_pin(&pins, cfg).context("loading fw")?;
+        let mut ebpf = load::load_and_pin(&pins, cfg).context("loading fw")?;
         let empty: &mut Xdp = ebpf
             .program_mut(EMPTY)
             .context("no rig_drop in fw's object")?
@@ -98,7 +102,7 @@ impl Loaded {
     }
 
     pub fn configure(&self, cfg: &Config) -> Result<()> {
-        loader::apply_config(&self.pins, cfg)?;
+        apply_config(&self.pins, cfg)?;
         Ok(())
     }
 }

@@ -1,0 +1,122 @@
+//! Loading fw's eBPF object and pinning its maps and programs.
+use std::time::SystemTime;
+
+use aya::{
+    programs::{SchedClassifier, Xdp},
+    Ebpf, EbpfLoader,
+};
+use fw_common::{maps as names, Meta, PROG_EGRESS, PROG_INGRESS};
+
+use crate::{
+    error::{Error, Result},
+    kernel::{maps::FwMaps, pins::PinDir, running},
+    model::{config::Config, record::Record},
+};
+
+/// The eBPF object, built by build.rs from fw-ebpf.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fw-ebpf"));
+
+/// Loads the object, pins maps and programs under `pins` and writes `cfg`,
+/// attaching nothing. `fw up` builds on it; tests and benches run the
+/// returned programs through BPF_PROG_TEST_RUN.
+pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
+    load_and_pin_recording(pins, cfg, None)
+}
+
+/// [`load_and_pin`], recording `file` as the config file fw runs.
+pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>) -> Result<Ebpf> {
+    pins.prepare()?;
+    let mut ebpf: Ebpf = EbpfLoader::new()
+        .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
+        .map_max_entries(names::ALLOW_SRC, cfg.source_prefixes)
+        .load(EBPF_OBJECT)?;
+    // META is pinned last, with its content (below).
+    for name in names::PINNED.into_iter().filter(|&n| n != names::META) {
+        let map = ebpf.map(name).ok_or_else(|| Error::Map {
+            name,
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: name.to_string(),
+            }),
+        })?;
+        let path = pins.map(name);
+        map.pin(&path).map_err(|source| Error::Pin {
+            path,
+            source: Box::new(source),
+        })?;
+    }
+    let xdp: &mut Xdp = program(&mut ebpf, PROG_INGRESS)?;
+    xdp.load().map_err(|source| Error::Program {
+        name: PROG_INGRESS,
+        source: Box::new(source),
+    })?;
+    let path = pins.prog(PROG_INGRESS);
+    xdp.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
+    let tc: &mut SchedClassifier = program(&mut ebpf, PROG_EGRESS)?;
+    tc.load().map_err(|source| Error::Program {
+        name: PROG_EGRESS,
+        source: Box::new(source),
+    })?;
+    let path = pins.prog(PROG_EGRESS);
+    tc.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
+
+    let maps = FwMaps::new_unchecked(pins);
+    maps.set_config(&cfg.kernel())?;
+    maps.write_policy(&cfg.policy)?;
+    running::set_recorded(&maps, file)?;
+    // META last, pinned only once written: its pin is what marks fw as
+    // loaded, so a load killed before this point is mere leftovers.
+    let meta = Meta {
+        loaded_at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        reject_rate: cfg.reject_rate,
+        reject_burst: cfg.reject_burst,
+        ct_entries: cfg.conntrack_entries,
+        ..Meta::default()
+    };
+    let map = ebpf.map_mut(names::META).ok_or_else(|| Error::Map {
+        name: names::META,
+        source: Box::new(aya::maps::MapError::InvalidName {
+            name: names::META.to_string(),
+        }),
+    })?;
+    FwMaps::write_unpinned_meta(map, &meta)?;
+    let path = pins.map(names::META);
+    map.pin(&path).map_err(|source| Error::Pin {
+        path,
+        source: Box::new(source),
+    })?;
+    Ok(ebpf)
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or(Error::Program {
+        name,
+        source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
+    })?;
+    p.try_into().map_err(|source| Error::Program {
+        name,
+        source: Box::new(source),
+    })
+}
+
+/// Kernel id of the pinned program `name` (e.g. to find the maps it uses,
+/// such as aya-log's buffer, which is not pinned).
+pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
+    aya::programs::ProgramInfo::from_pin(pins.prog(name))
+        .map(|info| info.id())
+        .map_err(|source| Error::Program {
+            name,
+            source: Box::new(source),
+        })
+}

@@ -1,0 +1,594 @@
+//! Typed access to fw's pinned maps: the only place that reads or writes them.
+use std::{collections::BTreeMap, mem::size_of, os::fd::AsFd as _};
+
+use aya::maps::{
+    lpm_trie::{Key, LpmTrie},
+    Array, HashMap, Map, MapData, MapInfo, PerCpuArray, RingBuf,
+};
+use fw_common::{
+    maps as names, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey, FragValue,
+    Meta, SrcKey, COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT,
+    REASON_SLOTS, SRC_KEY_FIXED_BITS,
+};
+use ipnet::IpNet;
+
+use crate::{
+    error::{Error, Result},
+    kernel::{
+        batch::{self, MappedU32},
+        pins::PinDir,
+    },
+    model::{
+        policy::{Policy, PortRange, Proto},
+        source_sets::{self, Layout},
+    },
+};
+
+/// (name, key size, value size) of every pinned map: a pin whose sizes differ
+/// was made by another fw build.
+fn expected_layout() -> [(&'static str, u32, u32); 13] {
+    [
+        (names::COUNTERS, 4, size_of::<Counter>() as u32),
+        (names::IFACE_SLOT, 4, 4),
+        (names::PORTS, 4, 4),
+        (names::PORT_HITS, 4, 8),
+        (names::ALLOW_SRC, 4 + size_of::<SrcKey>() as u32, 1),
+        (names::CONFIG, 4, size_of::<Config>() as u32),
+        (names::RATE_STATE, 4, size_of::<Bucket>() as u32),
+        (
+            names::CONNTRACK,
+            size_of::<FlowKey>() as u32,
+            size_of::<FlowValue>() as u32,
+        ),
+        (
+            names::FRAGS,
+            size_of::<FragKey>() as u32,
+            size_of::<FragValue>() as u32,
+        ),
+        (names::EVENTS, 0, 0),
+        (names::CT_STATS, 4, 8),
+        (names::CONFIG_FILE, 4, size_of::<ConfigFile>() as u32),
+        (names::META, 4, size_of::<Meta>() as u32),
+    ]
+}
+
+/// Counters of one interface slot, indexed by `Reason`.
+pub type SlotCounters = [Counter; REASON_COUNT];
+
+#[derive(Clone, Debug)]
+pub struct FwMaps {
+    pins: PinDir,
+}
+
+impl FwMaps {
+    /// Opens the maps of a loaded fw, refusing pins of another layout.
+    pub fn open(pins: &PinDir) -> Result<FwMaps> {
+        pins.check_readable()?;
+        if !pins.is_loaded() {
+            return Err(Error::NotLoaded(pins.root().to_path_buf()));
+        }
+        let maps = FwMaps { pins: pins.clone() };
+        maps.check_layout()?;
+        Ok(maps)
+    }
+
+    /// The pin dir these maps are under.
+    pub fn pins(&self) -> &PinDir {
+        &self.pins
+    }
+
+    /// Opens without checks (for `fw up`, right after pinning).
+    pub(crate) fn new_unchecked(pins: &PinDir) -> FwMaps {
+        FwMaps { pins: pins.clone() }
+    }
+
+    fn stale(&self, detail: String) -> Error {
+        Error::StalePin {
+            path: self.pins.root().to_path_buf(),
+            detail,
+        }
+    }
+
+    fn check_layout(&self) -> Result<()> {
+        for (name, key, value) in expected_layout() {
+            let path = self.pins.map(name);
+            let info = MapInfo::from_pin(&path).map_err(|e| match permission_denied(&e) {
+                Some(detail) => Error::NoAccess {
+                    path: self.pins.root().to_path_buf(),
+                    detail: format!("opening map {name}: {detail}"),
+                },
+                None => self.stale(format!("map {name}: {e}")),
+            })?;
+            if name != names::EVENTS && (info.key_size() != key || info.value_size() != value) {
+                return Err(self.stale(format!(
+                    "map {name} has key/value sizes {}/{}, this fw expects {key}/{value}",
+                    info.key_size(),
+                    info.value_size()
+                )));
+            }
+        }
+        let meta = self.meta()?;
+        if meta.layout_version != LAYOUT_VERSION {
+            return Err(self.stale(format!(
+                "layout version {}, this fw uses {LAYOUT_VERSION}",
+                meta.layout_version
+            )));
+        }
+        Ok(())
+    }
+
+    fn data(&self, name: &'static str) -> Result<Map> {
+        let md = MapData::from_pin(self.pins.map(name)).map_err(Error::map(name))?;
+        Map::from_map_data(md).map_err(Error::map(name))
+    }
+
+    fn array<V: aya::Pod>(&self, name: &'static str) -> Result<Array<MapData, V>> {
+        Array::try_from(self.data(name)?).map_err(Error::map(name))
+    }
+
+    /// The only entry of a one-entry array (META, CONFIG, CONFIG_FILE).
+    fn single<V: aya::Pod>(&self, name: &'static str) -> Result<V> {
+        self.array::<V>(name)?.get(&0, 0).map_err(Error::map(name))
+    }
+
+    fn set_single<V: aya::Pod>(&self, name: &'static str, value: &V) -> Result<()> {
+        self.array::<V>(name)?
+            .set(0, value, 0)
+            .map_err(Error::map(name))
+    }
+
+    fn per_cpu<V: aya::Pod>(&self, name: &'static str) -> Result<PerCpuArray<MapData, V>> {
+        PerCpuArray::try_from(self.data(name)?).map_err(Error::map(name))
+    }
+
+    fn allow_src(&self) -> Result<LpmTrie<MapData, SrcKey, u8>> {
+        LpmTrie::try_from(self.data(names::ALLOW_SRC)?).map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    pub fn meta(&self) -> Result<Meta> {
+        self.single(names::META)
+    }
+
+    pub fn set_meta(&self, meta: &Meta) -> Result<()> {
+        self.set_single(names::META, meta)
+    }
+
+    /// Writes META through the freshly loaded object's map, before it is
+    /// pinned: the pin then appears with its content, so a pinned META
+    /// always means a complete load (a `fw up` killed earlier leaves none).
+    pub(crate) fn write_unpinned_meta(map: &mut Map, meta: &Meta) -> Result<()> {
+        let mut a: Array<&mut MapData, Meta> =
+            Array::try_from(map).map_err(Error::map(names::META))?;
+        a.set(0, meta, 0).map_err(Error::map(names::META))
+    }
+
+    /// The config file fw loaded or last applied, as recorded.
+    pub fn config_file(&self) -> Result<ConfigFile> {
+        self.single(names::CONFIG_FILE)
+    }
+
+    pub fn set_config_file(&self, rec: &ConfigFile) -> Result<()> {
+        self.set_single(names::CONFIG_FILE, rec)
+    }
+
+    pub fn config(&self) -> Result<Config> {
+        self.single(names::CONFIG)
+    }
+
+    pub fn set_config(&self, cfg: &Config) -> Result<()> {
+        self.set_single(names::CONFIG, cfg)
+    }
+
+    pub fn set_iface_slot(&self, ifindex: u32, slot: u32) -> Result<()> {
+        if ifindex >= fw_common::MAX_IFINDEX {
+            // Counted in slot 0 by the kernel side; nothing to record.
+            return Ok(());
+        }
+        self.array::<u32>(names::IFACE_SLOT)?
+            .set(ifindex, slot, 0)
+            .map_err(Error::map(names::IFACE_SLOT))
+    }
+
+    /// Counters summed over CPUs, one row per interface slot.
+    pub fn counters(&self) -> Result<Vec<SlotCounters>> {
+        let map = self.per_cpu::<Counter>(names::COUNTERS)?;
+        let mut out = vec![[Counter::default(); REASON_COUNT]; IFACE_SLOTS as usize];
+        for idx in 0..COUNTER_ENTRIES {
+            let (slot, reason) = ((idx / REASON_SLOTS) as usize, (idx % REASON_SLOTS) as usize);
+            if reason >= REASON_COUNT {
+                continue;
+            }
+            let values = map.get(&idx, 0).map_err(Error::map(names::COUNTERS))?;
+            let c = &mut out[slot][reason];
+            for v in values.iter() {
+                c.packets += v.packets;
+                c.bytes += v.bytes;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hits of one (proto, port), summed over CPUs.
+    pub fn port_hits(&self, proto: Proto, port: u16) -> Result<u64> {
+        let map = self.per_cpu::<u64>(names::PORT_HITS)?;
+        let values = map
+            .get(&(proto.map_base() + port as u32), 0)
+            .map_err(Error::map(names::PORT_HITS))?;
+        Ok(values.iter().sum())
+    }
+
+    /// Hits of each port range of `proto`, summed over its ports and CPUs.
+    /// One batch syscall per range (65535 ports x 2 CPUs: ~15 ms), else one
+    /// lookup per port.
+    pub fn port_hits_ranges(&self, proto: Proto, ranges: &[PortRange]) -> Result<Vec<u64>> {
+        let md = MapData::from_pin(self.pins.map(names::PORT_HITS))
+            .map_err(Error::map(names::PORT_HITS))?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| Error::io("reading the number of possible CPUs", e))?;
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            let first = proto.map_base() + r.lo as u32;
+            match batch::lookup_array_range(md.fd().as_fd(), 8 * cpus, first, r.len() as u32) {
+                Ok(raw) => out.push(
+                    raw.chunks_exact(8)
+                        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+                        .fold(0u64, u64::wrapping_add),
+                ),
+                Err(e) if batch::unsupported(&e) => {
+                    let mut sum = 0u64;
+                    for port in r.ports() {
+                        sum = sum.wrapping_add(self.port_hits(proto, port)?);
+                    }
+                    out.push(sum);
+                }
+                Err(e) => return Err(Error::io("reading the port counters (map PORT_HITS)", e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `EVENTS` ring buffer (records are `fw_common::Event`). It has one
+    /// consumer position, shared by every process that opens it: two
+    /// readers at once would each see part of the stream.
+    pub fn events(&self) -> Result<RingBuf<MapData>> {
+        RingBuf::try_from(self.data(names::EVENTS)?).map_err(Error::map(names::EVENTS))
+    }
+
+    /// Conntrack entries in the table (expired ones included) and those
+    /// that vanished without being deleted: the LRU evicted them to make
+    /// room (created + seeded − deleted − present). The creations are read
+    /// before the table and the deletions after it, so a flow made or
+    /// deleted meanwhile never shows as an eviction.
+    pub fn conntrack_census(&self) -> Result<(u64, u64)> {
+        self.census_around(|| self.conntrack_count())
+    }
+
+    /// [`FwMaps::conntrack_census`] reading every value too: (entries in
+    /// the table, those of them `live` accepts, evictions).
+    pub fn conntrack_census_live(
+        &self,
+        live: impl Fn(&FlowValue) -> bool,
+    ) -> Result<(u64, u64, u64)> {
+        let mut n_live = 0;
+        let (present, evicted) = self.census_around(|| {
+            let all = self.conntrack_entries()?;
+            n_live = all.iter().filter(|(_, v)| live(v)).count() as u64;
+            Ok(all.len() as u64)
+        })?;
+        Ok((present, n_live, evicted))
+    }
+
+    /// Runs `walk` (which returns the keys present) between reading the
+    /// creations and the deletions; returns (present, evicted).
+    fn census_around(&self, walk: impl FnOnce() -> Result<u64>) -> Result<(u64, u64)> {
+        let stats = self.per_cpu::<u64>(names::CT_STATS)?;
+        let sum = |i: u32| -> Result<u64> {
+            let v = stats.get(&i, 0).map_err(Error::map(names::CT_STATS))?;
+            Ok(v.iter().sum())
+        };
+        let made = sum(fw_common::CT_STAT_CREATED)? + sum(fw_common::CT_STAT_SEEDED)?;
+        let present = walk()?;
+        let deleted = sum(fw_common::CT_STAT_DELETED)?;
+        Ok((present, made.saturating_sub(deleted + present)))
+    }
+
+    /// Records `n` entries seeded from userspace (CPU 0's slot: the kernel
+    /// side never writes this index, so nothing races).
+    fn conntrack_add_seeded(&self, n: u64) -> Result<()> {
+        let mut stats = self.per_cpu::<u64>(names::CT_STATS)?;
+        let idx = fw_common::CT_STAT_SEEDED;
+        let mut v: Vec<u64> = stats
+            .get(&idx, 0)
+            .map_err(Error::map(names::CT_STATS))?
+            .iter()
+            .copied()
+            .collect();
+        if let Some(first) = v.first_mut() {
+            *first += n;
+        }
+        let values =
+            aya::maps::PerCpuValues::try_from(v).map_err(|e| Error::io("conntrack stats", e))?;
+        stats
+            .set(idx, values, 0)
+            .map_err(Error::map(names::CT_STATS))
+    }
+
+    /// Seeds conntrack with `entries` (flows of the socket table). A flow
+    /// already tracked (a second `fw up` seeds again) is refreshed, not
+    /// counted: only new keys count as seeded, as the kernel side counts
+    /// only new keys as created, so evictions stay exact.
+    pub fn conntrack_seed(&self, entries: &[(FlowKey, FlowValue)]) -> Result<()> {
+        /// BPF_NOEXIST: create only.
+        const NOEXIST: u64 = 1;
+        let mut ct = self.conntrack()?;
+        let mut new = 0;
+        for (k, v) in entries {
+            match ct.insert(k, v, NOEXIST) {
+                Ok(()) => new += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+                {
+                    ct.insert(k, v, 0).map_err(Error::map(names::CONNTRACK))?
+                }
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        self.conntrack_add_seeded(new)
+    }
+
+    /// Number of conntrack entries (expired ones included), counting keys
+    /// only: cheaper than reading every value.
+    pub fn conntrack_count(&self) -> Result<u64> {
+        let mut n = 0;
+        for key in self.conntrack()?.keys() {
+            match key {
+                Ok(_) => n += 1,
+                // Entries can vanish (LRU eviction) while we walk.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    fn conntrack(&self) -> Result<HashMap<MapData, FlowKey, FlowValue>> {
+        HashMap::try_from(self.data(names::CONNTRACK)?).map_err(Error::map(names::CONNTRACK))
+    }
+
+    /// Every conntrack entry (expired ones included; the kernel side treats
+    /// those as absent until the LRU reuses them).
+    pub fn conntrack_entries(&self) -> Result<Vec<(FlowKey, FlowValue)>> {
+        let ct = self.conntrack()?;
+        let mut out = Vec::new();
+        for item in ct.iter() {
+            match item {
+                Ok(kv) => out.push(kv),
+                // Entries can vanish (LRU eviction) while we walk.
+                Err(aya::maps::MapError::KeyNotFound) => continue,
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Kernel memory charged to the conntrack table (from the map's fdinfo).
+    pub fn conntrack_memlock(&self) -> Result<Option<u64>> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let md = MapData::from_pin(self.pins.map(names::CONNTRACK))
+            .map_err(Error::map(names::CONNTRACK))?;
+        let fd = md.fd().as_fd().as_raw_fd();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .map_err(|e| Error::io("reading the conntrack map's fdinfo", e))?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
+    pub fn conntrack_insert(&self, key: &FlowKey, value: &FlowValue) -> Result<()> {
+        self.conntrack()?
+            .insert(key, value, 0)
+            .map_err(Error::map(names::CONNTRACK))
+    }
+
+    /// Removes `keys`; returns how many were there (one gone meanwhile,
+    /// expired and reused or closed, is no error).
+    pub fn conntrack_remove_all(&self, keys: &[FlowKey]) -> Result<usize> {
+        let mut ct = self.conntrack()?;
+        let mut n = 0;
+        for k in keys {
+            match ct.remove(k) {
+                Ok(()) => n += 1,
+                Err(aya::maps::MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+            }
+        }
+        Ok(n)
+    }
+
+    pub fn conntrack_remove(&self, key: &FlowKey) -> Result<()> {
+        self.conntrack()?
+            .remove(key)
+            .map_err(Error::map(names::CONNTRACK))
+    }
+
+    /// Every PORTS entry (index = protocol base + port): read through a
+    /// mapping of the array (~1 ms), else one batch syscall (~28 ms), else
+    /// 131072 lookups (~90 ms).
+    fn port_entries_all(&self) -> Result<Vec<u32>> {
+        let md =
+            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        match MappedU32::new(md.fd().as_fd(), PORT_ENTRIES, false) {
+            Ok(m) => return Ok(m.all()),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
+        }
+        match batch::lookup_array(md.fd().as_fd(), 4, PORT_ENTRIES) {
+            Ok(v) => {
+                return Ok(v
+                    .chunks_exact(4)
+                    .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect())
+            }
+            Err(e) if batch::unsupported(&e) => {}
+            Err(e) => return Err(Error::io("reading the port policy (map PORTS)", e)),
+        }
+        let ports = self.array::<u32>(names::PORTS)?;
+        (0..PORT_ENTRIES)
+            .map(|i| ports.get(&i, 0).map_err(Error::map(names::PORTS)))
+            .collect()
+    }
+
+    /// Max entries of ALLOW_SRC (`[capacity] source_prefixes` at load).
+    pub fn source_capacity(&self) -> Result<u32> {
+        MapInfo::from_pin(self.pins.map(names::ALLOW_SRC))
+            .map(|i| i.max_entries())
+            .map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    /// The port policy as the kernel holds it: PORTS and the source sets.
+    pub fn source_layout(&self) -> Result<Layout> {
+        let mut sets: BTreeMap<u16, std::collections::BTreeSet<IpNet>> = BTreeMap::new();
+        let mut keys = 0;
+        for key in self.allow_src()?.keys() {
+            let key = key.map_err(Error::map(names::ALLOW_SRC))?;
+            keys += 1;
+            if let Some((set, net)) = decode_src(&key) {
+                sets.entry(set).or_default().insert(net);
+            }
+        }
+        Ok(Layout {
+            ports: self.port_entries_all()?,
+            sets,
+            keys,
+            max_entries: self.source_capacity()?,
+        })
+    }
+
+    /// The policy the kernel side enforces right now.
+    pub fn policy(&self) -> Result<Policy> {
+        Ok(self.source_layout()?.policy())
+    }
+
+    /// Refuses, changing nothing, a policy that would not fit the running
+    /// maps (what [`FwMaps::write_policy`] checks, for a caller that wants
+    /// to say so before it prints anything).
+    pub fn check_policy_fits(&self, new: &Policy) -> Result<()> {
+        source_sets::plan(&self.source_layout()?, new).map(drop)
+    }
+
+    /// Moves the kernel side to `new`, touching only what differs, all or
+    /// nothing (see [`source_sets`]): refused before any write when it does
+    /// not fit, undone when a write fails.
+    pub fn write_policy(&self, new: &Policy) -> Result<()> {
+        let change = source_sets::plan(&self.source_layout()?, new)?;
+        if change.is_empty() {
+            return Ok(());
+        }
+        let md =
+            MapData::from_pin(self.pins.map(names::PORTS)).map_err(Error::map(names::PORTS))?;
+        let ports = match MappedU32::new(md.fd().as_fd(), PORT_ENTRIES, true) {
+            Ok(m) => PortWriter::Mapped(m),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                PortWriter::Syscall(self.array::<u32>(names::PORTS)?)
+            }
+            Err(e) => return Err(Error::io("mapping the port policy (map PORTS)", e)),
+        };
+        let mut backend = Kernel {
+            trie: self.allow_src()?,
+            ports,
+        };
+        source_sets::write(&mut backend, &change)
+    }
+}
+
+/// Where a policy change is written: ALLOW_SRC, and PORTS through its
+/// mapping (one atomic store per entry) or, where the kernel cannot map
+/// it, one syscall per entry.
+struct Kernel {
+    trie: LpmTrie<MapData, SrcKey, u8>,
+    ports: PortWriter,
+}
+
+enum PortWriter {
+    Mapped(MappedU32),
+    Syscall(Array<MapData, u32>),
+}
+
+impl source_sets::Backend for Kernel {
+    fn insert(&mut self, set: u16, net: &IpNet) -> Result<()> {
+        self.trie
+            .insert(&encode_src(set, net), 1, 0)
+            .map_err(Error::map(names::ALLOW_SRC))
+    }
+
+    fn remove(&mut self, set: u16, net: &IpNet) -> Result<()> {
+        match self.trie.remove(&encode_src(set, net)) {
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            r => r.map_err(Error::map(names::ALLOW_SRC)),
+        }
+    }
+
+    fn set_port(&mut self, index: u32, value: u32) -> Result<()> {
+        match &mut self.ports {
+            PortWriter::Mapped(m) => {
+                m.set(index, value);
+                Ok(())
+            }
+            PortWriter::Syscall(a) => a.set(index, value, 0).map_err(Error::map(names::PORTS)),
+        }
+    }
+}
+
+/// The OS error of a map syscall refused for lack of privilege (EPERM,
+/// EACCES: not root, or kernel.unprivileged_bpf_disabled).
+fn permission_denied(e: &aya::maps::MapError) -> Option<String> {
+    if let aya::maps::MapError::SyscallError(se) = e {
+        if matches!(se.io_error.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            return Some(format!("{}: {}", se.call, se.io_error));
+        }
+    }
+    None
+}
+
+fn encode_src(set: u16, net: &IpNet) -> Key<SrcKey> {
+    let mut addr = [0u8; 16];
+    let family = match net {
+        IpNet::V4(n) => {
+            addr[..4].copy_from_slice(&n.addr().octets());
+            4
+        }
+        IpNet::V6(n) => {
+            addr.copy_from_slice(&n.addr().octets());
+            6
+        }
+    };
+    Key::new(
+        SRC_KEY_FIXED_BITS + net.prefix_len() as u32,
+        SrcKey {
+            set_be: set.to_be(),
+            family,
+            _pad: 0,
+            addr,
+        },
+    )
+}
+
+fn decode_src(key: &Key<SrcKey>) -> Option<(u16, IpNet)> {
+    let d = key.data();
+    let len = key.prefix_len().checked_sub(SRC_KEY_FIXED_BITS)? as u8;
+    let net = match d.family {
+        4 => {
+            let a: [u8; 4] = d.addr[..4].try_into().ok()?;
+            IpNet::new(std::net::Ipv4Addr::from(a).into(), len).ok()?
+        }
+        6 => IpNet::new(std::net::Ipv6Addr::from(d.addr).into(), len).ok()?,
+        _ => return None,
+    };
+    Some((u16::from_be(d.set_be), net))
+}

@@ -1,0 +1,51 @@
+//! The model as the running kernel holds it: the config fw runs, read back
+//! from its maps, and the config file it records.
+use crate::{
+    error::Result,
+    kernel::maps::FwMaps,
+    model::{
+        config::Config,
+        names::name_from_bytes,
+        policy::RejectWith,
+        record::{compare, FileState, Record},
+    },
+};
+
+/// The file fw runs, if any.
+pub fn recorded(maps: &FwMaps) -> Result<Option<Record>> {
+    Ok(Record::from_pinned(&maps.config_file()?))
+}
+
+/// Records `rec` (None: fw runs no file) in the pinned state.
+pub fn set_recorded(maps: &FwMaps, rec: Option<&Record>) -> Result<()> {
+    maps.set_config_file(&rec.map(Record::to_pinned).unwrap_or_default())
+}
+
+/// How the running config compares with the file fw runs.
+pub fn file_state(maps: &FwMaps) -> Result<FileState> {
+    Ok(compare(&config(maps)?, recorded(maps)?))
+}
+
+/// What fw runs right now, as a config (policy, reject settings, dry
+/// run, conntrack size and interfaces as loaded): what `fw apply` keeps
+/// to roll back to.
+pub fn config(maps: &FwMaps) -> Result<Config> {
+    let k = maps.config()?;
+    let meta = maps.meta()?;
+    Ok(Config {
+        policy: maps.policy()?,
+        reject_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(k.reject_kind)),
+        reject_rate: meta.reject_rate,
+        reject_burst: meta.reject_burst,
+        conntrack_entries: meta.ct_entries,
+        source_prefixes: maps.source_capacity()?,
+        interfaces: meta
+            .ifaces
+            .iter()
+            .filter(|m| m.slot != 0)
+            .map(|m| name_from_bytes(&m.name))
+            .collect(),
+        dry_run: k.flags & fw_common::CFG_DRY_RUN != 0,
+        dhcp_client: k.flags & fw_common::CFG_DHCP_CLIENT != 0,
+    })
+}

@@ -1,0 +1,478 @@
+//! The TOML config, validated into one struct. The default is the seed policy.
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{
+    error::{Error, Result},
+    model::policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+};
+
+/// Highest reject rate fw accepts (keeps the kernel's token math in range).
+pub const MAX_RATE: u64 = 10_000_000;
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub policy: Policy,
+    pub reject_with: RejectWith,
+    /// ICMP errors (or RSTs) per second, all CPUs together.
+    pub reject_rate: u64,
+    pub reject_burst: u64,
+    pub conntrack_entries: u32,
+    /// Size of the source-prefix map (`[capacity] source_prefixes`).
+    pub source_prefixes: u32,
+    pub interfaces: Vec<String>,
+    pub dry_run: bool,
+    /// `[dhcp] client`: pass DHCPv4 server -> client replies (UDP 67 -> 68).
+    pub dhcp_client: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy: Policy::seed(),
+            reject_with: RejectWith::HostUnreachable,
+            reject_rate: 1000,
+            reject_burst: 1000,
+            conntrack_entries: fw_common::CT_DEFAULT_ENTRIES,
+            source_prefixes: fw_common::SRC_DEFAULT_ENTRIES,
+            interfaces: Vec::new(),
+            dry_run: false,
+            dhcp_client: true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    interfaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    dry_run: bool,
+    ports: Option<Ports>,
+    #[serde(default)]
+    sources: Vec<Spanned<Source>>,
+    reject: Option<Reject>,
+    conntrack: Option<Conntrack>,
+    dhcp: Option<Dhcp>,
+    capacity: Option<Capacity>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ports {
+    #[serde(default)]
+    tcp: Vec<Spanned<PortSpec>>,
+    #[serde(default)]
+    udp: Vec<Spanned<PortSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PortSpec {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    proto: Spanned<String>,
+    port: Spanned<PortSpec>,
+    from: Spanned<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reject {
+    with: Option<RejectWith>,
+    rate: Option<Spanned<u64>>,
+    burst: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Conntrack {
+    entries: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dhcp {
+    client: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Capacity {
+    source_prefixes: Option<Spanned<u32>>,
+}
+
+/// Bounds of `[capacity] source_prefixes`.
+pub const SOURCE_PREFIXES: std::ops::RangeInclusive<u32> = 16..=4_194_304;
+
+fn port_range(spec: &PortSpec) -> Result<PortRange> {
+    match spec {
+        PortSpec::Number(n) => {
+            let s = n.to_string();
+            if *n < 0 {
+                return Err(Error::invalid("port", s, "ports are 1-65535"));
+            }
+            PortRange::new(*n as u32, *n as u32, &s)
+        }
+        PortSpec::Text(s) => s.parse(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..text.floor_char_boundary(offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// What `[ports]` missing means to fw: nothing (an empty or truncated file
+/// must not quietly become the seed policy).
+pub const NO_PORTS: &str = "the file has no [ports] table, so it does not say which ports to open \
+     (an empty or truncated file?): add `[ports]` with the ports to open (the seed policy is \
+     `tcp = [22, 80]` and `udp = [80]`); an empty `[ports]` opens none";
+
+impl Config {
+    /// Parses and validates TOML text; `origin` names it in errors. A
+    /// value refused after parsing is named with its line, column and
+    /// place in the file (`sources[1].from[0]`), as a syntax error is.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config> {
+        let bad = |reason: String| Error::Config {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let at = |span: std::ops::Range<usize>, entry: String, e: Error| {
+            let (line, column) = line_column(text, span.start);
+            Error::ConfigAt {
+                path: origin.to_path_buf(),
+                line,
+                column,
+                entry,
+                reason: e.to_string(),
+            }
+        };
+        let file: File = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let Some(ports) = &file.ports else {
+            return Err(bad(NO_PORTS.into()));
+        };
+        let mut cfg = Config {
+            policy: Policy::default(),
+            ..Config::default()
+        };
+        for (proto, specs) in [(Proto::Tcp, &ports.tcp), (Proto::Udp, &ports.udp)] {
+            for (i, spec) in specs.iter().enumerate() {
+                let r = port_range(spec.get_ref())
+                    .map_err(|e| at(spec.span(), format!("ports.{proto}[{i}]"), e))?;
+                cfg.policy.allow(proto, r, &[]);
+            }
+        }
+        for (i, src) in file.sources.iter().enumerate() {
+            let entry = |key: &str| format!("sources[{i}].{key}");
+            let s = src.get_ref();
+            let proto: Proto = s
+                .proto
+                .get_ref()
+                .parse()
+                .map_err(|e| at(s.proto.span(), entry("proto"), e))?;
+            let range =
+                port_range(s.port.get_ref()).map_err(|e| at(s.port.span(), entry("port"), e))?;
+            if s.from.get_ref().is_empty() {
+                return Err(at(
+                    s.from.span(),
+                    entry("from"),
+                    Error::invalid("source list", "[]", "list at least one prefix"),
+                ));
+            }
+            let mut nets = Vec::new();
+            for (j, net) in s.from.get_ref().iter().enumerate() {
+                nets.push(
+                    parse_prefix(net.get_ref())
+                        .map_err(|e| at(net.span(), entry(&format!("from[{j}]")), e))?,
+                );
+            }
+            // A source rule opens the port to those sources only.
+            cfg.policy.deny(proto, range);
+            cfg.policy.allow(proto, range, &nets);
+        }
+        // A number outside its range, named by its table and key.
+        let within = |span: std::ops::Range<usize>,
+                      value: u64,
+                      entry: &str,
+                      range: std::ops::RangeInclusive<u64>,
+                      unit: &str| {
+            if range.contains(&value) {
+                return Ok(value);
+            }
+            let key = entry.rsplit('.').next().unwrap_or(entry);
+            Err(at(
+                span,
+                entry.into(),
+                Error::invalid(
+                    "value",
+                    value.to_string(),
+                    format!("{key} must be {}-{}{unit}", range.start(), range.end()),
+                ),
+            ))
+        };
+        let limit = |v: &Spanned<u64>, key: &str, unit: &str| {
+            within(
+                v.span(),
+                *v.get_ref(),
+                &format!("reject.{key}"),
+                1..=MAX_RATE,
+                unit,
+            )
+        };
+        if let Some(r) = &file.reject {
+            if let Some(w) = r.with {
+                cfg.reject_with = w;
+            }
+            if let Some(rate) = &r.rate {
+                cfg.reject_rate = limit(rate, "rate", " per second")?;
+                cfg.reject_burst = cfg.reject_rate;
+            }
+            if let Some(burst) = &r.burst {
+                cfg.reject_burst = limit(burst, "burst", "")?;
+            }
+        }
+        if let Some(n) = file.conntrack.as_ref().and_then(|c| c.entries.as_ref()) {
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "conntrack.entries",
+                1024..=16_777_216,
+                "",
+            )?;
+            cfg.conntrack_entries = *n.get_ref();
+        }
+        if let Some(n) = file
+            .capacity
+            .as_ref()
+            .and_then(|c| c.source_prefixes.as_ref())
+        {
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "capacity.source_prefixes",
+                u64::from(*SOURCE_PREFIXES.start())..=u64::from(*SOURCE_PREFIXES.end()),
+                "",
+            )?;
+            cfg.source_prefixes = *n.get_ref();
+        }
+        let needed = cfg.policy.source_entries();
+        if needed > cfg.source_prefixes as usize {
+            return Err(bad(format!(
+                "the policy needs {needed} source-prefix entries (one per prefix of each \
+                 distinct source list), more than [capacity] source_prefixes = {}: raise it \
+                 or use fewer prefixes",
+                cfg.source_prefixes
+            )));
+        }
+        for (i, name) in file.interfaces.iter().enumerate() {
+            crate::model::names::check_name(name.get_ref())
+                .map_err(|e| at(name.span(), format!("interfaces[{i}]"), e))?;
+        }
+        cfg.interfaces = file
+            .interfaces
+            .into_iter()
+            .map(|n| n.into_inner())
+            .collect();
+        cfg.dry_run = file.dry_run;
+        if let Some(client) = file.dhcp.and_then(|d| d.client) {
+            cfg.dhcp_client = client;
+        }
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
+        Config::from_toml(&text, path)
+    }
+
+    /// The config as TOML that [`Config::from_toml`] reads back unchanged.
+    pub fn to_toml(&self) -> String {
+        use std::fmt::Write as _;
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let spec = |r: &PortRange| {
+            if r.lo == r.hi {
+                r.lo.to_string()
+            } else {
+                q(&r.to_string())
+            }
+        };
+        let mut out = String::new();
+        let ifaces: Vec<String> = self.interfaces.iter().map(|i| q(i)).collect();
+        let _ = writeln!(out, "interfaces = [{}]", ifaces.join(", "));
+        let _ = writeln!(out, "dry_run = {}", self.dry_run);
+        let _ = writeln!(out, "\n[ports]");
+        let mut restricted = Vec::new();
+        for proto in Proto::ALL {
+            let mut open = Vec::new();
+            for (r, src) in self.policy.ranges(proto) {
+                match src {
+                    None => open.push(spec(&r)),
+                    Some(nets) => restricted.push((proto, r, nets.clone())),
+                }
+            }
+            let _ = writeln!(out, "{proto} = [{}]", open.join(", "));
+        }
+        for (proto, r, nets) in restricted {
+            let from: Vec<String> = nets.iter().map(|n| q(&n.to_string())).collect();
+            let _ = writeln!(
+                out,
+                "\n[[sources]]\nproto = \"{proto}\"\nport = {}\nfrom = [{}]",
+                spec(&r),
+                from.join(", ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n[reject]\nwith = \"{}\"\nrate = {}\nburst = {}",
+            self.reject_with.name(),
+            self.reject_rate,
+            self.reject_burst
+        );
+        let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
+        let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
+        let _ = writeln!(
+            out,
+            "\n[capacity]\nsource_prefixes = {}",
+            self.source_prefixes
+        );
+        out
+    }
+
+    /// The kernel-side settings (the reject bucket is one bucket shared by
+    /// all CPUs, so the rate is given as configured).
+    pub fn kernel(&self) -> fw_common::Config {
+        let mut k = fw_common::Config::DEFAULT;
+        k.reject_kind = self.reject_with.kind() as u32;
+        k.flags = 0;
+        if self.dry_run {
+            k.flags |= fw_common::CFG_DRY_RUN;
+        }
+        if self.dhcp_client {
+            k.flags |= fw_common::CFG_DHCP_CLIENT;
+        }
+        k.reject_rate = self.reject_rate;
+        k.reject_burst = self.reject_burst;
+        k
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config> {
+        Config::from_toml(s, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn default_is_seed() {
+        let c = parse("[ports]\ntcp = [22, 80]\nudp = [80]\n").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn full() {
+        let c = parse(
+            r#"
+            interfaces = ["veth0"]
+            dry_run = true
+            [ports]
+            tcp = [22, "8000-8002"]
+            udp = []
+            [[sources]]
+            proto = "tcp"
+            port = 22
+            from = ["198.51.100.0/24", "2001:db8::/32"]
+            [reject]
+            with = "tcp-reset"
+            rate = 50
+            [conntrack]
+            entries = 4096
+            "#,
+        )
+        .unwrap();
+        assert!(c.dry_run);
+        assert_eq!(c.reject_with, RejectWith::TcpReset);
+        assert_eq!(c.policy.ports(Proto::Tcp).count(), 4);
+        assert_eq!(c.policy.sources(Proto::Tcp, 22).map(|s| s.len()), Some(2));
+        assert_eq!(c.kernel().reject_rate, 50);
+    }
+
+    #[test]
+    fn toml_round_trip() {
+        let c = parse(
+            r#"
+            interfaces = ["veth0"]
+            [ports]
+            tcp = [22, "8000-8002", 9000]
+            udp = [53]
+            [[sources]]
+            proto = "tcp"
+            port = "443-444"
+            from = ["198.51.100.0/24", "2001:db8::/32"]
+            [reject]
+            with = "admin-prohibited"
+            rate = 50
+            burst = 70
+            "#,
+        )
+        .unwrap();
+        let text = c.to_toml();
+        assert_eq!(parse(&text).unwrap(), c, "{text}");
+        assert_eq!(
+            parse(&Config::default().to_toml()).unwrap(),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn dhcp_client_is_on_unless_turned_off() {
+        use fw_common::CFG_DHCP_CLIENT;
+        assert!(Config::default().dhcp_client);
+        assert_ne!(Config::default().kernel().flags & CFG_DHCP_CLIENT, 0);
+        let off = parse("[ports]\n[dhcp]\nclient = false\n").unwrap();
+        assert!(!off.dhcp_client);
+        assert_eq!(off.kernel().flags & CFG_DHCP_CLIENT, 0);
+        assert_eq!(parse(&off.to_toml()).unwrap(), off);
+        assert!(parse("[ports]\n[dhcp]\n").unwrap().dhcp_client);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for (text, needle) in [
+            ("[ports]\ntcp = [0]", "1-65535"),
+            ("[ports]\ntcp = [70000]", "1-65535"),
+            ("[ports]\ntcp = [\"90-80\"]", "inverted"),
+            ("[ports]\nsctp = [1]", "unknown field"),
+            ("[reject]\nwith = \"bounce\"", "unknown variant"),
+            ("", "no [ports] table"),
+            (
+                "[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]",
+                "no [ports]",
+            ),
+            ("[ports]\n[reject]\nrate = 0", "rate"),
+            ("[ports\n", "expected"),
+            ("color = 1", "unknown field"),
+            ("[dhcp]\nclient = 1", "invalid type"),
+            ("[dhcp]\nserver = true", "unknown field"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(e.contains("test.toml"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Operations that change fw: bring it up and down, change its policy
+//! (`allow`/`deny`, `apply`, `confirm`), write the config file back, all
+//! under one lock, guarded against locking the operator out.
+pub mod apply;
+pub mod conntrack;
+pub mod control;
+pub mod foreground;
+pub mod guard;
+pub mod lock;
+pub mod persist;
+pub mod reconfigure;
+pub mod up_down;

@@ -1,0 +1,894 @@
+//! The config file is the policy's home: fw records which file it runs
+//! (`fw up --config`, `fw apply`) in its pinned state, writes runtime
+//! changes (`fw allow`/`fw deny`) back into it with its comments and layout
+//! kept, tells when the running policy and the file part, and prints or
+//! writes the running policy as a config (`fw save`).
+//!
+//! Rules, all documented in the README:
+//! - A change is written into the file unless `--runtime` is given. The
+//!   file is prepared (written to a temporary file beside it and synced)
+//!   before the maps change; if that fails, nothing changes.
+//! - The file gets the same change as the running policy, nothing more:
+//!   what `--runtime` changed stays out of it.
+//! - If the file was edited since fw loaded or wrote it, and the edit
+//!   changed what it configures (not only comments or layout), fw refuses
+//!   to write into it (and to make the change), saying how to go on.
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::{self, Write as _},
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use fw_common::CONFIG_PATH_MAX;
+use ipnet::IpNet;
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
+
+use crate::{
+    error::{Error, Result},
+    kernel::{
+        maps::FwMaps,
+        pins::PinDir,
+        running::{self, recorded, set_recorded},
+        sys::require_root,
+    },
+    model::{
+        config::Config,
+        names::name_from_bytes,
+        policy::{collapse, parse_prefix, Policy, PortRange, Proto},
+        record::{fnv1a, Record, Source},
+    },
+};
+
+/// First line of what `fw save` writes.
+pub const SAVE_HEADER: &str =
+    "# fw's running policy, as written by `fw save`; `fw apply FILE` or `fw up --config FILE` loads it.\n";
+
+/// Whether a policy change also goes into the config file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Save {
+    /// Write it into the file fw runs (the default).
+    #[default]
+    WriteBack,
+    /// Change the running policy only (`--runtime`).
+    Runtime,
+}
+
+/// What became of a change, file-wise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// Written into the file.
+    Written(PathBuf),
+    /// The file already said so: left as it was.
+    InFile(PathBuf),
+    /// fw runs no file: the change lasts until fw is unloaded.
+    NoFile,
+    /// `--runtime`: not written into the file fw runs (if any).
+    Runtime(Option<PathBuf>),
+}
+
+impl Saved {
+    /// For stdout: where the change went.
+    pub fn line(&self) -> Option<String> {
+        match self {
+            Saved::Written(p) => Some(format!("written to {}", p.display())),
+            _ => None,
+        }
+    }
+
+    /// For stderr: why the change will not outlive a reload or reboot.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            Saved::Written(_) | Saved::InFile(_) => None,
+            Saved::NoFile => Some(
+                "note: fw was started without a config file, so this change is not saved: it \
+                 lasts until fw is unloaded (`fw down`, a reboot). Keep it with \
+                 `fw save /etc/fw/fw.toml` (the file contrib/fw.service loads); later changes \
+                 are then written there too"
+                    .into(),
+            ),
+            Saved::Runtime(Some(p)) => Some(format!(
+                "note: --runtime: not written to {p}, so `fw apply {p}`, `systemctl reload fw` \
+                 or a reboot undoes it (repeat it without --runtime, or `fw save {p}`, to keep it)",
+                p = p.display()
+            )),
+            Saved::Runtime(None) => Some(
+                "note: --runtime: not saved; it lasts until fw is unloaded (`fw down`, a reboot)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// A write-back prepared before the maps change.
+#[derive(Debug)]
+pub struct Pending {
+    save: Save,
+    target: Option<(Record, Option<(Staged, Record)>)>,
+}
+
+/// Prepares writing `change` into the file fw runs: reads the file, checks
+/// that nobody changed its policy since fw loaded or wrote it, applies the
+/// change to what the file configures, and stages the edited text beside it
+/// (synced, not yet renamed over it). Errors change nothing.
+pub fn stage(maps: &FwMaps, save: Save, change: impl Fn(&mut Policy)) -> Result<Pending> {
+    let rec = recorded(maps)?;
+    let (Save::WriteBack, Some(rec)) = (save, rec.clone()) else {
+        return Ok(Pending {
+            save,
+            target: rec.map(|r| (r, None)),
+        });
+    };
+    let file = current(&rec)?;
+    let mut want = file.config.clone();
+    change(&mut want.policy);
+    if want == file.config {
+        let fresh = Record::of(rec.path.clone(), &file.text, &file.config);
+        return Ok(Pending {
+            save,
+            target: Some((fresh, None)),
+        });
+    }
+    let text = edit_text(&file.text, &file.config, &want, &rec.path)?;
+    let staged = Staged::new(&rec.path, &text).map_err(|e| not_written(&rec.path, e))?;
+    let new = Record::of(rec.path.clone(), &text, &want);
+    Ok(Pending {
+        save,
+        target: Some((rec, Some((staged, new)))),
+    })
+}
+
+impl Pending {
+    /// Puts the staged file in place and records it. On an error the
+    /// caller undoes its map change.
+    pub fn commit(self, maps: &FwMaps) -> Result<Saved> {
+        match (self.save, self.target) {
+            (Save::Runtime, t) => Ok(Saved::Runtime(t.map(|(r, _)| r.path))),
+            (Save::WriteBack, None) => Ok(Saved::NoFile),
+            (Save::WriteBack, Some((rec, None))) => {
+                // A comment-only edit since: the file's new text is what fw knows now.
+                set_recorded(maps, Some(&rec))?;
+                Ok(Saved::InFile(rec.path))
+            }
+            (Save::WriteBack, Some((rec, Some((staged, new))))) => {
+                staged.commit().map_err(|e| not_written(&rec.path, e))?;
+                set_recorded(maps, Some(&new))?;
+                Ok(Saved::Written(new.path))
+            }
+        }
+    }
+}
+
+fn not_written(path: &Path, e: io::Error) -> Error {
+    Error::NotSaved(format!(
+        "cannot write the change into {p} ({e}): nothing was changed. Make {p} and its \
+         directory writable, or make the change with --runtime (then it is not saved)",
+        p = path.display()
+    ))
+}
+
+/// The recorded file as it is on disk, refused when it cannot take a
+/// write-back: gone, broken, or its policy edited since fw read it.
+fn current(rec: &Record) -> Result<Source> {
+    let p = rec.path.display();
+    let file = match Source::read(&rec.path) {
+        Ok(f) => f,
+        Err(Error::Io { source, .. }) => {
+            return Err(Error::NotSaved(format!(
+                "cannot read {p}, the config file fw runs ({source}): nothing was changed. \
+                 `fw save {p}` writes the running policy there; or make the change with \
+                 --runtime (then it is not saved)"
+            )))
+        }
+        Err(e) => {
+            return Err(Error::NotSaved(format!(
+                "{e}\n{p} is the config file fw runs and it no longer loads: nothing was \
+                 changed. Fix it, or make the change with --runtime (then it is not saved)"
+            )))
+        }
+    };
+    let same_text = fnv1a(file.text.as_bytes()) == rec.content_hash;
+    if !same_text && fnv1a(file.config.to_toml().as_bytes()) != rec.config_hash {
+        return Err(Error::NotSaved(format!(
+            "{p} was edited since fw loaded it, and what it configures changed: not writing \
+             into it over your edit, nothing was changed. Load it with `fw apply {p}` (then \
+             repeat this change), overwrite it with the running policy with `fw save {p}`, or \
+             make the change with --runtime (then it is not saved)"
+        )));
+    }
+    Ok(file)
+}
+
+/// What `fw down` should say before unloading: the running policy is lost
+/// unless a file says the same.
+pub fn unload_warning(maps: &FwMaps) -> Result<Option<String>> {
+    let st = running::file_state(maps)?;
+    Ok(match &st.file {
+        None if !st.differences.is_empty() => Some(format!(
+            "warning: fw was started without a config file and its running policy differs from \
+             the seed policy ({}): unloading loses it (`fw save FILE` before `fw down` keeps it)",
+            st.differences.join("; ")
+        )),
+        Some(p) if st.error.is_some() || !st.in_sync => Some(format!(
+            "warning: the running policy differs from {p}, which the next `fw up --config {p}` \
+             loads ({}): unloading loses the difference (`fw save {p}` before `fw down` keeps it)",
+            st.error
+                .clone()
+                .unwrap_or_else(|| st.differences.join("; "))
+        )),
+        _ => None,
+    })
+}
+
+/// [`unload_warning`] for `fw down IFACE...`: only when that unloads fw
+/// (no interface left), and silent when fw is not loaded or unreadable
+/// (`fw down` itself then says what is wrong).
+pub fn unload_warning_for(pins: &PinDir, ifaces: &[String]) -> Option<String> {
+    let maps = FwMaps::open(pins).ok()?;
+    let meta = maps.meta().ok()?;
+    let unloads = meta
+        .ifaces
+        .iter()
+        .filter(|m| m.slot != 0)
+        .all(|m| ifaces.is_empty() || ifaces.contains(&name_from_bytes(&m.name)));
+    if !unloads {
+        return None;
+    }
+    unload_warning(&maps).ok().flatten()
+}
+
+/// `fw save FILE`: [`save`] under fw's lock.
+pub fn save_to(pins: &PinDir, path: &Path) -> Result<SaveReport> {
+    require_root("fw save")?;
+    let _lock = crate::ops::lock::take()?;
+    save(&FwMaps::open(pins)?, path)
+}
+
+/// The running config as a file `fw apply`/`fw up --config` loads back.
+pub fn saved_text(maps: &FwMaps) -> Result<String> {
+    Ok(format!("{SAVE_HEADER}{}", running::config(maps)?.to_toml()))
+}
+
+/// What `fw save FILE` did.
+#[derive(Debug)]
+pub struct SaveReport {
+    pub path: PathBuf,
+    /// The file was there and was edited in place (comments kept).
+    pub edited: bool,
+    /// The file already said what runs: not rewritten.
+    pub unchanged: bool,
+    /// fw now writes later changes into this file.
+    pub recorded: bool,
+}
+
+/// Writes the running config into `path`, atomically: into an existing fw
+/// config by editing only what differs (comments and layout kept), else as
+/// a new file. Refuses to overwrite a file that is not an fw config. The
+/// caller holds [`crate::ops::lock`].
+pub fn save(maps: &FwMaps, path: &Path) -> Result<SaveReport> {
+    let running = running::config(maps)?;
+    // Through a symlink to the file it names (the rename would replace the link).
+    let given = path;
+    let real = fs::canonicalize(path).ok();
+    let path = real.as_deref().unwrap_or(given);
+    let existing = match fs::symlink_metadata(path) {
+        Ok(_) => Some(Source::read(path).map_err(|e| {
+            Error::NotSaved(format!(
+                "{} exists and is not an fw config: not overwriting it (remove it or choose \
+                 another file). It does not load: {e}",
+                path.display()
+            ))
+        })?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let (text, edited, unchanged) = match &existing {
+        Some(f) if f.config == running => (f.text.clone(), true, true),
+        Some(f) => (edit_text(&f.text, &f.config, &running, path)?, true, false),
+        None => (format!("{SAVE_HEADER}{}", running.to_toml()), false, false),
+    };
+    if !unchanged {
+        let cannot = |e: io::Error| {
+            Error::NotSaved(format!(
+                "cannot write {} ({e}): nothing was written (does its directory exist, and \
+                 may fw write there?)",
+                path.display()
+            ))
+        };
+        Staged::new(path, &text)
+            .map_err(cannot)?
+            .commit()
+            .map_err(cannot)?;
+    }
+    let real =
+        fs::canonicalize(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    // Saving to the file fw runs, or when fw runs none, makes it the file
+    // later changes go to; saving elsewhere (a backup) does not.
+    let rec = recorded(maps)?;
+    let record =
+        rec.as_ref().is_none_or(|r| r.path == real) && real.as_os_str().len() <= CONFIG_PATH_MAX;
+    if record {
+        set_recorded(maps, Some(&Record::of(real, &text, &running)))?;
+    }
+    Ok(SaveReport {
+        path: given.to_path_buf(),
+        edited,
+        unchanged,
+        recorded: record,
+    })
+}
+
+/// A file written beside its target and synced, not yet renamed over it
+/// (removed again unless committed).
+#[derive(Debug)]
+pub struct Staged {
+    temp: PathBuf,
+    target: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    /// Writes `text` to a temporary file in `target`'s directory with
+    /// `target`'s mode and owner (0644 root for a new file) and syncs it.
+    pub fn new(target: &Path, text: &str) -> io::Result<Staged> {
+        let dir = parent(target);
+        let name = target
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".fw-{}.tmp", std::process::id()));
+        let temp = dir.join(tmp_name);
+        let old = fs::metadata(target).ok();
+        let _ = fs::remove_file(&temp); // our own leftover from a killed run
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)?;
+        let staged = Staged {
+            temp,
+            target: target.to_path_buf(),
+            done: false,
+        };
+        f.write_all(text.as_bytes())?;
+        let mode = old.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
+        if let Some(m) = &old {
+            std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        Ok(staged)
+    }
+
+    /// Renames the file over its target and syncs the directory, so the
+    /// rename itself survives a crash.
+    pub fn commit(mut self) -> io::Result<()> {
+        fs::rename(&self.temp, &self.target)?;
+        self.done = true;
+        fs::File::open(parent(&self.target))?.sync_all()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.temp);
+        }
+    }
+}
+
+fn parent(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// `text` (a config that loads as `from`) edited to load as `to`, touching
+/// only the keys whose meaning changes; comments and layout stay. `origin`
+/// names the file in errors.
+pub fn edit_text(text: &str, from: &Config, to: &Config, origin: &Path) -> Result<String> {
+    let parse = || {
+        text.parse::<DocumentMut>().map_err(|e| Error::Config {
+            path: origin.to_path_buf(),
+            reason: e.to_string(),
+        })
+    };
+    let loads_as_to = |t: &str| Config::from_toml(t, origin).ok().as_ref() == Some(to);
+    let mut doc = parse()?;
+    edit_doc(&mut doc, from, to, false);
+    let out = doc.to_string();
+    if loads_as_to(&out) {
+        return Ok(out);
+    }
+    // Overlapping entries the small edit could not untangle: write the
+    // ports and source lists whole (everything else still as it was).
+    let mut doc = parse()?;
+    edit_doc(&mut doc, from, to, true);
+    let out = doc.to_string();
+    if loads_as_to(&out) {
+        return Ok(out);
+    }
+    Err(Error::NotSaved(format!(
+        "could not express the change in {} (a bug in fw: please report it with the file): \
+         nothing was changed; make the change with --runtime",
+        origin.display()
+    )))
+}
+
+fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
+    let root = doc.as_table_mut();
+    if from.interfaces != to.interfaces {
+        let arr: Array = to.interfaces.iter().map(|s| s.as_str()).collect();
+        set_value(root, "interfaces", Value::Array(arr));
+    }
+    if from.dry_run != to.dry_run {
+        set_value(root, "dry_run", Value::from(to.dry_run));
+    }
+    let ports_pos = edit_ports(root, from, to, whole);
+    edit_sources(
+        root,
+        &to.policy,
+        from.policy != to.policy || whole,
+        whole,
+        ports_pos,
+    );
+    if (from.reject_with, from.reject_rate, from.reject_burst)
+        != (to.reject_with, to.reject_rate, to.reject_burst)
+    {
+        let t = sub_table(root, "reject");
+        if from.reject_with != to.reject_with {
+            set_value(t, "with", Value::from(to.reject_with.name()));
+        }
+        if from.reject_rate != to.reject_rate {
+            set_value(t, "rate", Value::from(to.reject_rate as i64));
+        }
+        // Without `burst` the burst is the rate.
+        if t.contains_key("burst") || to.reject_burst != to.reject_rate {
+            set_value(t, "burst", Value::from(to.reject_burst as i64));
+        }
+    }
+    if from.conntrack_entries != to.conntrack_entries {
+        let t = sub_table(root, "conntrack");
+        set_value(t, "entries", Value::from(to.conntrack_entries as i64));
+    }
+    if from.source_prefixes != to.source_prefixes {
+        let t = sub_table(root, "capacity");
+        set_value(t, "source_prefixes", Value::from(to.source_prefixes as i64));
+    }
+    if from.dhcp_client != to.dhcp_client {
+        let t = sub_table(root, "dhcp");
+        set_value(t, "client", Value::from(to.dhcp_client));
+    }
+}
+
+/// `root[key]` as a table, made when missing.
+fn sub_table<'a>(root: &'a mut Table, key: &str) -> &'a mut dyn TableLike {
+    if root.get(key).and_then(Item::as_table_like).is_none() {
+        root.insert(key, Item::Table(Table::new()));
+    }
+    root.get_mut(key)
+        .and_then(Item::as_table_like_mut)
+        .expect("inserted above")
+}
+
+/// Sets `t[key]`, keeping the key and the old value's comments.
+fn set_value(t: &mut dyn TableLike, key: &str, mut v: Value) {
+    match t.get_mut(key) {
+        Some(item) => {
+            if let Some(old) = item.as_value() {
+                *v.decor_mut() = old.decor().clone();
+            }
+            *item = Item::Value(v);
+        }
+        None => {
+            t.insert(key, Item::Value(v));
+        }
+    }
+}
+
+/// A port (range) as the config writes it: a number, or "LO-HI".
+fn port_value(r: PortRange) -> Value {
+    if r.lo == r.hi {
+        Value::from(r.lo as i64)
+    } else {
+        Value::from(r.to_string())
+    }
+}
+
+fn value_range(v: &Value) -> Option<PortRange> {
+    match v {
+        Value::Integer(n) => {
+            let n = u32::try_from(*n.value()).ok()?;
+            PortRange::new(n, n, "").ok()
+        }
+        Value::String(s) => s.value().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The prefix of an array element's decor without its comments (what a
+/// new element next to it should start with).
+fn element_prefix(v: &Value) -> String {
+    let p = v
+        .decor()
+        .prefix()
+        .and_then(|r| r.as_str())
+        .unwrap_or_default();
+    match p.rfind('\n') {
+        Some(i) => format!("\n{}", &p[i + 1..]),
+        None => p.to_string(),
+    }
+}
+
+/// Inserts `v` at `idx` of `arr`, formatted like its neighbours.
+fn insert_like(arr: &mut Array, idx: usize, mut v: Value) {
+    let idx = idx.min(arr.len());
+    if arr.is_empty() {
+        arr.push(v);
+        return;
+    }
+    if idx == 0 {
+        let first = element_prefix(arr.get(0).expect("not empty"));
+        let next = match arr.get(1) {
+            Some(second) => element_prefix(second),
+            None if first.contains('\n') => first.clone(),
+            None => " ".into(),
+        };
+        v.decor_mut().set_prefix(first);
+        if let Some(old) = arr.get_mut(0) {
+            old.decor_mut().set_prefix(next);
+        }
+    } else {
+        let like = element_prefix(arr.get(idx - 1).expect("in range"));
+        let like = if idx == 1 && !like.contains('\n') {
+            " ".to_string()
+        } else {
+            like
+        };
+        v.decor_mut().set_prefix(like);
+    }
+    v.decor_mut().set_suffix("");
+    arr.insert_formatted(idx, v);
+}
+
+/// Edits `[ports]` so that the ports it lists, with the source entries
+/// written next, load as `to`. Returns the table's position in the file.
+fn edit_ports(root: &mut Table, from: &Config, to: &Config, whole: bool) -> Option<usize> {
+    let pos = root
+        .get("ports")
+        .and_then(Item::as_table)
+        .and_then(Table::position);
+    if from.policy == to.policy && !whole {
+        return pos;
+    }
+    let ports = sub_table(root, "ports");
+    for proto in Proto::ALL {
+        let open_to_all: BTreeSet<u16> = to
+            .policy
+            .ports(proto)
+            .filter(|&p| to.policy.sources(proto, p).is_none())
+            .collect();
+        let arr = ports.get(proto.name()).and_then(Item::as_array);
+        let listed: BTreeSet<u16> = arr
+            .into_iter()
+            .flat_map(|a| a.iter())
+            .filter_map(value_range)
+            .flat_map(PortRange::ports)
+            .collect();
+        // Restricted ports may stay listed (their source entry decides);
+        // closed ones go, ports open to everyone must be there.
+        let want: BTreeSet<u16> = if whole {
+            open_to_all
+        } else {
+            listed
+                .iter()
+                .copied()
+                .filter(|&p| to.policy.is_open(proto, p))
+                .chain(open_to_all)
+                .collect()
+        };
+        if want == listed && !whole {
+            continue;
+        }
+        if ports.get(proto.name()).and_then(Item::as_array).is_none() {
+            set_value(ports, proto.name(), Value::Array(Array::new()));
+        }
+        let Some(arr) = ports
+            .get_mut(proto.name())
+            .and_then(Item::as_value_mut)
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        if whole {
+            arr.clear();
+        }
+        edit_port_array(arr, &want);
+    }
+    pos
+}
+
+/// Makes `arr` list exactly `want`: elements wholly wanted stay as written,
+/// others shrink to their wanted part or go, missing ports are added in
+/// order.
+fn edit_port_array(arr: &mut Array, want: &BTreeSet<u16>) {
+    let mut i = 0;
+    while i < arr.len() {
+        let Some(r) = arr.get(i).and_then(value_range) else {
+            i += 1;
+            continue;
+        };
+        if r.ports().all(|p| want.contains(&p)) {
+            i += 1;
+            continue;
+        }
+        let pieces = collapse(r.ports().filter(|p| want.contains(p)));
+        let decor = arr.get(i).map(|v| v.decor().clone());
+        arr.remove(i);
+        if pieces.is_empty() {
+            // The next element takes the removed one's place and prefix.
+            if let (Some(d), Some(next)) = (&decor, arr.get_mut(i)) {
+                if let Some(p) = d.prefix().cloned() {
+                    next.decor_mut().set_prefix(p);
+                }
+            }
+            continue;
+        }
+        for (k, piece) in pieces.into_iter().enumerate() {
+            let mut v = port_value(piece);
+            if k == 0 {
+                if let Some(d) = &decor {
+                    *v.decor_mut() = d.clone();
+                }
+                arr.insert_formatted(i, v);
+            } else {
+                insert_like(arr, i, v);
+            }
+            i += 1;
+        }
+    }
+    let covered: BTreeSet<u16> = arr
+        .iter()
+        .filter_map(value_range)
+        .flat_map(PortRange::ports)
+        .collect();
+    for r in collapse(want.difference(&covered).copied()) {
+        let idx = arr
+            .iter()
+            .position(|v| value_range(v).is_some_and(|e| e.lo > r.lo))
+            .unwrap_or(arr.len());
+        insert_like(arr, idx, port_value(r));
+    }
+}
+
+/// A `[[sources]]` entry as the file has it.
+fn entry_rule(t: &dyn TableLike) -> Option<(Proto, PortRange, BTreeSet<IpNet>)> {
+    let proto: Proto = t.get("proto")?.as_str()?.parse().ok()?;
+    let range = value_range(t.get("port")?.as_value()?)?;
+    let nets = t
+        .get("from")?
+        .as_array()?
+        .iter()
+        .filter_map(|v| parse_prefix(v.as_str()?).ok())
+        .collect();
+    Some((proto, range, nets))
+}
+
+fn source_table(proto: Proto, range: PortRange, nets: &BTreeSet<IpNet>) -> Table {
+    let mut t = Table::new();
+    t.insert("proto", toml_edit::value(proto.name()));
+    t.insert("port", Item::Value(port_value(range)));
+    let from: Array = nets.iter().map(|n| n.to_string()).collect();
+    t.insert("from", Item::Value(Value::Array(from)));
+    t
+}
+
+/// Edits the `[[sources]]` entries to say what `to` restricts: entries that
+/// already say it stay, entries for the same ports get their `from` list
+/// edited, others go, and missing ones are added after the last.
+fn edit_sources(
+    root: &mut Table,
+    to: &Policy,
+    changed: bool,
+    whole: bool,
+    ports_pos: Option<usize>,
+) {
+    if !changed {
+        return;
+    }
+    let mut groups: Vec<(Proto, PortRange, BTreeSet<IpNet>, bool)> = Vec::new();
+    for proto in Proto::ALL {
+        for (r, src) in to.ranges(proto) {
+            if let Some(nets) = src {
+                groups.push((proto, r, nets.clone(), false));
+            }
+        }
+    }
+    if whole || root.get("sources").is_some_and(|i| !i.is_array_of_tables()) {
+        // Written whole, or an inline array of tables: rewritten as
+        // [[sources]] entries.
+        root.remove("sources");
+    }
+    if root.get("sources").is_none() {
+        if groups.is_empty() {
+            return;
+        }
+        root.insert("sources", Item::ArrayOfTables(ArrayOfTables::new()));
+    }
+    let Some(aot) = root
+        .get_mut("sources")
+        .and_then(Item::as_array_of_tables_mut)
+    else {
+        return;
+    };
+    let mut keep = vec![false; aot.len()];
+    // Entries that say exactly what is wanted.
+    for (i, t) in aot.iter().enumerate() {
+        if let Some(rule) = entry_rule(t) {
+            if let Some(g) = groups
+                .iter_mut()
+                .find(|g| !g.3 && (g.0, g.1, &g.2) == (rule.0, rule.1, &rule.2))
+            {
+                g.3 = true;
+                keep[i] = true;
+            }
+        }
+    }
+    // Entries for the same ports with another source list: edit `from`.
+    for (i, t) in aot.iter_mut().enumerate() {
+        if keep[i] {
+            continue;
+        }
+        let Some((proto, range, _)) = entry_rule(t) else {
+            continue;
+        };
+        let Some(g) = groups
+            .iter_mut()
+            .find(|g| !g.3 && (g.0, g.1) == (proto, range))
+        else {
+            continue;
+        };
+        g.3 = true;
+        keep[i] = true;
+        if let Some(arr) = t.get_mut("from").and_then(Item::as_array_mut) {
+            arr.retain(|v| {
+                v.as_str()
+                    .and_then(|s| parse_prefix(s).ok())
+                    .is_some_and(|n| g.2.contains(&n))
+            });
+            let have: BTreeSet<IpNet> = arr
+                .iter()
+                .filter_map(|v| parse_prefix(v.as_str()?).ok())
+                .collect();
+            for n in g.2.difference(&have) {
+                let at = arr.len();
+                insert_like(arr, at, Value::from(n.to_string()));
+            }
+        }
+    }
+    let mut i = 0;
+    aot.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+    let first_new = aot.is_empty();
+    for (k, (proto, r, nets, _)) in groups.iter().filter(|g| !g.3).enumerate() {
+        let mut t = source_table(*proto, *r, nets);
+        if k == 0 && first_new {
+            // Right after [ports] rather than at the end of the file.
+            if let Some(p) = ports_pos {
+                t.set_position(p);
+            }
+        }
+        aot.push(t);
+    }
+    if aot.is_empty() {
+        root.remove("sources");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> Config {
+        Config::from_toml(text, Path::new("t.toml")).unwrap()
+    }
+
+    fn edited(text: &str, change: impl Fn(&mut Policy)) -> String {
+        let from = cfg(text);
+        let mut to = from.clone();
+        change(&mut to.policy);
+        let out = edit_text(text, &from, &to, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg(&out), to, "{out}");
+        out
+    }
+
+    fn r(s: &str) -> PortRange {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allow_adds_to_the_array_keeping_comments() {
+        let text = "# top\n[ports]\ntcp = [22, 80]   # web\nudp = [80]\n";
+        let out = edited(text, |p| {
+            p.allow(Proto::Tcp, r("8080"), &[]);
+        });
+        assert_eq!(
+            out,
+            "# top\n[ports]\ntcp = [22, 80, 8080]   # web\nudp = [80]\n"
+        );
+        let out = edited(text, |p| {
+            p.allow(Proto::Tcp, r("21"), &[]);
+        });
+        assert_eq!(
+            out,
+            "# top\n[ports]\ntcp = [21, 22, 80]   # web\nudp = [80]\n"
+        );
+    }
+
+    #[test]
+    fn deny_shrinks_ranges_and_removes_ports() {
+        let text = "[ports]\ntcp = [\n  22,  # ssh\n  \"8000-8010\",\n  80,\n]\nudp = []\n";
+        let out = edited(text, |p| {
+            p.deny(Proto::Tcp, r("8005"));
+            p.deny(Proto::Tcp, r("80"));
+        });
+        assert_eq!(
+            out,
+            "[ports]\ntcp = [\n  22,  # ssh\n  \"8000-8004\",\n  \"8006-8010\",\n]\nudp = []\n"
+        );
+    }
+
+    #[test]
+    fn sources_are_added_edited_and_removed() {
+        let text = "[ports]\ntcp = [22]\n\n# office\n[[sources]]\nproto = \"tcp\"\nport = 443\nfrom = [\"198.51.100.0/24\"]\n\n[reject]\nrate = 5\n";
+        let v6 = parse_prefix("2001:db8::/32").unwrap();
+        let out = edited(text, |p| {
+            p.allow(Proto::Tcp, r("443"), &[v6]);
+        });
+        assert_eq!(
+            out,
+            "[ports]\ntcp = [22]\n\n# office\n[[sources]]\nproto = \"tcp\"\nport = 443\nfrom = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n\n[reject]\nrate = 5\n"
+        );
+        let out = edited(text, |p| {
+            p.allow(Proto::Udp, r("53"), &[v6]);
+        });
+        assert!(
+            out.contains("[[sources]]\nproto = \"udp\"\nport = 53\nfrom = [\"2001:db8::/32\"]\n"),
+            "{out}"
+        );
+        let out = edited(text, |p| {
+            p.deny(Proto::Tcp, r("443"));
+        });
+        assert_eq!(out, "[ports]\ntcp = [22]\n\n[reject]\nrate = 5\n");
+    }
+
+    #[test]
+    fn save_edit_covers_every_key() {
+        let text = "[ports]\ntcp = [22]\n";
+        let from = cfg(text);
+        let to = cfg("interfaces = [\"veth0\"]\ndry_run = true\n[dhcp]\nclient = false\n[ports]\ntcp = [\"1-3\"]\nudp = [53]\n[[sources]]\nproto = \"udp\"\nport = 5\nfrom = [\"192.0.2.0/24\"]\n[reject]\nwith = \"drop\"\nrate = 7\nburst = 9\n[conntrack]\nentries = 4096\n");
+        let out = edit_text(text, &from, &to, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg(&out), to, "{out}");
+    }
+
+    #[test]
+    fn staged_files_keep_the_mode_and_leave_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("fw-persist-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("fw.toml");
+        fs::write(&f, "old").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).unwrap();
+        Staged::new(&f, "new").unwrap().commit().unwrap();
+        assert_eq!(fs::read_to_string(&f).unwrap(), "new");
+        assert_eq!(fs::metadata(&f).unwrap().mode() & 0o7777, 0o640);
+        drop(Staged::new(&f, "abandoned").unwrap());
+        assert_eq!(fs::read_to_string(&f).unwrap(), "new");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
