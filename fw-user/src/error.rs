@@ -137,6 +137,10 @@ pub enum Error {
     #[error("cannot read fw's state under {path} ({detail}): run as root, e.g. with sudo")]
     NoAccess { path: PathBuf, detail: String },
 
+    /// `fw deny ... --from` named a source a port does not have.
+    #[error("{0}")]
+    NoSuchSource(String),
+
     /// The lockout guard refused a change; the text explains what and why.
     #[error("{0}")]
     Lockout(String),

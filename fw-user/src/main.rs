@@ -164,9 +164,9 @@ enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Close ports; established flows on them continue.
+    /// Close ports, or remove sources from them; established flows continue.
     #[command(
-        after_help = "Examples:\n  fw deny tcp 80\n  fw deny udp 5000-5010\n  fw deny tcp 22 --force"
+        after_help = "Examples:\n  fw deny tcp 80\n  fw deny udp 5000-5010\n  fw deny tcp 22 --from 198.51.100.0/24\n  fw deny tcp 22 --force"
     )]
     Deny {
         /// Protocol: tcp or udp.
@@ -174,6 +174,11 @@ enum Cmd {
         /// Ports or ranges, e.g. 443 8000-8080.
         #[arg(required = true, value_name = "PORT|LO-HI")]
         ports: Vec<PortRange>,
+        /// Remove only this source from the ports' source lists (as `ufw
+        /// delete` removes one rule); the port closes when its last source
+        /// goes. Repeatable.
+        #[arg(long, value_name = "CIDR")]
+        from: Vec<String>,
         /// Close them even when the lockout guard objects (established flows,
         /// or the SSH session running this command, on a port). Established
         /// flows keep working either way; new connections are rejected.
@@ -555,11 +560,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Deny {
             proto,
             ports,
+            from,
             force,
             runtime,
             ..
         } => {
-            let c = control::deny(&pins, proto, &ports, force, save_mode(runtime))?;
+            loader::require_root("fw deny")?;
+            let nets = from
+                .iter()
+                .map(|s| parse_prefix(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let c = control::deny(&pins, proto, &ports, &nets, force, save_mode(runtime))?;
             out!("{}", c.render(false));
             saved_note(&c.saved, c.changed())?;
             pending_note(&pins, c.changed());

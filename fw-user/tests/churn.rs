@@ -214,8 +214,15 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
         if w == 1 && c.changes == total / 2 {
             // Established flows on a port that closes go on (--force: the
             // guard would refuse, this process holds the accepted socket).
-            deny(pins, Proto::Tcp, &range(CLOSED_UNDER), true, Save::Runtime)
-                .expect("deny the session port");
+            deny(
+                pins,
+                Proto::Tcp,
+                &range(CLOSED_UNDER),
+                &[],
+                true,
+                Save::Runtime,
+            )
+            .expect("deny the session port");
             c.changes += 1;
             continue;
         }
@@ -230,7 +237,7 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
                 c.failures
                     .push(format!("change {}: open {TOGGLED} gave {o}", c.changes));
             }
-            deny(pins, Proto::Tcp, &range(TOGGLED), true, Save::Runtime)
+            deny(pins, Proto::Tcp, &range(TOGGLED), &[], true, Save::Runtime)
                 .expect("deny the toggled port");
             c.changes += 1;
             let o = tcp_connect(pair.cli_path(), srv, TOGGLED, PROBE_WAIT);
@@ -248,7 +255,7 @@ fn churn(w: u64, pair: &fw_testkit::Pair, pins: &pins::PinDir, srv: IpAddr) -> C
         let proto = if udp { Proto::Udp } else { Proto::Tcp };
         let is_open = open.entry((udp, port)).or_insert(false);
         if *is_open {
-            deny(pins, proto, &range(port), false, Save::Runtime).expect("deny");
+            deny(pins, proto, &range(port), &[], false, Save::Runtime).expect("deny");
         } else {
             allow(pins, proto, &range(port), &[], Save::Runtime).expect("allow");
         }

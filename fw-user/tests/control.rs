@@ -403,8 +403,13 @@ fn add_peer_addresses(rig: &Rig) -> (IpAddr, IpAddr) {
 /// `fw` with `SSH_CONNECTION` set as sshd sets it for a session from
 /// `client` to this namespace's `server` port 22.
 fn as_ssh_session(rig: &Rig, client: &str, server: IpAddr, args: &[&str]) -> Output {
+    as_ssh_session_on(rig, client, server, 22, args)
+}
+
+/// [`as_ssh_session`] to the server's `port`.
+fn as_ssh_session_on(rig: &Rig, client: &str, server: IpAddr, port: u16, args: &[&str]) -> Output {
     let mut cmd = rig.command();
-    cmd.env("SSH_CONNECTION", format!("{client} 50022 {server} 22"))
+    cmd.env("SSH_CONNECTION", format!("{client} 50022 {server} {port}"))
         .args(args);
     output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs")
 }
@@ -1400,6 +1405,7 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         bad_nobody(&["allow", "tcp", "9999"], "needs root"),
         bad_nobody(&["allow", "tcp", "9999", "--from", "bad"], "needs root"),
         bad_nobody(&["deny", "tcp", "22"], "needs root"),
+        bad_nobody(&["deny", "tcp", "22", "--from", "bad"], "needs root"),
         bad_nobody(&["apply", &opens_9999], "needs root"),
         bad_nobody(&["apply", &broken], "needs root"),
         bad_nobody(&["up", &veth, "--config", &broken], "needs root"),
@@ -1774,6 +1780,134 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
         "tcp: 22 80 8080-8081\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n"
     );
     assert_eq!(rig.connect(8080), Outcome::Connected);
+    assert_eq!(rig.config_state()["in_sync"], true);
+}
+
+/// `fw deny PROTO PORT --from CIDR` removes one source (as `ufw delete`
+/// removes one rule), guarded like deny, written back like allow/deny; the
+/// last source removed closes the port; a source that is not there is
+/// refused, naming the ones that are.
+#[test]
+fn deny_from_removes_one_source_and_the_last_closes_the_port() {
+    let body = "[ports]\ntcp = [22, 80]\nudp = [80]\n\n# the admin port\n[[sources]]\nproto = \"tcp\"\nport = 2222\nfrom = [\"192.0.2.0/24\", \"2001:db8::/64\"]\n";
+    let (rig, f) = Rig::with_file("fw.toml", body);
+    let fs_ = f.to_str().expect("path");
+    let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 2222)
+        .expect("listener");
+    let connect6 = || tcp_connect(rig.pair.cli_path(), rig.srv6(), 2222, T);
+    assert_eq!(rig.connect(2222), Outcome::Connected);
+    assert_eq!(connect6(), Outcome::Connected);
+    let ports = rig.ports_json();
+    let from_ssh = |client: &str, server: IpAddr, args: &[&str]| {
+        as_ssh_session_on(&rig, client, server, 2222, args)
+    };
+
+    // Refused, nothing changed, the file as it was.
+    for (args, needle) in [
+        (
+            vec!["deny", "tcp", "2222", "--from", "198.51.100.0/24"],
+            "fw: 198.51.100.0/24 is not a source of tcp 2222, which is open only from \
+             192.0.2.0/24 2001:db8::/64: nothing was changed\n",
+        ),
+        (
+            vec!["deny", "tcp", "80", "--from", "192.0.2.0/24"],
+            "fw: tcp 80 is open to everyone, with no source list to remove 192.0.2.0/24 from \
+             (`fw deny tcp 80` closes it): nothing was changed\n",
+        ),
+        (
+            vec!["deny", "tcp", "2222-2223", "--from", "192.0.2.0/24"],
+            "fw: tcp 2223 is not open: nothing was changed\n",
+        ),
+        (
+            vec!["deny", "tcp", "2222", "--from", "192.0.2.1/24"],
+            "host bits are set; did you mean 192.0.2.0/24?",
+        ),
+    ] {
+        let out = rig.fw(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "fw {args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            stderr(&out).contains(needle),
+            "fw {args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+        assert_eq!(rig.ports_json(), ports, "fw {args:?} changed nothing");
+        assert_eq!(read(&f), body, "fw {args:?} left the file");
+    }
+    // The guard: an SSH session from the prefix being removed.
+    let out = from_ssh(
+        "192.0.2.2",
+        rig.srv(),
+        &["deny", "tcp", "2222", "--from", "192.0.2.0/24"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing to narrow the sources of tcp 2222"),
+        "{err}"
+    );
+    assert!(err.contains("only from 2001:db8::/64"), "{err}");
+    assert!(
+        err.contains("`fw deny tcp 2222 --from 192.0.2.0/24 --force`"),
+        "{err}"
+    );
+    assert_eq!(rig.ports_json(), ports, "refused: nothing changed");
+    assert_eq!(read(&f), body);
+
+    // From a session the change does not touch: narrowed, written back.
+    let out = from_ssh(
+        "2001:db8::2",
+        rig.srv6(),
+        &["deny", "tcp", "2222", "--from", "192.0.2.0/24"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("tcp 2222: now open only from 2001:db8::/64\nwritten to {fs_}\n")
+    );
+    assert_eq!(read(&f), body.replace("\"192.0.2.0/24\", ", ""));
+    assert_eq!(
+        rig.ok(&["ports"]),
+        "tcp: 22 80\ntcp: 2222 from 2001:db8::/64\nudp: 80\n"
+    );
+    assert!(rig.connect(2222).is_host_unreachable(), "v4 is out now");
+    assert_eq!(connect6(), Outcome::Connected, "v6 is still in");
+
+    // The last source: the port closes, which the guard guards as a deny.
+    let out = from_ssh(
+        "2001:db8::2",
+        rig.srv6(),
+        &["deny", "tcp", "2222", "--from", "2001:db8::/64"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing to close tcp 2222"), "{err}");
+    let out = from_ssh(
+        "2001:db8::2",
+        rig.srv6(),
+        &["deny", "tcp", "2222", "--from", "2001:db8::/64", "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("closed tcp 2222\nwritten to {fs_}\n")
+    );
+    assert_eq!(rig.ok(&["ports"]), "tcp: 22 80\nudp: 80\n");
+    assert!(connect6().is_host_unreachable(), "closed");
+    let now = read(&f);
+    assert!(
+        !now.contains("2222"),
+        "the [[sources]] entry is gone:\n{now}"
+    );
+    assert!(
+        now.starts_with("[ports]\ntcp = [22, 80]\nudp = [80]\n"),
+        "{now}"
+    );
     assert_eq!(rig.config_state()["in_sync"], true);
 }
 

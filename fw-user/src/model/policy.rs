@@ -262,6 +262,70 @@ impl Policy {
         changed
     }
 
+    /// Removes `from` from the source lists of `range` (as `ufw delete`
+    /// removes one rule); a port whose last source goes is closed. Checked
+    /// whole first: every port must be open to a source list holding every
+    /// prefix of `from`, or nothing changes and the error names what is
+    /// there. Returns the ports whose state changed.
+    pub fn remove_sources(
+        &mut self,
+        proto: Proto,
+        range: PortRange,
+        from: &[IpNet],
+    ) -> Result<usize> {
+        // Ports of `range` in runs of the same state, checked run by run.
+        let mut runs: Vec<(PortRange, bool, Option<&BTreeSet<IpNet>>)> = Vec::new();
+        for port in range.ports() {
+            let state = (self.is_open(proto, port), self.sources(proto, port));
+            match runs.last_mut() {
+                Some((r, open, src)) if (*open, *src) == state => r.hi = port,
+                _ => runs.push((PortRange::single(port), state.0, state.1)),
+            }
+        }
+        let list = |nets: &mut dyn Iterator<Item = &IpNet>| {
+            nets.map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
+        };
+        for (r, open, src) in runs {
+            let reason = match src {
+                _ if !open => format!("{proto} {r} is not open"),
+                None => format!(
+                    "{proto} {r} is open to everyone, with no source list to remove {} from \
+                     (`fw deny {proto} {r}` closes it)",
+                    list(&mut from.iter())
+                ),
+                Some(nets) => {
+                    let missing: Vec<&IpNet> = from.iter().filter(|n| !nets.contains(n)).collect();
+                    if missing.is_empty() {
+                        continue;
+                    }
+                    format!(
+                        "{} is not a source of {proto} {r}, which is open only from {}",
+                        list(&mut missing.into_iter()),
+                        list(&mut nets.iter())
+                    )
+                }
+            };
+            return Err(Error::NoSuchSource(format!(
+                "{reason}: nothing was changed"
+            )));
+        }
+        let mut changed = 0;
+        for port in range.ports() {
+            let Some(nets) = self.sources.get_mut(&(proto, port)) else {
+                continue;
+            };
+            let before = nets.len();
+            nets.retain(|n| !from.contains(n));
+            if nets.len() != before {
+                changed += 1;
+            }
+            if nets.is_empty() {
+                self.deny(proto, PortRange::single(port));
+            }
+        }
+        Ok(changed)
+    }
+
     pub fn is_open(&self, proto: Proto, port: u16) -> bool {
         self.open.get(&proto).is_some_and(|s| s.contains(&port))
     }
@@ -412,6 +476,57 @@ mod tests {
             .collect();
         assert_eq!(r, ["1-3", "5", "65534-65535"]);
         assert!(collapse([]).is_empty());
+    }
+
+    #[test]
+    fn removing_a_source_narrows_and_the_last_closes() {
+        let (a, b) = (
+            parse_prefix("198.51.100.0/24").unwrap(),
+            parse_prefix("2001:db8::/32").unwrap(),
+        );
+        let mut p = Policy::seed();
+        p.allow(Proto::Tcp, "8000-8001".parse().unwrap(), &[a, b]);
+        let before = p.clone();
+        for (range, from, want) in [
+            (
+                "8000-8002",
+                vec![a],
+                "tcp 8002 is not open: nothing was changed",
+            ),
+            (
+                "22",
+                vec![a],
+                "tcp 22 is open to everyone, with no source list to remove 198.51.100.0/24 from \
+                 (`fw deny tcp 22` closes it)",
+            ),
+            (
+                "8000-8001",
+                vec![a, parse_prefix("203.0.113.0/24").unwrap()],
+                "203.0.113.0/24 is not a source of tcp 8000-8001, which is open only from \
+                 198.51.100.0/24 2001:db8::/32",
+            ),
+        ] {
+            let e = p
+                .remove_sources(Proto::Tcp, range.parse().unwrap(), &from)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(want), "{range}: {e}");
+            assert_eq!(p, before, "{range}: nothing changed");
+        }
+        assert_eq!(
+            p.remove_sources(Proto::Tcp, "8000-8001".parse().unwrap(), &[a])
+                .unwrap(),
+            2
+        );
+        assert_eq!(p.sources(Proto::Tcp, 8000).map(|s| s.len()), Some(1));
+        assert_eq!(
+            p.remove_sources(Proto::Tcp, "8000".parse().unwrap(), &[b])
+                .unwrap(),
+            1
+        );
+        assert!(!p.is_open(Proto::Tcp, 8000), "its last source gone: closed");
+        assert!(p.admits(Proto::Tcp, 8001, "2001:db8::7".parse().unwrap()));
+        assert!(!p.admits(Proto::Tcp, 8001, "198.51.100.7".parse().unwrap()));
     }
 
     #[test]

@@ -197,10 +197,15 @@ pub fn allow(
 /// Closes `ranges` of `proto`. Established flows on them continue. Unless
 /// `force`, refuses (changing nothing) when the lockout guard finds flows
 /// or this command's own session on a port being closed.
+///
+/// With `from`, removes only those sources from the ports' source lists
+/// (a port whose last source goes is closed); a source a port does not
+/// have is refused, naming the ones it has.
 pub fn deny(
     pins: &PinDir,
     proto: Proto,
     ranges: &[PortRange],
+    from: &[IpNet],
     force: bool,
     save: Save,
 ) -> Result<Change> {
@@ -208,16 +213,28 @@ pub fn deny(
     let _lock = crate::ops::lock::take()?;
     let maps = FwMaps::open(pins)?;
     let old = maps.policy()?;
+    let mut new = old.clone();
+    for r in ranges {
+        if from.is_empty() {
+            new.deny(proto, *r);
+        } else {
+            new.remove_sources(proto, *r, from)?;
+        }
+    }
+    // The file's policy is the running one (or drifted: then what it has).
     let change = |p: &mut Policy| {
         for r in ranges {
-            p.deny(proto, *r);
+            if from.is_empty() {
+                p.deny(proto, *r);
+            } else {
+                let _ = p.remove_sources(proto, *r, from);
+            }
         }
     };
-    let mut new = old.clone();
-    change(&mut new);
     if !force {
         let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
-        let cmd = format!("fw deny {proto} {}", asked.join(" "));
+        let sources: String = from.iter().map(|n| format!(" --from {n}")).collect();
+        let cmd = format!("fw deny {proto} {}{sources}", asked.join(" "));
         guard::guard(&maps, &old, &new, guard::Refused::Deny(&cmd))?;
     }
     let saved = write(&maps, &old, &new, save, change)?;

@@ -554,6 +554,23 @@ fn insert_like(arr: &mut Array, idx: usize, mut v: Value) {
     arr.insert_formatted(idx, v);
 }
 
+/// Removes the elements `keep` refuses; the next element takes a removed
+/// one's place and prefix (no `[ "b"]` after removing the first).
+fn retain_formatted(arr: &mut Array, keep: impl Fn(&Value) -> bool) {
+    let mut i = 0;
+    while i < arr.len() {
+        if arr.get(i).is_some_and(&keep) {
+            i += 1;
+            continue;
+        }
+        let prefix = arr.get(i).and_then(|v| v.decor().prefix().cloned());
+        arr.remove(i);
+        if let (Some(p), Some(next)) = (prefix, arr.get_mut(i)) {
+            next.decor_mut().set_prefix(p);
+        }
+    }
+}
+
 /// Edits `[ports]` so that the ports it lists, with the source entries
 /// written next, load as `to`. Returns the table's position in the file.
 fn edit_ports(root: &mut Table, from: &Config, to: &Config, whole: bool) -> Option<usize> {
@@ -754,7 +771,7 @@ fn edit_sources(
         g.3 = true;
         keep[i] = true;
         if let Some(arr) = t.get_mut("from").and_then(Item::as_array_mut) {
-            arr.retain(|v| {
+            retain_formatted(arr, |v| {
                 v.as_str()
                     .and_then(|s| parse_prefix(s).ok())
                     .is_some_and(|n| g.2.contains(&n))
@@ -809,6 +826,31 @@ mod tests {
 
     fn r(s: &str) -> PortRange {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn removing_a_source_keeps_the_list_tidy() {
+        let text = "[ports]\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"192.0.2.0/24\", \"198.51.100.0/24\", \"2001:db8::/32\"]  # admins\n";
+        for (gone, want) in [
+            (
+                "192.0.2.0/24",
+                "from = [\"198.51.100.0/24\", \"2001:db8::/32\"]  # admins\n",
+            ),
+            (
+                "198.51.100.0/24",
+                "from = [\"192.0.2.0/24\", \"2001:db8::/32\"]  # admins\n",
+            ),
+            (
+                "2001:db8::/32",
+                "from = [\"192.0.2.0/24\", \"198.51.100.0/24\"]  # admins\n",
+            ),
+        ] {
+            let out = edited(text, |p| {
+                p.remove_sources(Proto::Tcp, r("22"), &[parse_prefix(gone).unwrap()])
+                    .unwrap();
+            });
+            assert!(out.ends_with(want), "{gone}: {out}");
+        }
     }
 
     #[test]
