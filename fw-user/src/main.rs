@@ -565,7 +565,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime,
             ..
         } => {
-            loader::require_root("fw deny")?;
+            require_root("fw deny")?;
             let nets = from
                 .iter()
                 .map(|s| parse_prefix(s))
