@@ -46,8 +46,9 @@ pub struct LinkTarget {
 /// [`LinkTarget`] of the link behind `fd` (BPF_OBJ_GET_INFO_BY_FD).
 pub fn link_target(fd: BorrowedFd<'_>) -> io::Result<LinkTarget> {
     use aya_obj::generated::{bpf_link_info, bpf_link_type};
-    // SAFETY: an all-zero bpf_link_info / bpf_attr is a valid empty one.
+    // SAFETY: an all-zero bpf_link_info is a valid empty one.
     let mut info: bpf_link_info = unsafe { std::mem::zeroed() };
+    // SAFETY: likewise for the bpf_attr union.
     let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
     attr.info.bpf_fd = fd.as_raw_fd() as u32;
     attr.info.info_len = size_of::<bpf_link_info>() as u32;

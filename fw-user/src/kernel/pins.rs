@@ -198,7 +198,9 @@ fn is_bpffs(p: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()) else {
         return false;
     };
+    // SAFETY: statfs is plain old data; all zeroes is valid.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` lives across the call.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return false;
     }
@@ -209,6 +211,7 @@ fn mount_bpffs(at: &Path) -> Result<()> {
     fs::create_dir_all(at).map_err(|e| Error::io(format!("creating {}", at.display()), e))?;
     let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::invalid("pin dir", at.display().to_string(), "contains NUL"))?;
+    // SAFETY: every pointer is a NUL-terminated string living across the call.
     let rc = unsafe {
         libc::mount(
             c"bpf".as_ptr(),

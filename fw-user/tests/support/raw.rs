@@ -127,11 +127,14 @@ impl RawPort {
                 revents: 0,
             };
             let ms = left.as_millis().max(1) as i32;
+            // SAFETY: one pollfd that lives across the call.
             if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
                 continue;
             }
+            // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: buf, sll and len live across the call; the lengths passed are theirs.
             let n = unsafe {
                 libc::recvfrom(
                     self.fd.as_raw_fd(),
@@ -156,18 +159,23 @@ impl RawPort {
 
 /// The MAC of `iface`, asked of the kernel in this namespace.
 pub fn mac_of(iface: &str) -> io::Result<[u8; 6]> {
+    // SAFETY: plain syscall; the fd is owned right below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: `fd` was just opened and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is an empty request.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes()) {
         *d = s as libc::c_char;
     }
+    // SAFETY: SIOCGIFHWADDR reads ifr_name and writes ifr_hwaddr of `req`.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut req) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: SIOCGIFHWADDR succeeded, so the union holds ifru_hwaddr.
     let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
     let mut mac = [0u8; 6];
     for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {

@@ -114,11 +114,13 @@ impl Wire {
         loop {
             let mut buf = vec![0u8; 9216];
             let mut cmsg = [0u64; 16];
+            // SAFETY: sockaddr_ll is plain old data; all zeroes is valid.
             let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut iov = libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
             };
+            // SAFETY: msghdr is plain old data; its pointers are set below.
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
             msg.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
             msg.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
