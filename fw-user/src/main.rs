@@ -79,6 +79,10 @@ enum Cmd {
         /// Stay attached, showing kernel-side messages; Ctrl-C/SIGTERM detaches.
         #[arg(long)]
         foreground: bool,
+        /// With --config on a running fw: replace its policy even if that
+        /// shuts out the SSH session's peer or established flows.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         wait: Wait,
     },
@@ -395,6 +399,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             egress,
             dry_run,
             foreground,
+            force,
             ..
         } => {
             let hooks = up_down::Hooks { xdp: mode, egress };
@@ -408,6 +413,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if dry_run {
                 cfg.get_or_insert_with(Config::default).dry_run = true;
             }
+            let given = cfg.as_ref().map(|config| up_down::Given {
+                config,
+                file: record.as_ref(),
+                force,
+            });
             let print_up = |r: &up_down::UpReport| -> anyhow::Result<()> {
                 for n in &r.repaired {
                     outln!("repaired: {n}");
@@ -423,17 +433,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 foreground::init_tracing();
                 // Staying attached matters more than being heard: a closed
                 // stdout does not end a foreground fw.
-                let d = foreground::run(
-                    &pins,
-                    &ifaces,
-                    hooks,
-                    cfg.as_ref(),
-                    record.as_ref(),
-                    &stop,
-                    |r| {
-                        let _ = print_up(r);
-                    },
-                )?;
+                let d = foreground::run(&pins, &ifaces, hooks, given, &stop, |r| {
+                    let _ = print_up(r);
+                })?;
                 for n in &d.detached {
                     outln!("fw down on {n}");
                 }
@@ -441,13 +443,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     outln!("fw unloaded; pins under {} removed", pins.root().display());
                 }
             } else {
-                print_up(&up_down::up(
-                    &pins,
-                    &ifaces,
-                    hooks,
-                    cfg.as_ref(),
-                    record.as_ref(),
-                )?)?;
+                print_up(&up_down::up(&pins, &ifaces, hooks, given)?)?;
             }
         }
         Cmd::Log {

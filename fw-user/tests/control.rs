@@ -500,6 +500,73 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
 }
 
 #[test]
+fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
+    // `fw up IFACE2 --config FILE` on a running fw replaces the running
+    // policy as `fw apply FILE` does: it must not be a way around the guard.
+    let rig = Rig::new(&[]);
+    let (srv6, _) = add_peer_addresses(&rig);
+    let _ssh =
+        spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
+    // A second interface in the server namespace (a veth pair of its own).
+    let mut c = command("ip");
+    c.args([
+        "-n",
+        rig.pair.srv_ns(),
+        "link",
+        "add",
+        "fwctlx0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "fwctlx1",
+    ]);
+    let out = output_with_timeout(&mut c, T).expect("ip link add");
+    assert!(out.status.success(), "ip link add: {}", text(&out.stderr));
+    for dev in ["fwctlx0", "fwctlx1"] {
+        let mut c = command("ip");
+        c.args(["-n", rig.pair.srv_ns(), "link", "set", dev, "up"]);
+        assert!(output_with_timeout(&mut c, T)
+            .expect("ip link set")
+            .status
+            .success());
+    }
+    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = narrow.to_str().expect("path");
+    let ports = rig.ports_json();
+    let status = rig.status();
+
+    let out = as_ssh_session(&rig, OUTSIDE, srv6, &["up", "fwctlx0", "--config", narrow]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "refused: {err}");
+    assert!(
+        err.contains("refusing to narrow the sources of tcp 22"),
+        "{err}"
+    );
+    assert!(err.contains("SSH_CONNECTION"), "{err}");
+    assert!(err.contains("Add --force to `fw up`"), "{err}");
+    assert_eq!(rig.ports_json(), ports, "policy untouched");
+    assert_eq!(
+        rig.status()["interfaces"],
+        status["interfaces"],
+        "no interface attached by a refused up"
+    );
+
+    // From inside the new sources, or with --force, it goes through.
+    let out = as_ssh_session(
+        &rig,
+        OUTSIDE,
+        srv6,
+        &["up", "fwctlx0", "--config", narrow, "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_ne!(rig.ports_json(), ports, "the file's policy runs");
+    let o = tcp_connect(rig.pair.cli_path(), srv6, 22, T);
+    assert!(o.is_host_unreachable(), "a new session from {OUTSIDE}: {o}");
+    rig.ok(&["down", "fwctlx0"]);
+}
+
+#[test]
 fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_established() {
     let rig = Rig::new(&[]);
     let (srv6, srv4) = add_peer_addresses(&rig);

@@ -13,8 +13,7 @@ use crate::{
     error::Result,
     kernel::{hooks::entry, load::program_id},
     kernel::{maps::FwMaps, pins::PinDir, shutdown::Shutdown},
-    model::{config::Config, record::Record},
-    ops::up_down::{self, DownReport, Hooks, UpReport},
+    ops::up_down::{self, DownReport, Given, Hooks, UpReport},
 };
 
 /// Longest wait for a kernel message: the bound on noticing Ctrl-C.
@@ -68,12 +67,11 @@ pub fn run(
     pins: &PinDir,
     ifaces: &[String],
     hooks: Hooks,
-    config: Option<&Config>,
-    file: Option<&Record>,
+    given: Option<Given<'_>>,
     stop: &Shutdown,
     on_up: impl FnOnce(&UpReport),
 ) -> Result<DownReport> {
-    let report = up_down::up(pins, ifaces, hooks, config, file)?;
+    let report = up_down::up(pins, ifaces, hooks, given)?;
     on_up(&report);
     let mine: Vec<String> = report.attached.iter().map(|a| a.name.clone()).collect();
     // The aya-log buffer is not pinned: find it through the loaded program.

@@ -149,6 +149,9 @@ pub enum Refused<'a> {
     },
     /// `fw check FILE`: what `fw apply FILE` would refuse.
     Check { file: &'a Path },
+    /// `fw up IFACE --config FILE` (or `--dry-run`) on a running fw, which
+    /// replaces the running policy as `fw apply` does.
+    Up,
 }
 
 /// A (protocol, port) pair.
@@ -218,6 +221,12 @@ pub fn explain(hazards: &[Hazard], new: &Policy, refused: Refused<'_>) -> String
              sources (the `from` of its [[sources]] entry), or apply it anyway with \
              `fw apply {f} --force` (`fw check {f} --force` checks the rest without the guard).",
             f = file.display()
+        ),
+        Refused::Up => write!(
+            s,
+            "fw is running, so `fw up --config` replaces its policy as `fw apply` would. \
+             Add --force to `fw up` to do it anyway, or bring the interface up without \
+             --config and try the file on probation with `fw apply FILE --confirm SECS --force`."
         ),
         Refused::Deny(cmd) => write!(
             s,

@@ -22,8 +22,21 @@ use crate::{
         names::{name_bytes, name_from_bytes},
         record::Record,
     },
-    ops::{conntrack::seed, reconfigure::apply_config},
+    ops::{
+        conntrack::seed,
+        guard::{self, Refused},
+        reconfigure::apply_config,
+    },
 };
+
+/// The config `fw up` was given (`--config`, `--dry-run`), the file it came
+/// from, and whether it may shut out the session's peers (`--force`).
+#[derive(Clone, Copy, Debug)]
+pub struct Given<'a> {
+    pub config: &'a Config,
+    pub file: Option<&'a Record>,
+    pub force: bool,
+}
 
 /// How fw's two programs are attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,17 +67,18 @@ pub struct Attached {
 }
 
 /// Loads fw (if not loaded under `pins`) and attaches it to `ifaces`.
-/// `config` is applied on a fresh load, or when given explicitly; `file`
-/// is the config file it came from, recorded as the one changes are
-/// written back to.
+/// A given config is applied on a fresh load, or replaces the running one
+/// (judged by the lockout guard first, as `fw apply` is, unless forced); its
+/// file is recorded as the one changes are written back to.
 pub fn up(
     pins: &PinDir,
     names_: &[String],
     hooks: Hooks,
-    config: Option<&Config>,
-    file: Option<&Record>,
+    given: Option<Given<'_>>,
 ) -> Result<UpReport> {
     require_root("fw up")?;
+    let config = given.map(|g| g.config);
+    let file = given.and_then(|g| g.file);
     let _lock = crate::ops::lock::take()?;
     let default_cfg = Config::default();
     let mut wanted: Vec<String> = names_.to_vec();
@@ -114,8 +128,12 @@ pub fn up(
         if let Some(i) = ifaces.iter().find(|i| entry(&meta, &i.name).is_some()) {
             return Err(Error::AlreadyUp(i.name.clone()));
         }
-        if let Some(cfg) = config {
-            apply_config(pins, cfg)?;
+        if let Some(g) = given {
+            if !g.force {
+                let old = running::config(&maps)?;
+                guard::guard(&maps, &old.policy, &g.config.policy, Refused::Up)?;
+            }
+            apply_config(pins, g.config)?;
             if file.is_some() {
                 running::set_recorded(&maps, file)?;
             }

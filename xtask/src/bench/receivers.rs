@@ -280,7 +280,6 @@ impl Receiver {
                             ..Hooks::default()
                         },
                         None,
-                        None,
                     )
                     .map_err(anyhow::Error::from)
                 })?
