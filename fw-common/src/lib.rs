@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -30,10 +30,13 @@ pub enum Reason {
     /// A DHCPv4 server's reply to this host's client (UDP 67 -> 68), passed
     /// so the client's packet socket gets it, as it would behind netfilter.
     Dhcp = 12,
+    /// The source is in a blocklist set (`fw block`): checked before
+    /// everything else, established flows included.
+    Blocked = 13,
 }
 
 /// Number of reasons in use.
-pub const REASON_COUNT: usize = 13;
+pub const REASON_COUNT: usize = 14;
 /// Counter slots reserved per interface (room to add reasons without a
 /// layout change of the counter map).
 pub const REASON_SLOTS: u32 = 16;
@@ -53,6 +56,7 @@ impl Reason {
         Reason::Fragment,
         Reason::WouldReject,
         Reason::Dhcp,
+        Reason::Blocked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Reason {
             Reason::Fragment => "fragment",
             Reason::WouldReject => "would_reject",
             Reason::Dhcp => "dhcp",
+            Reason::Blocked => "blocked",
         }
     }
 
@@ -209,6 +214,56 @@ pub const SRC_KEY_FIXED_BITS: u32 = 32;
 /// not preallocated, so the size costs kernel memory only per entry used.
 pub const SRC_DEFAULT_ENTRIES: u32 = 65_536;
 
+/// Blocklists: one LPM trie per family (`BLOCK_V4`, key data the 4 address
+/// bytes; `BLOCK_V6`, the 16), shared by every block set, so a packet costs
+/// one lookup whatever the number of sets. A prefix held by several sets is
+/// one entry whose `sets` has a bit per set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockValue {
+    /// When the block ends, on the kernel side's clock
+    /// (`bpf_ktime_get_coarse_ns`); 0: never. 0 as soon as one set holds
+    /// the prefix without an end. An entry past its end counts as absent.
+    pub expires_ns: u64,
+    /// Packets dropped by this entry (atomic adds from every CPU).
+    pub hits: u64,
+    /// The latest end among the sets holding the prefix for a time (0:
+    /// none does); userspace bookkeeping, so removing a set that holds the
+    /// prefix for good leaves the timed ban it had.
+    pub timed_expires_ns: u64,
+    /// Bit `i`: block set `i` holds the prefix.
+    pub sets: u32,
+    /// Bit `i`: block set `i` holds it without an end.
+    pub permanent: u32,
+    /// The entry's own prefix length (the trie returns the longest match
+    /// of an address, and says not which): the kernel side looks past an
+    /// expired entry to a shorter one with it, userspace tells an exact
+    /// entry from a covering one.
+    pub prefix_len: u32,
+    pub _pad: u32,
+}
+
+/// Block sets: ids 0..BLOCK_MAX_SETS, one bit each in `BlockValue.sets`.
+pub const BLOCK_MAX_SETS: u32 = 32;
+/// Longest set name (bytes).
+pub const BLOCK_SET_NAME_MAX: usize = 32;
+/// Default size of `BLOCK_V4` and of `BLOCK_V6` (`[capacity]
+/// block_prefixes`): the tries are not preallocated, so the size costs
+/// kernel memory only per entry used.
+pub const BLOCK_DEFAULT_ENTRIES: u32 = 1_000_000;
+/// Expired entries the kernel side looks past (to a shorter prefix holding
+/// the address) before it calls the address not blocked.
+pub const BLOCK_EXPIRED_HOPS: u32 = 8;
+
+/// A block set's name, `BLOCK_SETS[id]`; an all-zero name is a free id.
+/// Userspace only: the programs never read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockSet {
+    /// NUL-padded.
+    pub name: [u8; BLOCK_SET_NAME_MAX],
+}
+
 /// How a rejected packet is answered.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +315,10 @@ pub struct Config {
     pub ct_udp_ns: u64,
     pub ct_udp_stream_ns: u64,
     pub ct_icmp_ns: u64,
+    /// A `RejectKind`: how packets from a blocked source are answered
+    /// (`[block] with`, `Drop` by default).
+    pub block_kind: u32,
+    pub _pad: u32,
 }
 
 const SEC: u64 = 1_000_000_000;
@@ -278,6 +337,8 @@ impl Config {
         ct_udp_ns: 30 * SEC,
         ct_udp_stream_ns: 120 * SEC,
         ct_icmp_ns: 30 * SEC,
+        block_kind: RejectKind::Drop as u32,
+        _pad: 0,
     };
 }
 
@@ -528,9 +589,12 @@ pub mod maps {
     pub const META: &str = "META";
     pub const CT_STATS: &str = "CT_STATS";
     pub const CONFIG_FILE: &str = "CONFIG_FILE";
+    pub const BLOCK_V4: &str = "BLOCK_V4";
+    pub const BLOCK_V6: &str = "BLOCK_V6";
+    pub const BLOCK_SETS: &str = "BLOCK_SETS";
     /// The maps fw pins (the per-CPU scratch maps of the programs are not
     /// state and stay unpinned).
-    pub const PINNED: [&str; 13] = [
+    pub const PINNED: [&str; 16] = [
         COUNTERS,
         IFACE_SLOT,
         PORTS,
@@ -543,6 +607,9 @@ pub mod maps {
         EVENTS,
         CT_STATS,
         CONFIG_FILE,
+        BLOCK_V4,
+        BLOCK_V6,
+        BLOCK_SETS,
         META,
     ];
 }
@@ -564,6 +631,6 @@ mod pod {
     }
     pod!(
         Counter, SrcKey, Config, Bucket, FlowKey, FlowValue, FragKey, FragValue, Event, IfaceMeta,
-        Meta, ConfigFile,
+        Meta, ConfigFile, BlockValue, BlockSet,
     );
 }

@@ -1,13 +1,13 @@
-//! The XDP program: parse, then the seed policy in order (fragments,
-//! ESTABLISHED, RELATED, NDP, ports, DHCP client replies, REJECT), then
-//! count.
+//! The XDP program: parse, then the blocklists, then the seed policy in
+//! order (fragments, ESTABLISHED, RELATED, NDP, ports, DHCP client replies,
+//! REJECT), then count.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
-use fw_common::{Config, Reason, CFG_DRY_RUN};
+use fw_common::{Config, Reason, RejectKind, CFG_DRY_RUN};
 
 use crate::{
-    conntrack, counters, events, frag,
+    block, conntrack, counters, events, frag,
     frame::Frame,
     maps::{CONFIG, PKT},
     parse::{
@@ -56,7 +56,17 @@ fn decide(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     if is_martian(p) {
         return (xdp_action::XDP_DROP, Reason::Martian);
     }
-    if p.frag == FRAG_LATER {
+    // Before everything else, later fragments and established flows
+    // included: a banned source's sessions end (as with a ban at the top of
+    // INPUT). Loopback never gets here (fw does not attach to lo).
+    let blocked = block::blocked(p, now);
+    let judged = if blocked {
+        if cfg.flags & CFG_DRY_RUN != 0 {
+            Judged::Done(xdp_action::XDP_PASS, Reason::WouldReject)
+        } else {
+            Judged::Reject(RejectKind::from_u32(cfg.block_kind))
+        }
+    } else if p.frag == FRAG_LATER {
         return match frag::lookup(p) {
             Some(v) if v.pass != 0 => (
                 xdp_action::XDP_PASS,
@@ -64,45 +74,70 @@ fn decide(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
             ),
             _ => (xdp_action::XDP_DROP, Reason::Fragment),
         };
-    }
-    let (action, reason) = verdict(ctx, p, cfg, now);
-    if p.frag == FRAG_FIRST {
+    } else {
+        verdict(ctx, p, cfg, now)
+    };
+    // One place answers, for the policy's rejects and the blocked alike
+    // (one copy of the answering code in the program).
+    let (action, reason) = match judged {
+        Judged::Done(action, reason) => (action, reason),
+        Judged::Reject(kind) => {
+            let (action, reason) = reject::answer(ctx, p, cfg, kind, now);
+            if blocked {
+                // Answered when `[block] with` says so and the packet may
+                // be answered at all (within the reject rate); counted as
+                // blocked either way.
+                let sent = action == xdp_action::XDP_TX;
+                let action = if sent { action } else { xdp_action::XDP_DROP };
+                (action, Reason::Blocked)
+            } else {
+                (action, reason)
+            }
+        }
+    };
+    if !blocked && p.frag == FRAG_FIRST {
         frag::remember(p, reason, action == xdp_action::XDP_PASS);
     }
     (action, reason)
 }
 
+/// What the policy made of a packet: decided, or to be rejected as `kind`.
+enum Judged {
+    Done(u32, Reason),
+    Reject(RejectKind),
+}
+
 #[inline(always)]
-fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
+fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
     if conntrack::ingress(cfg, p, now) {
-        return (xdp_action::XDP_PASS, Reason::Established);
+        return Judged::Done(xdp_action::XDP_PASS, Reason::Established);
     }
     if is_icmp(p) {
         if is_related_candidate(p.proto, p.icmp_type) {
             if let Some(q) = parse::quoted(ctx, p) {
                 if conntrack::known(cfg, &conntrack::quoted_key(&q, p.family), now) {
-                    return (xdp_action::XDP_PASS, Reason::Related);
+                    return Judged::Done(xdp_action::XDP_PASS, Reason::Related);
                 }
             }
         }
         if is_ndp(p) {
-            return (xdp_action::XDP_PASS, Reason::Ndp);
+            return Judged::Done(xdp_action::XDP_PASS, Reason::Ndp);
         }
     }
     if let Some(idx) = policy::allowed(p) {
         counters::count_port(idx);
         conntrack::accept_new(p, now);
-        return (xdp_action::XDP_PASS, Reason::Port);
+        return Judged::Done(xdp_action::XDP_PASS, Reason::Port);
     }
     // After conntrack and the ports: a unicast renewal's answer to the
     // client's UDP socket stays `established`, an open udp 68 stays `port`,
     // as under the reference. Not a flow of its own (netfilter's INPUT
     // never accepts it either).
     if policy::dhcp_client_reply(cfg, p) {
-        return (xdp_action::XDP_PASS, Reason::Dhcp);
+        return Judged::Done(xdp_action::XDP_PASS, Reason::Dhcp);
     }
     if cfg.flags & CFG_DRY_RUN != 0 {
-        return (xdp_action::XDP_PASS, Reason::WouldReject);
+        return Judged::Done(xdp_action::XDP_PASS, Reason::WouldReject);
     }
-    reject::answer(ctx, p, cfg, now)
+    Judged::Reject(RejectKind::from_u32(cfg.reject_kind))
 }

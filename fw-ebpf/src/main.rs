@@ -1,11 +1,15 @@
 //! fw's kernel side: the XDP ingress policy and the TC egress conntrack feed.
 //!
 //! Stages live in their own modules, in the order a packet meets them:
-//! `parse` -> `frag` -> `conntrack` -> `policy` -> `reject`, with `counters`
+//! `parse` -> `block` -> `frag` -> `conntrack` -> `policy` -> `reject`, with `counters`
 //! and `events` recording the outcome.
 #![no_std]
 #![no_main]
+// BPF's atomic add for the blocklist's hit counters (see block.rs).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
+mod block;
 mod checksum;
 mod conntrack;
 mod counters;

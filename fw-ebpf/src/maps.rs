@@ -6,9 +6,10 @@ use aya_ebpf::{
     maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use fw_common::{
-    Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey, FragValue, Meta, SrcKey,
-    COUNTER_ENTRIES, CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX,
-    PORT_ENTRIES, SRC_DEFAULT_ENTRIES,
+    BlockSet, BlockValue, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey,
+    FragValue, Meta, SrcKey, BLOCK_DEFAULT_ENTRIES, BLOCK_MAX_SETS, COUNTER_ENTRIES,
+    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
+    SRC_DEFAULT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -34,6 +35,21 @@ pub static PORT_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PORT_ENTR
 #[map]
 pub static ALLOW_SRC: LpmTrie<SrcKey, u8> =
     LpmTrie::with_max_entries(SRC_DEFAULT_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Blocked IPv4 prefixes of every block set (key data: the address, network
+/// order). Sized at load by `[capacity] block_prefixes`.
+#[map]
+pub static BLOCK_V4: LpmTrie<[u8; 4], BlockValue> =
+    LpmTrie::with_max_entries(BLOCK_DEFAULT_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Blocked IPv6 prefixes, as `BLOCK_V4`.
+#[map]
+pub static BLOCK_V6: LpmTrie<[u8; 16], BlockValue> =
+    LpmTrie::with_max_entries(BLOCK_DEFAULT_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Block set names by id; never read here.
+#[map]
+pub static BLOCK_SETS: Array<BlockSet> = Array::with_max_entries(BLOCK_MAX_SETS, 0);
 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

@@ -29,11 +29,16 @@ const V4_MAX_QUOTE: usize = 576 - 20 - 8;
 /// RFC 4443 2.4(c): an ICMPv6 error stays within the minimum MTU.
 const V6_MAX_QUOTE: usize = 1280 - 40 - 8;
 
-/// Answers (or not) a packet the policy rejects. Returns the action and the
-/// reason it is counted under.
+/// Answers (or not) a packet the policy rejects, as `kind` says. Returns
+/// the action and the reason it is counted under.
 #[inline(always)]
-pub fn answer(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
-    let kind = RejectKind::from_u32(cfg.reject_kind);
+pub fn answer(
+    ctx: &XdpContext,
+    p: &Pkt,
+    cfg: &Config,
+    kind: RejectKind,
+    now: u64,
+) -> (u32, Reason) {
     let answers_error = is_icmp(p) && is_icmp_error(p.proto, p.icmp_type);
     let tcp_rst = kind == RejectKind::TcpReset && p.proto == IPPROTO_TCP;
     if kind == RejectKind::Drop

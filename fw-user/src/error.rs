@@ -190,6 +190,19 @@ pub enum Error {
         rollback: Box<Error>,
     },
 
+    /// A blocklist command refused (unknown set, no room, ...); the text
+    /// says what and what to do. Nothing was changed.
+    #[error("{0}")]
+    Block(String),
+
+    /// A bad line in a block set file; nothing was changed.
+    #[error("{}:{line}: {reason}; nothing was changed", path.display())]
+    SetFile {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
     #[error("nothing to confirm: no `fw apply --confirm` is waiting (pin dir {0})")]
     NothingPending(PathBuf),
 

@@ -17,17 +17,18 @@ use fw_user::{
         xdp::Mode,
     },
     model::{
+        blocklist::{self, DEFAULT_SET},
         config::Config,
         policy::{parse_prefix, PortRange, Proto},
         record::{unrecorded_note, Source},
     },
     ops::{
-        apply, conntrack as ops_ct, control, foreground,
+        apply, block, conntrack as ops_ct, control, foreground,
         persist::{self, Save, Saved},
         up_down,
     },
     watch::{
-        conntrack, exporter, log,
+        blocks, conntrack, exporter, log,
         stats::{self, Stats},
         status::{Health, Status},
         top,
@@ -262,6 +263,62 @@ enum Cmd {
         after_help = "Examples:\n  fw man > /usr/local/share/man/man8/fw.8\n  fw man | man -l -"
     )]
     Man,
+    /// Block sources: their packets are dropped before anything else,
+    /// established flows included (`[block] with` can answer them instead).
+    #[command(
+        after_help = "Examples:\n  fw block 203.0.113.7\n  fw block 198.51.100.0/24 2001:db8:bad::/48 --for 1h --set abuse\n  fw block --file /etc/fw/drop.txt --set spamhaus"
+    )]
+    Block {
+        /// Addresses or prefixes (v4 or v6), e.g. 203.0.113.7 198.51.100.0/24.
+        #[arg(value_name = "ADDR|CIDR", required_unless_present = "file")]
+        prefixes: Vec<String>,
+        /// End the block after DURATION (600, 600s, 10m, 1h30m, 2d); without
+        /// it the block has no end. Blocking a prefix again sets a new end.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// The block set to put them in (made when new; default `default`).
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
+        /// Replace the whole set with FILE's prefixes (one per line, `#`/`;`
+        /// comments, or `ipset save` output); needs --set.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["prefixes", "duration"])]
+        file: Option<PathBuf>,
+        /// Block even a prefix holding the SSH session (or another connection)
+        /// running this command: it would drop at once.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Unblock sources: take them out of a block set (of every set without --set).
+    #[command(
+        after_help = "Examples:\n  fw unblock 203.0.113.7\n  fw unblock 198.51.100.0/24 --set abuse\n  fw unblock --all --set fail2ban"
+    )]
+    Unblock {
+        /// Addresses or prefixes, as they were blocked.
+        #[arg(value_name = "ADDR|CIDR", required_unless_present = "all")]
+        prefixes: Vec<String>,
+        /// Only from this set.
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
+        /// Every prefix of the set given with --set.
+        #[arg(long, requires = "set", conflicts_with = "prefixes")]
+        all: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List blocked prefixes: set, time left, packets dropped.
+    #[command(
+        after_help = "Examples:\n  fw blocks\n  fw blocks --set fail2ban\n  fw blocks --json"
+    )]
+    Blocks {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Only this set's prefixes.
+        #[arg(long, value_name = "NAME")]
+        set: Option<String>,
+    },
     /// List tracked flows (state, age, time left), or delete them with --flush.
     #[command(
         after_help = "Examples:\n  fw conntrack --proto tcp --port 22\n  fw conntrack --src 198.51.100.0/24 --json\n  fw conntrack --flush --proto udp"
@@ -379,6 +436,8 @@ impl Cmd {
             | Cmd::Allow { wait, .. }
             | Cmd::Deny { wait, .. }
             | Cmd::Save { wait, .. }
+            | Cmd::Block { wait, .. }
+            | Cmd::Unblock { wait, .. }
             | Cmd::Apply { wait, .. } => Some(wait.secs),
             Cmd::Conntrack { wait, .. } => *wait,
             _ => None,
@@ -697,6 +756,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 out!("{}", conntrack::render(&rows));
+            }
+        }
+        Cmd::Block {
+            prefixes,
+            duration,
+            set,
+            file,
+            force,
+            wait: _,
+        } => {
+            require_root("fw block")?;
+            let r = match file {
+                Some(file) => {
+                    let Some(set) = set else {
+                        anyhow::bail!(
+                            "fw block --file needs --set NAME: the set the file's prefixes replace"
+                        );
+                    };
+                    blocklist::check_set_name(&set)?;
+                    let text = std::fs::read_to_string(&file).map_err(|e| {
+                        anyhow::anyhow!("reading the set file {}: {e}", file.display())
+                    })?;
+                    let nets = blocklist::parse_set_file(&text, &file)?;
+                    block::replace_set(&pins, &set, &nets, force, &file)?
+                }
+                None => {
+                    let nets = prefixes
+                        .iter()
+                        .map(|s| parse_prefix(s))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let until = duration
+                        .as_deref()
+                        .map(blocklist::parse_duration)
+                        .transpose()?;
+                    let set = set.as_deref().unwrap_or(DEFAULT_SET);
+                    block::block(&pins, &nets, set, until, force)?
+                }
+            };
+            out!("{}", r.render());
+        }
+        Cmd::Unblock {
+            prefixes,
+            set,
+            all,
+            wait: _,
+        } => {
+            require_root("fw unblock")?;
+            let r = match (all, set.as_deref()) {
+                (true, Some(set)) => block::unblock_all(&pins, set)?,
+                _ => {
+                    let nets = prefixes
+                        .iter()
+                        .map(|s| parse_prefix(s))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    block::unblock(&pins, &nets, set.as_deref())?
+                }
+            };
+            out!("{}", r.render());
+        }
+        Cmd::Blocks { json, set } => {
+            let rows = blocks::list(&FwMaps::open(&pins)?, set.as_deref())?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                out!("{}", blocks::render(&rows));
             }
         }
         Cmd::Ports { json } => {

@@ -293,6 +293,8 @@ fn config() -> impl Strategy<Value = Config> {
         vec(iface_name(), 0..3),
         any::<bool>(),
         any::<bool>(),
+        reject_with(),
+        fw_user::model::config::BLOCK_PREFIXES,
     )
         .prop_map(
             |(
@@ -305,6 +307,8 @@ fn config() -> impl Strategy<Value = Config> {
                 interfaces,
                 dry_run,
                 dhcp_client,
+                block_with,
+                block_prefixes,
             )| {
                 let mut policy = Policy::default();
                 for (proto, r, nets) in rules {
@@ -320,6 +324,8 @@ fn config() -> impl Strategy<Value = Config> {
                     interfaces,
                     dry_run,
                     dhcp_client,
+                    block_with,
+                    block_prefixes,
                 }
             },
         )

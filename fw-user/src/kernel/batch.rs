@@ -249,3 +249,186 @@ impl Drop for MappedU32 {
         unsafe { libc::munmap(self.base, self.len) };
     }
 }
+
+/// Every entry of a hash-like map (an LPM trie, say) with `key_size`-byte
+/// keys and `value_size`-byte values, `chunk` at a time
+/// (BPF_MAP_LOOKUP_BATCH; the kernel walks the map with get_next_key), or
+/// key by key where the kernel has no batch lookup for the map: the keys
+/// and the values, each concatenated, in the kernel's order.
+pub fn lookup_all(
+    fd: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    chunk: usize,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    let mut in_batch: Option<Vec<u8>> = None;
+    let mut out_batch = vec![0u8; key_size];
+    let mut kbuf = vec![0u8; chunk * key_size];
+    let mut vbuf = vec![0u8; chunk * value_size];
+    loop {
+        // SAFETY: an all-zero bpf_attr is its documented "no options" state.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing plain integers into the `batch` member of the union.
+        let b = unsafe { &mut attr.batch };
+        b.in_batch = in_batch.as_ref().map_or(0, |k| k.as_ptr() as u64);
+        b.out_batch = out_batch.as_mut_ptr() as u64;
+        b.keys = kbuf.as_mut_ptr() as u64;
+        b.values = vbuf.as_mut_ptr() as u64;
+        b.count = chunk as u32;
+        b.map_fd = fd.as_raw_fd() as u32;
+        let r = sys_bpf(bpf_cmd::BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // SAFETY: the kernel wrote how many entries it copied into `batch`.
+        let got = unsafe { attr.batch.count } as usize;
+        keys.extend_from_slice(&kbuf[..got * key_size]);
+        values.extend_from_slice(&vbuf[..got * value_size]);
+        match r {
+            Ok(()) if got > 0 => {}
+            // ENOENT: the walk reached the end.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) if unsupported(&e) && keys.is_empty() => {
+                return lookup_one_by_one(fd, key_size, value_size)
+            }
+            Err(e) => return Err(e),
+            Ok(()) => break,
+        }
+        in_batch = Some(out_batch.clone());
+    }
+    Ok((keys, values))
+}
+
+/// [`lookup_all`] with BPF_MAP_GET_NEXT_KEY and BPF_MAP_LOOKUP_ELEM.
+fn lookup_one_by_one(
+    fd: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    let mut prev: Option<Vec<u8>> = None;
+    let mut key = vec![0u8; key_size];
+    let mut value = vec![0u8; value_size];
+    loop {
+        // SAFETY: an all-zero bpf_attr is its documented "no options" state.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing plain integers into the element member of the union.
+        let e = unsafe { &mut attr.__bindgen_anon_2 };
+        e.map_fd = fd.as_raw_fd() as u32;
+        e.key = prev.as_ref().map_or(0, |k| k.as_ptr() as u64);
+        e.__bindgen_anon_1.next_key = key.as_mut_ptr() as u64;
+        match sys_bpf(bpf_cmd::BPF_MAP_GET_NEXT_KEY, &mut attr) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Err(e) => return Err(e),
+        }
+        match elem(bpf_cmd::BPF_MAP_LOOKUP_ELEM, fd, &key, Some(&mut value)) {
+            Ok(()) => {
+                keys.extend_from_slice(&key);
+                values.extend_from_slice(&value);
+            }
+            // Deleted meanwhile.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        prev = Some(key.clone());
+    }
+    Ok((keys, values))
+}
+
+/// One BPF_MAP_{LOOKUP,UPDATE,DELETE}_ELEM call on `key` (and `value`: read
+/// into for a lookup, written from for an update).
+fn elem(cmd: bpf_cmd, fd: BorrowedFd<'_>, key: &[u8], value: Option<&mut [u8]>) -> io::Result<()> {
+    // SAFETY: an all-zero bpf_attr is its documented "no options" state.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing plain integers into the element member of the union.
+    let e = unsafe { &mut attr.__bindgen_anon_2 };
+    e.map_fd = fd.as_raw_fd() as u32;
+    e.key = key.as_ptr() as u64;
+    if let Some(v) = value {
+        e.__bindgen_anon_1.value = v.as_mut_ptr() as u64;
+    }
+    sys_bpf(cmd, &mut attr)
+}
+
+/// Writes `count` entries (`keys` and `values` concatenated) with one
+/// BPF_MAP_UPDATE_BATCH call per `chunk` (one BPF_MAP_UPDATE_ELEM per entry
+/// where the kernel has no batch update for the map); the kernel stops at
+/// the first entry it refuses. Returns how many were written and the
+/// error, if any.
+pub fn update(
+    fd: BorrowedFd<'_>,
+    keys: &[u8],
+    values: &[u8],
+    count: usize,
+    chunk: usize,
+) -> (usize, Option<io::Error>) {
+    write_batch(fd, keys, Some(values), count, chunk)
+}
+
+/// Deletes `count` entries (`keys` concatenated) as [`update`] writes them
+/// (BPF_MAP_DELETE_BATCH, else BPF_MAP_DELETE_ELEM); the kernel stops at
+/// the first key it cannot delete (ENOENT for a key that is not there).
+pub fn delete(
+    fd: BorrowedFd<'_>,
+    keys: &[u8],
+    count: usize,
+    chunk: usize,
+) -> (usize, Option<io::Error>) {
+    write_batch(fd, keys, None, count, chunk)
+}
+
+/// [`update`] (with `values`) or [`delete`] (without).
+fn write_batch(
+    fd: BorrowedFd<'_>,
+    keys: &[u8],
+    values: Option<&[u8]>,
+    count: usize,
+    chunk: usize,
+) -> (usize, Option<io::Error>) {
+    if count == 0 {
+        return (0, None);
+    }
+    let (batch_cmd, elem_cmd) = match values {
+        Some(_) => (bpf_cmd::BPF_MAP_UPDATE_BATCH, bpf_cmd::BPF_MAP_UPDATE_ELEM),
+        None => (bpf_cmd::BPF_MAP_DELETE_BATCH, bpf_cmd::BPF_MAP_DELETE_ELEM),
+    };
+    let ks = keys.len() / count;
+    let vs = values.map_or(0, |v| v.len() / count);
+    let mut done = 0;
+    while done < count {
+        let n = chunk.min(count - done);
+        // SAFETY: an all-zero bpf_attr is its documented "no options" state.
+        let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: writing plain integers into the `batch` member of the union.
+        let b = unsafe { &mut attr.batch };
+        b.keys = keys[done * ks..].as_ptr() as u64;
+        b.values = values.map_or(0, |v| v[done * vs..].as_ptr() as u64);
+        b.count = n as u32;
+        b.map_fd = fd.as_raw_fd() as u32;
+        let r = sys_bpf(batch_cmd, &mut attr);
+        // SAFETY: the kernel wrote how many entries it handled into `batch`.
+        let handled = (unsafe { attr.batch.count } as usize).min(n);
+        done += handled;
+        match r {
+            Err(e) if unsupported(&e) && done == 0 => break,
+            Err(e) => return (done, Some(e)),
+            Ok(()) if handled == 0 => {
+                return (
+                    done,
+                    Some(io::Error::other("a batch call handled no entry")),
+                )
+            }
+            Ok(()) => {}
+        }
+    }
+    // No batch ops for this map: one call per entry.
+    while done < count {
+        let key = &keys[done * ks..(done + 1) * ks];
+        // The kernel only reads the value of an update.
+        let mut value = values.map(|v| v[done * vs..(done + 1) * vs].to_vec());
+        if let Err(e) = elem(elem_cmd, fd, key, value.as_deref_mut()) {
+            return (done, Some(e));
+        }
+        done += 1;
+    }
+    (done, None)
+}

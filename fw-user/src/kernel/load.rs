@@ -29,6 +29,8 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
     let mut ebpf: Ebpf = EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
         .map_max_entries(names::ALLOW_SRC, cfg.source_prefixes)
+        .map_max_entries(names::BLOCK_V4, cfg.block_prefixes)
+        .map_max_entries(names::BLOCK_V6, cfg.block_prefixes)
         .load(EBPF_OBJECT)?;
     // META is pinned last, with its content (below).
     for name in names::PINNED.into_iter().filter(|&n| n != names::META) {

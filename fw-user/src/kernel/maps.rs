@@ -1,14 +1,19 @@
 //! Typed access to fw's pinned maps: the only place that reads or writes them.
-use std::{collections::BTreeMap, mem::size_of, os::fd::AsFd as _};
+use std::{
+    collections::BTreeMap,
+    mem::size_of,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd as _,
+};
 
 use aya::maps::{
     lpm_trie::{Key, LpmTrie},
     Array, HashMap, Map, MapData, MapInfo, PerCpuArray, RingBuf,
 };
 use fw_common::{
-    maps as names, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey, FragValue,
-    Meta, SrcKey, COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT,
-    REASON_SLOTS, SRC_KEY_FIXED_BITS,
+    maps as names, BlockSet, BlockValue, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue,
+    FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES,
+    REASON_COUNT, REASON_SLOTS, SRC_KEY_FIXED_BITS,
 };
 use ipnet::IpNet;
 
@@ -26,7 +31,7 @@ use crate::{
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
 /// was made by another fw build.
-fn expected_layout() -> [(&'static str, u32, u32); 13] {
+fn expected_layout() -> [(&'static str, u32, u32); 16] {
     [
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
@@ -49,6 +54,9 @@ fn expected_layout() -> [(&'static str, u32, u32); 13] {
         (names::CT_STATS, 4, 8),
         (names::CONFIG_FILE, 4, size_of::<ConfigFile>() as u32),
         (names::META, 4, size_of::<Meta>() as u32),
+        (names::BLOCK_V4, 4 + 4, size_of::<BlockValue>() as u32),
+        (names::BLOCK_V6, 4 + 16, size_of::<BlockValue>() as u32),
+        (names::BLOCK_SETS, 4, size_of::<BlockSet>() as u32),
     ]
 }
 
@@ -501,6 +509,220 @@ impl FwMaps {
         };
         source_sets::write(&mut backend, &change)
     }
+}
+
+/// The blocklist tries, their set names and their room.
+impl FwMaps {
+    fn block_fd(&self, v6: bool) -> Result<MapData> {
+        let name = block_map(v6);
+        MapData::from_pin(self.pins.map(name)).map_err(Error::map(name))
+    }
+
+    /// Block set names by id (`None`: a free id).
+    pub fn block_sets(&self) -> Result<Vec<Option<String>>> {
+        let a = self.array::<BlockSet>(names::BLOCK_SETS)?;
+        (0..fw_common::BLOCK_MAX_SETS)
+            .map(|id| {
+                let s = a.get(&id, 0).map_err(Error::map(names::BLOCK_SETS))?;
+                let end = s.name.iter().position(|&b| b == 0).unwrap_or(s.name.len());
+                Ok((end > 0).then(|| String::from_utf8_lossy(&s.name[..end]).into_owned()))
+            })
+            .collect()
+    }
+
+    /// Names block set `id` (`None`: frees the id).
+    pub fn set_block_set(&self, id: u32, name: Option<&str>) -> Result<()> {
+        let mut s = BlockSet::default();
+        if let Some(n) = name {
+            let b = n.as_bytes();
+            let len = b.len().min(s.name.len());
+            s.name[..len].copy_from_slice(&b[..len]);
+        }
+        self.array::<BlockSet>(names::BLOCK_SETS)?
+            .set(id, s, 0)
+            .map_err(Error::map(names::BLOCK_SETS))
+    }
+
+    /// Entries each blocklist trie holds at most (`[capacity] block_prefixes`).
+    pub fn block_capacity(&self) -> Result<u32> {
+        MapInfo::from_pin(self.pins.map(names::BLOCK_V4))
+            .map(|i| i.max_entries())
+            .map_err(Error::map(names::BLOCK_V4))
+    }
+
+    /// Every blocklist entry of one family (expired ones included), batch
+    /// by batch, else key by key.
+    pub fn block_entries(&self, v6: bool) -> Result<Vec<(IpNet, BlockValue)>> {
+        let md = self.block_fd(v6)?;
+        let ks = block_key_size(v6);
+        let vs = size_of::<BlockValue>();
+        let (keys, values) = batch::lookup_all(md.fd().as_fd(), ks, vs, BLOCK_BATCH)
+            .map_err(|e| block_io(v6, "reading", e))?;
+        Ok(keys
+            .chunks_exact(ks)
+            .zip(values.chunks_exact(vs))
+            .filter_map(|(k, v)| Some((decode_block(k)?, value_from(v))))
+            .collect())
+    }
+
+    /// The entry of the longest blocked prefix holding `net` that is no
+    /// longer than it (its `prefix_len` says which prefix that is).
+    pub fn block_lookup(&self, net: &IpNet) -> Result<Option<BlockValue>> {
+        let v6 = matches!(net, IpNet::V6(_));
+        let name = block_map(v6);
+        let map = Map::from_map_data(self.block_fd(v6)?).map_err(Error::map(name))?;
+        let len = net.prefix_len() as u32;
+        let r = match net {
+            IpNet::V4(n) => LpmTrie::<MapData, [u8; 4], BlockValue>::try_from(map)
+                .map_err(Error::map(name))?
+                .get(&Key::new(len, n.addr().octets()), 0),
+            IpNet::V6(n) => LpmTrie::<MapData, [u8; 16], BlockValue>::try_from(map)
+                .map_err(Error::map(name))?
+                .get(&Key::new(len, n.addr().octets()), 0),
+        };
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(Error::map(name)(e)),
+        }
+    }
+
+    /// Writes blocklist entries (all of one family), batch by batch. The
+    /// kernel stops at the first it refuses: returns how many were written
+    /// and the error (ENOSPC: the trie is full).
+    pub fn block_write(&self, v6: bool, entries: &[(IpNet, BlockValue)]) -> BlockWrite {
+        let md = match self.block_fd(v6) {
+            Ok(md) => md,
+            Err(e) => return (0, Some(e)),
+        };
+        let mut keys = Vec::with_capacity(entries.len() * block_key_size(v6));
+        let mut values = Vec::with_capacity(entries.len() * size_of::<BlockValue>());
+        for (net, v) in entries {
+            encode_block(net, &mut keys);
+            values.extend_from_slice(value_bytes(v));
+        }
+        let (done, err) =
+            batch::update(md.fd().as_fd(), &keys, &values, entries.len(), BLOCK_BATCH);
+        (done, err.map(|e| block_io(v6, "writing", e)))
+    }
+
+    /// Removes blocklist entries (all of one family; absent ones are no
+    /// error), batch by batch.
+    pub fn block_remove(&self, v6: bool, nets: &[IpNet]) -> Result<()> {
+        let md = self.block_fd(v6)?;
+        let ks = block_key_size(v6);
+        let mut keys = Vec::with_capacity(nets.len() * ks);
+        for net in nets {
+            encode_block(net, &mut keys);
+        }
+        let mut from = 0;
+        while from < nets.len() {
+            let (done, err) = batch::delete(
+                md.fd().as_fd(),
+                &keys[from * ks..],
+                nets.len() - from,
+                BLOCK_BATCH,
+            );
+            from += done;
+            match err {
+                None => break,
+                // The kernel stops at a key that is not there: skip it.
+                Some(e) if e.raw_os_error() == Some(libc::ENOENT) => from += 1,
+                Some(e) => return Err(block_io(v6, "removing from", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Kernel memory of each blocklist trie (v4, v6), from the maps' fdinfo.
+    pub fn block_memory(&self) -> Result<(Option<u64>, Option<u64>)> {
+        Ok((
+            memlock(&self.block_fd(false)?, names::BLOCK_V4)?,
+            memlock(&self.block_fd(true)?, names::BLOCK_V6)?,
+        ))
+    }
+}
+
+/// Entries written, and the error that stopped the write.
+pub type BlockWrite = (usize, Option<Error>);
+
+/// Entries per batch syscall.
+const BLOCK_BATCH: usize = 16384;
+
+fn block_map(v6: bool) -> &'static str {
+    if v6 {
+        names::BLOCK_V6
+    } else {
+        names::BLOCK_V4
+    }
+}
+
+fn block_key_size(v6: bool) -> usize {
+    if v6 {
+        4 + 16
+    } else {
+        4 + 4
+    }
+}
+
+fn block_io(v6: bool, what: &str, e: std::io::Error) -> Error {
+    let name = block_map(v6);
+    if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)) {
+        return Error::Block(format!(
+            "the blocklist (map {name}) is full: it holds at most the `[capacity]              block_prefixes` of its load per family"
+        ));
+    }
+    Error::io(format!("{what} the blocklist (map {name})"), e)
+}
+
+/// An LPM-trie key (prefix length, then the address bytes) appended to `out`.
+fn encode_block(net: &IpNet, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(net.prefix_len() as u32).to_ne_bytes());
+    match net {
+        IpNet::V4(n) => out.extend_from_slice(&n.addr().octets()),
+        IpNet::V6(n) => out.extend_from_slice(&n.addr().octets()),
+    }
+}
+
+fn decode_block(k: &[u8]) -> Option<IpNet> {
+    let len = u32::from_ne_bytes(k.get(..4)?.try_into().ok()?) as u8;
+    let addr: IpAddr = match k.len() {
+        8 => Ipv4Addr::from(<[u8; 4]>::try_from(&k[4..8]).ok()?).into(),
+        20 => Ipv6Addr::from(<[u8; 16]>::try_from(&k[4..20]).ok()?).into(),
+        _ => return None,
+    };
+    IpNet::new(addr, len).ok()
+}
+
+fn value_bytes(v: &BlockValue) -> &[u8] {
+    // SAFETY: BlockValue is repr(C) plain integers without padding holes
+    // (explicit `_pad`); viewing it as bytes reads initialised memory.
+    unsafe {
+        std::slice::from_raw_parts(v as *const BlockValue as *const u8, size_of::<BlockValue>())
+    }
+}
+
+fn value_from(b: &[u8]) -> BlockValue {
+    let mut v = BlockValue::default();
+    let n = b.len().min(size_of::<BlockValue>());
+    // SAFETY: copies at most size_of::<BlockValue>() bytes into a repr(C)
+    // value of plain integers, for which any bytes are valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(b.as_ptr(), &mut v as *mut BlockValue as *mut u8, n);
+    }
+    v
+}
+
+/// The `memlock:` line of a map's fdinfo (its kernel memory).
+fn memlock(md: &MapData, name: &'static str) -> Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    let fd = md.fd().as_fd().as_raw_fd();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .map_err(|e| Error::io(format!("reading the fdinfo of map {name}"), e))?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok()))
 }
 
 /// Where a policy change is written: ALLOW_SRC, and PORTS through its

@@ -2,6 +2,7 @@
 //! object, attaching it (XDP, tcx or clsact), its maps, netlink, the socket
 //! table, interfaces, signals, /run/fw, and the few raw system calls.
 pub(crate) mod batch;
+pub mod blocks;
 pub mod clock;
 pub mod conntrack;
 pub mod egress;

@@ -47,5 +47,7 @@ pub fn config(maps: &FwMaps) -> Result<Config> {
             .collect(),
         dry_run: k.flags & fw_common::CFG_DRY_RUN != 0,
         dhcp_client: k.flags & fw_common::CFG_DHCP_CLIENT != 0,
+        block_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(k.block_kind)),
+        block_prefixes: maps.block_capacity()?,
     })
 }

@@ -27,6 +27,10 @@ pub struct Config {
     pub dry_run: bool,
     /// `[dhcp] client`: pass DHCPv4 server -> client replies (UDP 67 -> 68).
     pub dhcp_client: bool,
+    /// `[block] with`: how packets from a blocked source are answered.
+    pub block_with: RejectWith,
+    /// Size of each blocklist trie, per family (`[capacity] block_prefixes`).
+    pub block_prefixes: u32,
 }
 
 impl Default for Config {
@@ -41,6 +45,8 @@ impl Default for Config {
             interfaces: Vec::new(),
             dry_run: false,
             dhcp_client: true,
+            block_with: RejectWith::Drop,
+            block_prefixes: fw_common::BLOCK_DEFAULT_ENTRIES,
         }
     }
 }
@@ -59,6 +65,7 @@ struct File {
     conntrack: Option<Conntrack>,
     dhcp: Option<Dhcp>,
     capacity: Option<Capacity>,
+    block: Option<Block>,
 }
 
 #[derive(Deserialize)]
@@ -109,10 +116,19 @@ struct Dhcp {
 #[serde(deny_unknown_fields)]
 struct Capacity {
     source_prefixes: Option<Spanned<u32>>,
+    block_prefixes: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Block {
+    with: Option<RejectWith>,
 }
 
 /// Bounds of `[capacity] source_prefixes`.
 pub const SOURCE_PREFIXES: std::ops::RangeInclusive<u32> = 16..=4_194_304;
+/// Bounds of `[capacity] block_prefixes` (per family).
+pub const BLOCK_PREFIXES: std::ops::RangeInclusive<u32> = 16..=16_777_216;
 
 fn port_range(spec: &PortSpec) -> Result<PortRange> {
     match spec {
@@ -268,6 +284,23 @@ impl Config {
             )?;
             cfg.source_prefixes = *n.get_ref();
         }
+        if let Some(n) = file
+            .capacity
+            .as_ref()
+            .and_then(|c| c.block_prefixes.as_ref())
+        {
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "capacity.block_prefixes",
+                u64::from(*BLOCK_PREFIXES.start())..=u64::from(*BLOCK_PREFIXES.end()),
+                "",
+            )?;
+            cfg.block_prefixes = *n.get_ref();
+        }
+        if let Some(w) = file.block.as_ref().and_then(|b| b.with) {
+            cfg.block_with = w;
+        }
         let needed = cfg.policy.source_entries();
         if needed > cfg.source_prefixes as usize {
             return Err(bad(format!(
@@ -344,10 +377,11 @@ impl Config {
         );
         let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
         let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
+        let _ = writeln!(out, "\n[block]\nwith = \"{}\"", self.block_with.name());
         let _ = writeln!(
             out,
-            "\n[capacity]\nsource_prefixes = {}",
-            self.source_prefixes
+            "\n[capacity]\nsource_prefixes = {}\nblock_prefixes = {}",
+            self.source_prefixes, self.block_prefixes
         );
         out
     }
@@ -366,6 +400,7 @@ impl Config {
         }
         k.reject_rate = self.reject_rate;
         k.reject_burst = self.reject_burst;
+        k.block_kind = self.block_with.kind() as u32;
         k
     }
 }

@@ -256,6 +256,19 @@ pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
             running.conntrack_entries, file.conntrack_entries
         ));
     }
+    if file.block_with != running.block_with {
+        out.push(format!(
+            "blocked sources answered with {}, {what} says {}",
+            running.block_with.name(),
+            file.block_with.name()
+        ));
+    }
+    if file.block_prefixes != running.block_prefixes {
+        out.push(format!(
+            "block_prefixes {}, {what} says {} (from the next load on)",
+            running.block_prefixes, file.block_prefixes
+        ));
+    }
     out
 }
 

@@ -438,6 +438,37 @@ fn comm(pid: u32) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The peers of the session running this command that blocking `nets`
+/// would cut: the SSH session's client (`SSH_CONNECTION`) and the peers of
+/// connections this process or its ancestors hold (the sshd behind a sudo
+/// or a shell). A block cuts established flows too, so these sessions
+/// would drop at once and could not come back. Each with the prefix that
+/// covers it.
+pub fn block_hazards(nets: &[ipnet::IpNet]) -> Vec<(ipnet::IpNet, Who)> {
+    session_connections()
+        .into_iter()
+        .filter_map(|c| {
+            let ip = c.peer_ip?.to_canonical();
+            let net = nets.iter().find(|n| n.contains(&ip))?;
+            Some((*net, c.who))
+        })
+        .collect()
+}
+
+/// The refusal of a block, in words, with the command to go ahead anyway.
+pub fn explain_block(hazards: &[(ipnet::IpNet, Who)], cmd: &str) -> String {
+    let who: Vec<String> = hazards
+        .iter()
+        .map(|(net, who)| format!("{net} holds the peer of {who}"))
+        .collect();
+    format!(
+        "refusing to block: {}.\nA block cuts established flows as well: this session would \
+         drop at once and could not reconnect. Block a narrower prefix, or run `{cmd} --force` \
+         to block it anyway.",
+        who.join("; ")
+    )
+}
+
 /// Refuses the move from `old` to `new` when it would shut someone out.
 pub fn guard(maps: &FwMaps, old: &Policy, new: &Policy, refused: Refused<'_>) -> Result<()> {
     let hazards = check(maps, old, new)?;

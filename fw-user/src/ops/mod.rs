@@ -2,6 +2,7 @@
 //! (`allow`/`deny`, `apply`, `confirm`), write the config file back, all
 //! under one lock, guarded against locking the operator out.
 pub mod apply;
+pub mod block;
 pub mod conntrack;
 pub mod control;
 pub mod foreground;

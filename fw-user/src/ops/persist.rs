@@ -458,6 +458,14 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
         let t = sub_table(root, "capacity");
         set_value(t, "source_prefixes", Value::from(to.source_prefixes as i64));
     }
+    if from.block_prefixes != to.block_prefixes {
+        let t = sub_table(root, "capacity");
+        set_value(t, "block_prefixes", Value::from(to.block_prefixes as i64));
+    }
+    if from.block_with != to.block_with {
+        let t = sub_table(root, "block");
+        set_value(t, "with", Value::from(to.block_with.name()));
+    }
     if from.dhcp_client != to.dhcp_client {
         let t = sub_table(root, "dhcp");
         set_value(t, "client", Value::from(to.dhcp_client));

@@ -1,5 +1,6 @@
 //! Read-only views of a running fw: `status`, `stats`, `log`, `top`,
 //! `conntrack`, and the Prometheus exporter. They change nothing.
+pub mod blocks;
 pub mod conntrack;
 pub mod events;
 pub mod exporter;

@@ -78,6 +78,8 @@ pub struct Status {
     pub source_prefixes_max: Option<u32>,
     /// Distinct source lists (sets) the restricted ports use.
     pub source_sets: Option<usize>,
+    /// The blocklists: sets and their sizes, entries, room, memory.
+    pub blocklist: Option<crate::watch::blocks::Summary>,
     /// Pins without fw's META map: leftovers of an interrupted `fw up`/`fw down`.
     pub leftovers: bool,
     /// Link pins of interfaces fw does not list (an interrupted `fw up`).
@@ -272,6 +274,7 @@ impl Status {
             source_prefixes_used: None,
             source_prefixes_max: None,
             source_sets: None,
+            blocklist: None,
             leftovers: false,
             stray_links: Vec::new(),
             interrupted_apply: None,
@@ -312,6 +315,7 @@ impl Status {
         st.source_prefixes_used = Some(layout.keys);
         st.source_prefixes_max = Some(layout.max_entries);
         st.source_sets = Some(layout.sets_in_use());
+        st.blocklist = Some(crate::watch::blocks::summary(&maps)?);
         st.ingress_prog_id = program_id(pins, PROG_INGRESS).ok();
         st.egress_prog_id = program_id(pins, PROG_EGRESS).ok();
         for (name, id) in [
@@ -451,6 +455,27 @@ impl Status {
             self.source_prefixes_max.unwrap_or(0),
             self.source_sets.unwrap_or(0)
         );
+        if let Some(b) = &self.blocklist {
+            let sets: Vec<String> = b
+                .sets
+                .iter()
+                .map(|s| format!("{} ({} v4, {} v6)", s.name, s.v4, s.v6))
+                .collect();
+            let _ = writeln!(
+                out,
+                "blocklist: {} v4 + {} v6 of {} entries per family ([capacity] block_prefixes), \
+                 {:.1} MiB of kernel memory; sets: {}",
+                b.v4_entries,
+                b.v6_entries,
+                b.max_per_family,
+                b.memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0),
+                if sets.is_empty() {
+                    "none".to_string()
+                } else {
+                    sets.join(", ")
+                }
+            );
+        }
         let _ = writeln!(
             out,
             "{:<16} {:>7} {:<8} {:<6}",

@@ -113,6 +113,13 @@ fn plan_on(
             new.source_prefixes, old.source_prefixes
         ));
     }
+    if new.block_prefixes != old.block_prefixes {
+        notes.push(format!(
+            "[capacity] block_prefixes = {} takes effect at the next load (`fw down`, `fw up`); \
+             the running blocklist keeps {}",
+            new.block_prefixes, old.block_prefixes
+        ));
+    }
     if new.conntrack_entries != old.conntrack_entries {
         notes.push(format!(
             "[conntrack] entries = {} takes effect at the next load (`fw down`, `fw up`); \
@@ -241,6 +248,14 @@ impl Plan {
                 out,
                 "reject rate {}/s burst {} (was {}/s burst {})",
                 n.reject_rate, n.reject_burst, o.reject_rate, o.reject_burst
+            );
+        }
+        if o.block_with != n.block_with {
+            let _ = writeln!(
+                out,
+                "blocked sources answered with {} (was {})",
+                n.block_with.name(),
+                o.block_with.name()
             );
         }
         if o.dry_run != n.dry_run {
