@@ -270,33 +270,35 @@ impl Config {
             )?;
             cfg.conntrack_entries = *n.get_ref();
         }
-        if let Some(n) = file
-            .capacity
-            .as_ref()
-            .and_then(|c| c.source_prefixes.as_ref())
-        {
+        // A `[capacity]` key within its bounds.
+        let capacity = |key: &str,
+                        v: Option<&Spanned<u32>>,
+                        range: &std::ops::RangeInclusive<u32>|
+         -> Result<Option<u32>> {
+            let Some(n) = v else { return Ok(None) };
             within(
                 n.span(),
                 u64::from(*n.get_ref()),
-                "capacity.source_prefixes",
-                u64::from(*SOURCE_PREFIXES.start())..=u64::from(*SOURCE_PREFIXES.end()),
+                &format!("capacity.{key}"),
+                u64::from(*range.start())..=u64::from(*range.end()),
                 "",
             )?;
-            cfg.source_prefixes = *n.get_ref();
+            Ok(Some(*n.get_ref()))
+        };
+        let cap = file.capacity.as_ref();
+        if let Some(n) = capacity(
+            "source_prefixes",
+            cap.and_then(|c| c.source_prefixes.as_ref()),
+            &SOURCE_PREFIXES,
+        )? {
+            cfg.source_prefixes = n;
         }
-        if let Some(n) = file
-            .capacity
-            .as_ref()
-            .and_then(|c| c.block_prefixes.as_ref())
-        {
-            within(
-                n.span(),
-                u64::from(*n.get_ref()),
-                "capacity.block_prefixes",
-                u64::from(*BLOCK_PREFIXES.start())..=u64::from(*BLOCK_PREFIXES.end()),
-                "",
-            )?;
-            cfg.block_prefixes = *n.get_ref();
+        if let Some(n) = capacity(
+            "block_prefixes",
+            cap.and_then(|c| c.block_prefixes.as_ref()),
+            &BLOCK_PREFIXES,
+        )? {
+            cfg.block_prefixes = n;
         }
         if let Some(w) = file.block.as_ref().and_then(|b| b.with) {
             cfg.block_with = w;
