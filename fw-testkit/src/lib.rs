@@ -21,6 +21,7 @@ mod cmd;
 mod error;
 mod fw;
 mod netns;
+pub mod packet;
 mod probe;
 pub mod seed;
 mod xdp;

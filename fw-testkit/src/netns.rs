@@ -21,13 +21,13 @@ use crate::{
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// Server address (documentation range, RFC 5737).
-pub const SRV_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const SRV_V4: Ipv4Addr = crate::packet::HOST4;
 /// Client address (documentation range, RFC 5737).
-pub const CLI_V4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+pub const CLI_V4: Ipv4Addr = crate::packet::PEER4;
 /// Server address (documentation range, RFC 3849).
-pub const SRV_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+pub const SRV_V6: Ipv6Addr = crate::packet::HOST6;
 /// Client address (documentation range, RFC 3849).
-pub const CLI_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+pub const CLI_V6: Ipv6Addr = crate::packet::PEER6;
 /// Prefix length of the IPv4 test subnet.
 pub const V4_PREFIX_LEN: u8 = 24;
 /// Prefix length of the IPv6 test subnet.

@@ -17,14 +17,13 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use common::{
-    flow_key,
-    frames::{Fam, Pkt},
-    TCX_NEXT,
-};
+use common::{flow_key, TCX_NEXT};
 use fault_rig::{kill_after, links_to, path_str, prog_alive, text, timed, Rig, Rng};
 use fw_common::{IfaceMeta, PROG_EGRESS};
-use fw_testkit::{spawn_tcp_listener, tcp_connect, tcp_session, Outcome};
+use fw_testkit::{
+    packet::{Fam, Packet},
+    spawn_tcp_listener, tcp_connect, tcp_session, Outcome,
+};
 
 const T: Duration = Duration::from_secs(2);
 
@@ -524,7 +523,7 @@ fn prog_helpers_see_the_kernel() {
 /// Host-sent UDP from port `p` to the peer's port 53, and the conntrack key
 /// fw_egress files it under (the reply as ingress sees it).
 fn outbound_udp(p: u16) -> (Vec<u8>, fw_common::FlowKey) {
-    let frame = Pkt::udp(Fam::V4, 53, p).outbound().frame();
+    let frame = Packet::udp(Fam::V4, 53, p).outbound().frame();
     (frame, flow_key(Fam::V4, fw_common::IPPROTO_UDP, 53, p))
 }
 

@@ -11,10 +11,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::{fw_cmd, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns};
+use fw_testkit::{
+    fw_cmd, fw_stats, fw_up, in_netns,
+    packet::{Packet, Tcp, L4, SYN},
+    reason_packets, require_root, Netns,
+};
 use support::{
     blast::Blaster,
-    craft::{Packet, L4, SYN},
     raw,
     session::{self, EchoServer},
 };
@@ -51,7 +54,7 @@ fn syn_frames(cli_mac: [u8; 6], srv_mac: [u8; 6], v6: bool) -> Vec<Vec<u8>> {
     };
     (0..1024u16)
         .map(|i| {
-            let l4 = L4::Tcp {
+            let l4 = L4::Tcp(Tcp {
                 sport: 10000 + i,
                 dport: 23,
                 seq: i as u32,
@@ -59,7 +62,8 @@ fn syn_frames(cli_mac: [u8; 6], srv_mac: [u8; 6], v6: bool) -> Vec<Vec<u8>> {
                 flags: SYN,
                 options: Vec::new(),
                 payload: Vec::new(),
-            };
+                ..Tcp::default()
+            });
             Packet::new(cli_mac, srv_mac, src, dst, l4)
                 .frames()
                 .remove(0)

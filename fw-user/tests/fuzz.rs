@@ -12,9 +12,10 @@
 mod common;
 mod fuzzing;
 
-use common::{frames::*, Fw, XDP_TX};
+use common::{Fw, XDP_TX};
 use fuzzing::{campaign, cases, gen, mutate, reason_totals, variants, wellformed::check_tx};
 use fw_common::Reason;
+use fw_testkit::packet::*;
 use fw_user::model::{config::Config, policy::RejectWith};
 use proptest::{collection::vec, prelude::*};
 
@@ -29,7 +30,7 @@ fn the_reply_checker_catches_broken_replies() {
         });
         for fam in Fam::ALL {
             // A priority tag (VLAN id 0): tagged, and still answered.
-            let input = Pkt::syn(fam, 23).vlan(0).frame();
+            let input = Packet::syn(fam, 23).vlan(0).frame();
             let (action, out) = fw.ingress(&input);
             assert_eq!(action, XDP_TX, "{kind:?} {fam:?}: a SYN to 23 is answered");
             check_tx(&input, &out, kind)

@@ -10,14 +10,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use common::{
     check::{assert_icmp_error, assert_tcp_reset},
     flow_key,
-    frames::*,
-    malformed::{fix_v4_header_checksum, malformed_frames},
+    malformed::malformed_frames,
     now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use fw_common::{
     FlowValue, Reason, CT_F_OUTBOUND, CT_TCP_ESTABLISHED, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_TCP,
     IPPROTO_UDP,
 };
+use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
 use fw_user::model::{
     config::Config,
     policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
@@ -27,7 +27,7 @@ const SEC: u64 = 1_000_000_000;
 
 /// Runs `pkt` and expects the seed's reject: ICMP host unreachable, XDP_TX.
 #[track_caller]
-fn expect_host_unreach(fw: &Fw, what: &str, pkt: &Pkt) {
+fn expect_host_unreach(fw: &Fw, what: &str, pkt: &Packet) {
     let f = pkt.frame();
     let out = fw.expect(what, &f, XDP_TX, Reason::Reject);
     let fam = pkt.fam();
@@ -44,8 +44,8 @@ fn allowed_ports_pass_and_count_hits() {
         {
             let sport = 40000 + i as u16;
             let pkt = match proto {
-                Proto::Tcp => Pkt::tcp(fam, sport, port, SYN),
-                Proto::Udp => Pkt::udp(fam, sport, port),
+                Proto::Tcp => Packet::tcp(fam, sport, port, SYN),
+                Proto::Udp => Packet::udp(fam, sport, port),
             };
             let hits = fw.port_hits(proto, port);
             fw.expect(
@@ -71,20 +71,20 @@ fn closed_ports_get_host_unreachable() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         let cases = [
-            ("tcp syn 23", Pkt::syn(fam, 23)),
-            ("tcp syn 443", Pkt::syn(fam, 443)),
+            ("tcp syn 23", Packet::syn(fam, 23)),
+            ("tcp syn 443", Packet::syn(fam, 443)),
             (
                 "tcp ack mid-stream 443",
-                Pkt::tcp(fam, 40100, 443, ACK | PSH).payload(100),
+                Packet::tcp(fam, 40100, 443, ACK | PSH).payload(100),
             ),
-            ("udp 22", Pkt::udp(fam, 40101, 22)),
-            ("udp 53", Pkt::udp(fam, 40102, 53)),
-            ("udp 81", Pkt::udp(fam, 40103, 81)),
-            ("tcp 80 is tcp only: udp 81", Pkt::udp(fam, 40104, 81)),
-            ("icmp echo request", Pkt::echo_request(fam, 7)),
+            ("udp 22", Packet::udp(fam, 40101, 22)),
+            ("udp 53", Packet::udp(fam, 40102, 53)),
+            ("udp 81", Packet::udp(fam, 40103, 81)),
+            ("tcp 80 is tcp only: udp 81", Packet::udp(fam, 40104, 81)),
+            ("icmp echo request", Packet::echo_request(fam, 7)),
             (
                 "other protocol (GRE)",
-                Pkt::new(
+                Packet::to_host(
                     fam,
                     L4::Raw {
                         proto: 47,
@@ -101,36 +101,36 @@ fn closed_ports_get_host_unreachable() {
     expect_host_unreach(
         &fw,
         "v4 big udp",
-        &Pkt::udp(Fam::V4, 40200, 9).payload(1000),
+        &Packet::udp(Fam::V4, 40200, 9).payload(1000),
     );
     expect_host_unreach(
         &fw,
         "v6 big udp",
-        &Pkt::udp(Fam::V6, 40200, 9).payload(1400),
+        &Packet::udp(Fam::V6, 40200, 9).payload(1400),
     );
     expect_host_unreach(
         &fw,
         "v4 udp one byte over",
-        &Pkt::udp(Fam::V4, 40201, 9).payload(549 - 28 + 1),
+        &Packet::udp(Fam::V4, 40201, 9).payload(549 - 28 + 1),
     );
-    expect_host_unreach(&fw, "v4 padded syn", &Pkt::syn(Fam::V4, 23).trailer(6));
+    expect_host_unreach(&fw, "v4 padded syn", &Packet::syn(Fam::V4, 23).trailer(6));
     expect_host_unreach(
         &fw,
         "v6 padded",
-        &Pkt::udp(Fam::V6, 40202, 9).payload(1).trailer(5),
+        &Packet::udp(Fam::V6, 40202, 9).payload(1).trailer(5),
     );
     expect_host_unreach(
         &fw,
         "v4 odd length",
-        &Pkt::udp(Fam::V4, 40203, 9).payload(33),
+        &Packet::udp(Fam::V4, 40203, 9).payload(33),
     );
     expect_host_unreach(
         &fw,
         "v6 odd length",
-        &Pkt::udp(Fam::V6, 40203, 9).payload(33),
+        &Packet::udp(Fam::V6, 40203, 9).payload(33),
     );
     // A TOS on the request shows in the reply like Linux does it.
-    let mut f = Pkt::syn(Fam::V4, 25).frame();
+    let mut f = Packet::syn(Fam::V4, 25).frame();
     f[15] = 0x10; // IPTOS_LOWDELAY
     fix_v4_header_checksum(&mut f, 14);
     let out = fw.expect("v4 with tos", &f, XDP_TX, Reason::Reject);
@@ -140,11 +140,26 @@ fn closed_ports_get_host_unreachable() {
 #[test]
 fn non_ip_passes() {
     let fw = Fw::seed();
-    fw.expect("arp request", &arp_request(), XDP_PASS, Reason::NonIp);
-    fw.expect("lldp", &other_ethertype(0x88cc), XDP_PASS, Reason::NonIp);
-    fw.expect("ipx", &other_ethertype(0x8137), XDP_PASS, Reason::NonIp);
+    fw.expect(
+        "arp request",
+        &arp_request(PEER_MAC, PEER4, HOST4),
+        XDP_PASS,
+        Reason::NonIp,
+    );
+    fw.expect(
+        "lldp",
+        &other_ethertype(PEER_MAC, HOST_MAC, 0x88cc),
+        XDP_PASS,
+        Reason::NonIp,
+    );
+    fw.expect(
+        "ipx",
+        &other_ethertype(PEER_MAC, HOST_MAC, 0x8137),
+        XDP_PASS,
+        Reason::NonIp,
+    );
     let mut tagged = l2(PEER_MAC, BROADCAST_MAC, &[(TPID_8021Q, 5)], 0x0806);
-    tagged.extend_from_slice(&arp_request()[14..]);
+    tagged.extend_from_slice(&arp_request(PEER_MAC, PEER4, HOST4)[14..]);
     fw.expect("arp in a vlan", &tagged, XDP_PASS, Reason::NonIp);
 }
 
@@ -154,13 +169,13 @@ fn neighbor_discovery_passes() {
     let (snm, snm_mac) = solicited_node(HOST6);
     let mut target = HOST6.octets().to_vec();
     target.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 2]); // source link-layer address option
-    let ns = Pkt::icmp(Fam::V6, 135, 0, [0; 4], target.clone())
+    let ns = Packet::icmp(Fam::V6, 135, 0, [0; 4], target.clone())
         .to(snm)
         .l2_dst(snm_mac);
     let mut ns = ns;
     ns.ttl = 255;
     fw.expect("neighbor solicitation", &ns.frame(), XDP_PASS, Reason::Ndp);
-    let dad = Pkt {
+    let dad = Packet {
         src: Ipv6Addr::UNSPECIFIED.into(),
         ..ns.clone()
     };
@@ -170,25 +185,25 @@ fn neighbor_discovery_passes() {
         XDP_PASS,
         Reason::Ndp,
     );
-    let mut na = Pkt::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec());
+    let mut na = Packet::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec());
     na.ttl = 255;
     fw.expect("neighbor advertisement", &na.frame(), XDP_PASS, Reason::Ndp);
     let ll: Ipv6Addr = "fe80::2".parse().unwrap();
     let all_routers: Ipv6Addr = "ff02::2".parse().unwrap();
-    let mut rs = Pkt::icmp(Fam::V6, 133, 0, [0; 4], vec![])
+    let mut rs = Packet::icmp(Fam::V6, 133, 0, [0; 4], vec![])
         .from(ll)
         .to(all_routers)
         .l2_dst([0x33, 0x33, 0, 0, 0, 2]);
     rs.ttl = 255;
     fw.expect("router solicitation", &rs.frame(), XDP_PASS, Reason::Ndp);
     let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
-    let mut ra = Pkt::icmp(Fam::V6, 134, 0, [64, 0, 0x07, 0x08], vec![0; 8])
+    let mut ra = Packet::icmp(Fam::V6, 134, 0, [64, 0, 0x07, 0x08], vec![0; 8])
         .from(ll)
         .to(all_nodes)
         .l2_dst([0x33, 0x33, 0, 0, 0, 1]);
     ra.ttl = 255;
     fw.expect("router advertisement", &ra.frame(), XDP_PASS, Reason::Ndp);
-    let mut redirect = Pkt::icmp(Fam::V6, 137, 0, [0; 4], vec![0; 32]).from(ll);
+    let mut redirect = Packet::icmp(Fam::V6, 137, 0, [0; 4], vec![0; 32]).from(ll);
     redirect.ttl = 255;
     fw.expect("redirect", &redirect.frame(), XDP_PASS, Reason::Ndp);
     let vlan_ns = ns.clone().vlan(7);
@@ -211,13 +226,13 @@ fn malformed_frames_are_dropped() {
 #[test]
 fn martians_are_dropped() {
     let fw = Fw::seed();
-    let v4 = |s: [u8; 4], d: [u8; 4]| -> Pkt {
-        Pkt::syn(Fam::V4, 22)
+    let v4 = |s: [u8; 4], d: [u8; 4]| -> Packet {
+        Packet::syn(Fam::V4, 22)
             .from(Ipv4Addr::from(s))
             .to(Ipv4Addr::from(d))
     };
-    let v6 = |s: &str, d: &str| -> Pkt {
-        Pkt::syn(Fam::V6, 22)
+    let v6 = |s: &str, d: &str| -> Packet {
+        Packet::syn(Fam::V6, 22)
             .from(s.parse::<Ipv6Addr>().unwrap())
             .to(d.parse::<Ipv6Addr>().unwrap())
     };
@@ -240,11 +255,11 @@ fn martians_are_dropped() {
         (":: destination", v6("2001:db8::2", "::")),
         (
             "::1 source, udp",
-            Pkt::udp(Fam::V6, 1, 80).from("::1".parse::<Ipv6Addr>().unwrap()),
+            Packet::udp(Fam::V6, 1, 80).from("::1".parse::<Ipv6Addr>().unwrap()),
         ),
         (
             "127/8 source, icmp",
-            Pkt::echo_request(Fam::V4, 1).from(Ipv4Addr::new(127, 0, 0, 1)),
+            Packet::echo_request(Fam::V4, 1).from(Ipv4Addr::new(127, 0, 0, 1)),
         ),
         ("127/8 source in a vlan", v4([127, 0, 0, 1], host4).vlan(9)),
     ];
@@ -260,7 +275,7 @@ fn broadcast_and_multicast_are_never_answered() {
     let mdns4 = Ipv4Addr::new(224, 0, 0, 251);
     let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
     let mdns6: Ipv6Addr = "ff02::fb".parse().unwrap();
-    let mut mld = Pkt::icmp(Fam::V6, 143, 0, [0; 4], vec![0; 20])
+    let mut mld = Packet::icmp(Fam::V6, 143, 0, [0; 4], vec![0; 20])
         .from(Ipv6Addr::UNSPECIFIED)
         .to("ff02::16".parse::<Ipv6Addr>().unwrap())
         .l2_dst([0x33, 0x33, 0, 0, 0, 0x16]);
@@ -268,61 +283,63 @@ fn broadcast_and_multicast_are_never_answered() {
     let cases = [
         (
             "v4 udp to 255.255.255.255",
-            Pkt::udp(Fam::V4, 1000, 9).to(bcast).l2_dst(BROADCAST_MAC),
+            Packet::udp(Fam::V4, 1000, 9)
+                .to(bcast)
+                .l2_dst(BROADCAST_MAC),
         ),
         (
             "v4 dhcp discover from 0.0.0.0",
-            Pkt::udp(Fam::V4, 68, 67)
+            Packet::udp(Fam::V4, 68, 67)
                 .from(Ipv4Addr::UNSPECIFIED)
                 .to(bcast)
                 .l2_dst(BROADCAST_MAC),
         ),
         (
             "v4 mdns",
-            Pkt::udp(Fam::V4, 5353, 5353)
+            Packet::udp(Fam::V4, 5353, 5353)
                 .to(mdns4)
                 .l2_dst([1, 0, 0x5e, 0, 0, 0xfb]),
         ),
         (
             "v4 tcp syn to a multicast group",
-            Pkt::syn(Fam::V4, 23)
+            Packet::syn(Fam::V4, 23)
                 .to(mdns4)
                 .l2_dst([1, 0, 0x5e, 0, 0, 0xfb]),
         ),
         (
             "v4 unicast ip in an L2 broadcast",
-            Pkt::udp(Fam::V4, 1000, 9).l2_dst(BROADCAST_MAC),
+            Packet::udp(Fam::V4, 1000, 9).l2_dst(BROADCAST_MAC),
         ),
         (
             "v4 subnet broadcast",
-            Pkt::udp(Fam::V4, 1000, 9)
+            Packet::udp(Fam::V4, 1000, 9)
                 .to(Ipv4Addr::new(192, 0, 2, 255))
                 .l2_dst(BROADCAST_MAC),
         ),
         (
             "v6 udp to ff02::1",
-            Pkt::udp(Fam::V6, 1000, 9)
+            Packet::udp(Fam::V6, 1000, 9)
                 .to(all_nodes)
                 .l2_dst([0x33, 0x33, 0, 0, 0, 1]),
         ),
         (
             "v6 mdns",
-            Pkt::udp(Fam::V6, 5353, 5353)
+            Packet::udp(Fam::V6, 5353, 5353)
                 .to(mdns6)
                 .l2_dst([0x33, 0x33, 0, 0, 0, 0xfb]),
         ),
         (
             "v6 unicast ip in an L2 multicast",
-            Pkt::udp(Fam::V6, 1000, 9).l2_dst([0x33, 0x33, 0, 0, 0, 1]),
+            Packet::udp(Fam::V6, 1000, 9).l2_dst([0x33, 0x33, 0, 0, 0, 1]),
         ),
         ("v6 mld report from ::", mld),
         (
             "v6 tcp syn from ::",
-            Pkt::syn(Fam::V6, 23).from(Ipv6Addr::UNSPECIFIED),
+            Packet::syn(Fam::V6, 23).from(Ipv6Addr::UNSPECIFIED),
         ),
         (
             "v4 vlan broadcast",
-            Pkt::udp(Fam::V4, 1000, 9)
+            Packet::udp(Fam::V4, 1000, 9)
                 .to(bcast)
                 .l2_dst(BROADCAST_MAC)
                 .vlan(3),
@@ -338,7 +355,7 @@ fn icmp_errors_are_never_answered() {
     let fw = Fw::seed();
     // Quoting flows fw never saw: not RELATED, and an error never gets an error.
     for fam in Fam::ALL {
-        let quoted = Pkt::tcp(fam, 40000, 40001, ACK).outbound();
+        let quoted = Packet::tcp(fam, 40000, 40001, ACK).outbound();
         let errs: &[(u8, u8)] = match fam {
             Fam::V4 => &[
                 (3, 1),
@@ -356,7 +373,7 @@ fn icmp_errors_are_never_answered() {
             Fam::V6 => &[(1, 3), (1, 4), (2, 0), (3, 0), (4, 1), (100, 0), (127, 0)],
         };
         for &(ty, code) in errs {
-            let pkt = Pkt::icmp_error(fam, fam.router(), ty, code, [0, 0, 5, 0xdc], &quoted);
+            let pkt = Packet::icmp_error(fam, fam.router(), ty, code, [0, 0, 5, 0xdc], &quoted);
             fw.expect(
                 &format!("{fam:?} icmp error {ty}/{code}, unknown flow"),
                 &pkt.frame(),
@@ -373,7 +390,7 @@ fn icmp_errors_are_never_answered() {
         (Fam::V6, 129),
         (Fam::V6, 200),
     ] {
-        let pkt = Pkt::icmp(fam, ty, 0, [0, 1, 0, 1], vec![0; 12]);
+        let pkt = Packet::icmp(fam, ty, 0, [0, 1, 0, 1], vec![0; 12]);
         expect_host_unreach(&fw, &format!("{fam:?} icmp informational type {ty}"), &pkt);
     }
 }
@@ -396,7 +413,7 @@ fn vlan_tags_are_followed_and_only_priority_tags_answered() {
         .enumerate()
         {
             let sport = 41000 + i as u16;
-            let mut ok = Pkt::tcp(fam, sport, 22, SYN);
+            let mut ok = Packet::tcp(fam, sport, 22, SYN);
             ok.vlans = tags.clone();
             fw.expect(
                 &format!("{fam:?} {tags:?} ssh"),
@@ -404,9 +421,9 @@ fn vlan_tags_are_followed_and_only_priority_tags_answered() {
                 XDP_PASS,
                 Reason::Port,
             );
-            let mut bad = Pkt::tcp(fam, sport, 23, SYN);
+            let mut bad = Packet::tcp(fam, sport, 23, SYN);
             bad.vlans = tags.clone();
-            let mut bad_udp = Pkt::udp(fam, sport, 53).payload(300);
+            let mut bad_udp = Packet::udp(fam, sport, 53).payload(300);
             bad_udp.vlans = tags.clone();
             if i == 0 {
                 expect_host_unreach(&fw, &format!("{fam:?} {tags:?} telnet"), &bad);
@@ -441,23 +458,25 @@ fn ipv4_options_and_ipv6_extension_headers() {
     .enumerate()
     {
         let sport = 42000 + i as u16;
-        let ok = Pkt::tcp(Fam::V4, sport, 80, SYN).v4_options(&opts);
+        let ok = Packet::tcp(Fam::V4, sport, 80, SYN).v4_options(&opts);
         fw.expect(
             &format!("v4 options {opts:?} to 80"),
             &ok.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let ok = Pkt::udp(Fam::V4, sport, 80).v4_options(&opts);
+        let ok = Packet::udp(Fam::V4, sport, 80).v4_options(&opts);
         fw.expect(
             &format!("v4 options {opts:?} udp 80"),
             &ok.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let bad = Pkt::tcp(Fam::V4, sport, 81, SYN).v4_options(&opts);
+        let bad = Packet::tcp(Fam::V4, sport, 81, SYN).v4_options(&opts);
         expect_host_unreach(&fw, &format!("v4 options {opts:?} to 81"), &bad);
-        let bad = Pkt::udp(Fam::V4, sport, 81).v4_options(&opts).payload(600);
+        let bad = Packet::udp(Fam::V4, sport, 81)
+            .v4_options(&opts)
+            .payload(600);
         expect_host_unreach(&fw, &format!("v4 options {opts:?} big udp to 81"), &bad);
     }
     let chains: [&[u8]; 5] = [
@@ -471,30 +490,31 @@ fn ipv4_options_and_ipv6_extension_headers() {
     ];
     for (i, chain) in chains.into_iter().enumerate() {
         let sport = 42100 + i as u16;
-        let ok = Pkt::tcp(Fam::V6, sport, 22, SYN).v6_exts(chain);
+        let ok = Packet::tcp(Fam::V6, sport, 22, SYN).v6_exts(chain);
         fw.expect(
             &format!("v6 {chain:?} ssh"),
             &ok.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let ok = Pkt::udp(Fam::V6, sport, 80).v6_exts(chain);
+        let ok = Packet::udp(Fam::V6, sport, 80).v6_exts(chain);
         fw.expect(
             &format!("v6 {chain:?} udp 80"),
             &ok.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let bad = Pkt::tcp(Fam::V6, sport, 23, SYN).v6_exts(chain);
+        let bad = Packet::tcp(Fam::V6, sport, 23, SYN).v6_exts(chain);
         expect_host_unreach(&fw, &format!("v6 {chain:?} telnet"), &bad);
-        let bad = Pkt::udp(Fam::V6, sport, 23).v6_exts(chain).payload(1300);
+        let bad = Packet::udp(Fam::V6, sport, 23).v6_exts(chain).payload(1300);
         expect_host_unreach(&fw, &format!("v6 {chain:?} big udp"), &bad);
-        let echo = Pkt::echo_request(Fam::V6, 9).v6_exts(chain);
+        let echo = Packet::echo_request(Fam::V6, 9).v6_exts(chain);
         expect_host_unreach(&fw, &format!("v6 {chain:?} echo request"), &echo);
     }
     // An ICMPv6 error behind extension headers is still an error.
-    let quoted = Pkt::tcp(Fam::V6, 1, 2, ACK).outbound();
-    let err = Pkt::icmp_error(Fam::V6, ROUTER6.into(), 1, 0, [0; 4], &quoted).v6_exts(&[DEST_OPTS]);
+    let quoted = Packet::tcp(Fam::V6, 1, 2, ACK).outbound();
+    let err =
+        Packet::icmp_error(Fam::V6, ROUTER6.into(), 1, 0, [0; 4], &quoted).v6_exts(&[DEST_OPTS]);
     fw.expect(
         "v6 error behind dest opts",
         &err.frame(),
@@ -502,8 +522,8 @@ fn ipv4_options_and_ipv6_extension_headers() {
         Reason::RejectSilent,
     );
     // NDP behind a hop-by-hop header.
-    let mut na =
-        Pkt::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec()).v6_exts(&[HOP_BY_HOP]);
+    let mut na = Packet::icmp(Fam::V6, 136, 0, [0x60, 0, 0, 0], PEER6.octets().to_vec())
+        .v6_exts(&[HOP_BY_HOP]);
     na.ttl = 255;
     fw.expect("ndp behind hop-by-hop", &na.frame(), XDP_PASS, Reason::Ndp);
 }
@@ -513,19 +533,19 @@ fn fragments_follow_their_first_fragment() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         let later = |id: u32, offset: u16, more: bool| {
-            let mut p = Pkt::new(
+            let mut p = Packet::to_host(
                 fam,
                 L4::Raw {
                     proto: IPPROTO_TCP,
                     bytes: vec![0xab; 64],
                 },
             );
-            p.frag = Frag::Later { id, offset, more };
+            p = p.frag(Frag::Later { id, offset, more });
             p
         };
         // Accepted first fragment: its followers pass under its reason.
         // (A fragment with more to come holds a multiple of 8 bytes.)
-        let first = Pkt::tcp(fam, 43000, 80, ACK | PSH)
+        let first = Packet::tcp(fam, 43000, 80, ACK | PSH)
             .payload(60)
             .frag(Frag::First { id: 0x1001 });
         fw.expect(
@@ -547,7 +567,7 @@ fn fragments_follow_their_first_fragment() {
             Reason::Port,
         );
         // Rejected first fragment: answered; its followers are dropped.
-        let first = Pkt::tcp(fam, 43001, 81, ACK | PSH)
+        let first = Packet::tcp(fam, 43001, 81, ACK | PSH)
             .payload(60)
             .frag(Frag::First { id: 0x1002 });
         expect_host_unreach(&fw, &format!("{fam:?} first fragment to 81"), &first);
@@ -573,14 +593,14 @@ fn fragments_follow_their_first_fragment() {
             Reason::Fragment,
         );
         // Established flow: fragments follow `established`.
-        let syn = Pkt::tcp(fam, 43002, 22, SYN);
+        let syn = Packet::tcp(fam, 43002, 22, SYN);
         fw.expect(
             &format!("{fam:?} ssh syn"),
             &syn.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let first = Pkt::tcp(fam, 43002, 22, ACK)
+        let first = Packet::tcp(fam, 43002, 22, ACK)
             .payload(60)
             .frag(Frag::First { id: 0x1004 });
         fw.expect(
@@ -607,7 +627,7 @@ fn fragments_follow_their_first_fragment() {
             Reason::Martian,
         );
         // A later fragment of a rejected protocol is never answered.
-        let first = Pkt::udp(fam, 43003, 9)
+        let first = Packet::udp(fam, 43003, 9)
             .payload(64)
             .frag(Frag::First { id: 0x1005 });
         expect_host_unreach(&fw, &format!("{fam:?} udp first fragment"), &first);
@@ -624,7 +644,7 @@ fn fragments_follow_their_first_fragment() {
         );
     }
     // IPv6 atomic fragment (offset 0, no more fragments): an ordinary packet.
-    let atomic = Pkt::tcp(Fam::V6, 43010, 80, SYN).frag(Frag::Later {
+    let atomic = Packet::tcp(Fam::V6, 43010, 80, SYN).frag(Frag::Later {
         id: 7,
         offset: 0,
         more: false,
@@ -650,9 +670,9 @@ fn reject_kinds() {
         });
         for (fam, (ty, code)) in [(Fam::V4, v4), (Fam::V6, v6)] {
             for pkt in [
-                Pkt::syn(fam, 23),
-                Pkt::udp(fam, 1, 23),
-                Pkt::echo_request(fam, 3),
+                Packet::syn(fam, 23),
+                Packet::udp(fam, 1, 23),
+                Packet::echo_request(fam, 3),
             ] {
                 let f = pkt.frame();
                 let out = fw.expect(
@@ -672,27 +692,27 @@ fn reject_kinds() {
     });
     for fam in Fam::ALL {
         let tcp_cases = [
-            ("syn", Pkt::syn(fam, 23)),
-            ("syn with payload", Pkt::syn(fam, 23).payload(10)),
-            ("ack", Pkt::tcp(fam, 40000, 443, ACK)),
+            ("syn", Packet::syn(fam, 23)),
+            ("syn with payload", Packet::syn(fam, 23).payload(10)),
+            ("ack", Packet::tcp(fam, 40000, 443, ACK)),
             (
                 "ack+psh with data",
-                Pkt::tcp(fam, 40000, 443, ACK | PSH).payload(100),
+                Packet::tcp(fam, 40000, 443, ACK | PSH).payload(100),
             ),
-            ("fin", Pkt::tcp(fam, 40000, 443, FIN).payload(3)),
-            ("fin+ack", Pkt::tcp(fam, 40000, 443, FIN | ACK)),
+            ("fin", Packet::tcp(fam, 40000, 443, FIN).payload(3)),
+            ("fin+ack", Packet::tcp(fam, 40000, 443, FIN | ACK)),
             (
                 "bare segment, no flags",
-                Pkt::tcp(fam, 40000, 443, 0).payload(7),
+                Packet::tcp(fam, 40000, 443, 0).payload(7),
             ),
             (
                 "seq wraps",
-                Pkt::tcp(fam, 40000, 443, SYN | FIN).seq_ack(0xffff_ffff, 0),
+                Packet::tcp(fam, 40000, 443, SYN | FIN).seq_ack(0xffff_ffff, 0),
             ),
-            ("behind a priority tag", Pkt::syn(fam, 23).vlan(0)),
+            ("behind a priority tag", Packet::syn(fam, 23).vlan(0)),
             (
                 "padded frame",
-                Pkt::tcp(fam, 40000, 443, PSH).payload(1).trailer(9),
+                Packet::tcp(fam, 40000, 443, PSH).payload(1).trailer(9),
             ),
         ];
         for (what, pkt) in tcp_cases {
@@ -706,8 +726,8 @@ fn reject_kinds() {
             assert_tcp_reset(&f, &out);
         }
         let opts = match fam {
-            Fam::V4 => Pkt::syn(fam, 23).v4_options(&[1, 1, 1, 0]),
-            Fam::V6 => Pkt::syn(fam, 23).v6_exts(&[HOP_BY_HOP, DEST_OPTS]),
+            Fam::V4 => Packet::syn(fam, 23).v4_options(&[1, 1, 1, 0]),
+            Fam::V6 => Packet::syn(fam, 23).v6_exts(&[HOP_BY_HOP, DEST_OPTS]),
         };
         let f = opts.frame();
         let out = fw.expect(
@@ -720,13 +740,13 @@ fn reject_kinds() {
         // No RST for a RST.
         fw.expect(
             &format!("tcp-reset {fam:?} rst"),
-            &Pkt::tcp(fam, 40000, 443, RST).frame(),
+            &Packet::tcp(fam, 40000, 443, RST).frame(),
             XDP_DROP,
             Reason::RejectSilent,
         );
         fw.expect(
             &format!("tcp-reset {fam:?} rst+ack"),
-            &Pkt::tcp(fam, 40000, 443, RST | ACK).frame(),
+            &Packet::tcp(fam, 40000, 443, RST | ACK).frame(),
             XDP_DROP,
             Reason::RejectSilent,
         );
@@ -734,12 +754,12 @@ fn reject_kinds() {
         expect_host_unreach(
             &fw,
             &format!("tcp-reset {fam:?} udp"),
-            &Pkt::udp(fam, 1, 23),
+            &Packet::udp(fam, 1, 23),
         );
         expect_host_unreach(
             &fw,
             &format!("tcp-reset {fam:?} echo"),
-            &Pkt::echo_request(fam, 1),
+            &Packet::echo_request(fam, 1),
         );
     }
 
@@ -749,9 +769,9 @@ fn reject_kinds() {
     });
     for fam in Fam::ALL {
         for pkt in [
-            Pkt::syn(fam, 23),
-            Pkt::udp(fam, 1, 23),
-            Pkt::echo_request(fam, 3),
+            Packet::syn(fam, 23),
+            Packet::udp(fam, 1, 23),
+            Packet::echo_request(fam, 3),
         ] {
             fw.expect(
                 &format!("drop {fam:?}"),
@@ -762,7 +782,7 @@ fn reject_kinds() {
         }
         fw.expect(
             &format!("drop {fam:?}: allowed still passes"),
-            &Pkt::syn(fam, 22).frame(),
+            &Packet::syn(fam, 22).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -784,7 +804,7 @@ fn rejects_are_rate_limited() {
     for i in 0..burst + 3 {
         pin.run_on(cpus[i % cpus.len()]);
         let fam = if i % 2 == 0 { Fam::V4 } else { Fam::V6 };
-        let pkt = Pkt::udp(fam, 1000 + i as u16, 9);
+        let pkt = Packet::udp(fam, 1000 + i as u16, 9);
         if i < burst {
             expect_host_unreach(&fw, &format!("reject #{i} (within the burst)"), &pkt);
         } else {
@@ -795,7 +815,7 @@ fn rejects_are_rate_limited() {
     // Accepted and silently dropped packets take no token.
     fw.expect(
         "allowed while limited",
-        &Pkt::syn(Fam::V4, 22).frame(),
+        &Packet::syn(Fam::V4, 22).frame(),
         XDP_PASS,
         Reason::Port,
     );
@@ -807,9 +827,9 @@ fn rejects_are_rate_limited() {
     );
     std::thread::sleep(std::time::Duration::from_millis(250));
     pin.run_on(cpus[cpus.len() - 1]);
-    expect_host_unreach(&fw, "reject after a refill", &Pkt::syn(Fam::V4, 23));
+    expect_host_unreach(&fw, "reject after a refill", &Packet::syn(Fam::V4, 23));
     pin.run_on(cpus[0]);
-    let again = Pkt::syn(Fam::V4, 24).frame();
+    let again = Packet::syn(Fam::V4, 24).frame();
     fw.expect(
         "reject right after",
         &again,
@@ -827,25 +847,25 @@ fn dry_run_passes_what_it_would_reject() {
     for fam in Fam::ALL {
         fw.expect(
             &format!("{fam:?} allowed"),
-            &Pkt::syn(fam, 22).frame(),
+            &Packet::syn(fam, 22).frame(),
             XDP_PASS,
             Reason::Port,
         );
         fw.expect(
             &format!("{fam:?} closed tcp"),
-            &Pkt::syn(fam, 23).frame(),
+            &Packet::syn(fam, 23).frame(),
             XDP_PASS,
             Reason::WouldReject,
         );
         fw.expect(
             &format!("{fam:?} closed udp"),
-            &Pkt::udp(fam, 5, 53).frame(),
+            &Packet::udp(fam, 5, 53).frame(),
             XDP_PASS,
             Reason::WouldReject,
         );
         fw.expect(
             &format!("{fam:?} echo"),
-            &Pkt::echo_request(fam, 5).frame(),
+            &Packet::echo_request(fam, 5).frame(),
             XDP_PASS,
             Reason::WouldReject,
         );
@@ -869,32 +889,32 @@ fn source_restricted_ports() {
     ];
     p.allow(Proto::Tcp, PortRange::single(22), &nets);
     fw.set_policy(p);
-    let ok4 = Pkt::syn(Fam::V4, 22).from(Ipv4Addr::new(198, 51, 100, 7));
+    let ok4 = Packet::syn(Fam::V4, 22).from(Ipv4Addr::new(198, 51, 100, 7));
     fw.expect(
         "v4 ssh from the allowed prefix",
         &ok4.frame(),
         XDP_PASS,
         Reason::Port,
     );
-    expect_host_unreach(&fw, "v4 ssh from elsewhere", &Pkt::syn(Fam::V4, 22));
-    let ok6 = Pkt::syn(Fam::V6, 22).from("2001:db8:1:2::7".parse::<Ipv6Addr>().unwrap());
+    expect_host_unreach(&fw, "v4 ssh from elsewhere", &Packet::syn(Fam::V4, 22));
+    let ok6 = Packet::syn(Fam::V6, 22).from("2001:db8:1:2::7".parse::<Ipv6Addr>().unwrap());
     fw.expect(
         "v6 ssh from the allowed prefix",
         &ok6.frame(),
         XDP_PASS,
         Reason::Port,
     );
-    expect_host_unreach(&fw, "v6 ssh from elsewhere", &Pkt::syn(Fam::V6, 22));
-    let near6 = Pkt::syn(Fam::V6, 22).from("2001:db8:2::7".parse::<Ipv6Addr>().unwrap());
+    expect_host_unreach(&fw, "v6 ssh from elsewhere", &Packet::syn(Fam::V6, 22));
+    let near6 = Packet::syn(Fam::V6, 22).from("2001:db8:2::7".parse::<Ipv6Addr>().unwrap());
     expect_host_unreach(&fw, "v6 ssh from just outside the prefix", &near6);
     // The restriction is per port and protocol: 80 stays open to all.
     fw.expect(
         "v4 http from anywhere",
-        &Pkt::syn(Fam::V4, 80).frame(),
+        &Packet::syn(Fam::V4, 80).frame(),
         XDP_PASS,
         Reason::Port,
     );
-    let udp22 = Pkt::udp(Fam::V4, 5, 22).from(Ipv4Addr::new(198, 51, 100, 7));
+    let udp22 = Packet::udp(Fam::V4, 5, 22).from(Ipv4Addr::new(198, 51, 100, 7));
     expect_host_unreach(
         &fw,
         "udp 22 from the allowed prefix is still closed",
@@ -926,7 +946,7 @@ fn ports_share_source_sets_and_switch_between_them() {
     };
     let (in_a, in_b) = ("198.51.100", "203.0.113");
     // Each case passes as `port` or is answered host-unreachable.
-    let judge = |fw: &Fw, cases: &[(&str, Pkt, bool)]| {
+    let judge = |fw: &Fw, cases: &[(&str, Packet, bool)]| {
         for (what, pkt, pass) in cases {
             if *pass {
                 fw.expect(what, &pkt.frame(), XDP_PASS, Reason::Port);
@@ -940,32 +960,32 @@ fn ports_share_source_sets_and_switch_between_them() {
         &[
             (
                 "tcp 10000 from a",
-                Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+                Packet::syn(Fam::V4, 10000).from(from(in_a)),
                 true,
             ),
             (
                 "tcp 19999 from a",
-                Pkt::syn(Fam::V4, 19999).from(from(in_a)),
+                Packet::syn(Fam::V4, 19999).from(from(in_a)),
                 true,
             ),
             (
                 "tcp 19999 from b",
-                Pkt::syn(Fam::V4, 19999).from(from(in_b)),
+                Packet::syn(Fam::V4, 19999).from(from(in_b)),
                 false,
             ),
             (
                 "udp 5353 from a",
-                Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+                Packet::udp(Fam::V4, 5, 5353).from(from(in_a)),
                 true,
             ),
             (
                 "tcp 443 from b",
-                Pkt::syn(Fam::V4, 443).from(from(in_b)),
+                Packet::syn(Fam::V4, 443).from(from(in_b)),
                 true,
             ),
             (
                 "tcp 443 from a",
-                Pkt::syn(Fam::V4, 443).from(from(in_a)),
+                Packet::syn(Fam::V4, 443).from(from(in_a)),
                 false,
             ),
         ],
@@ -990,27 +1010,27 @@ fn ports_share_source_sets_and_switch_between_them() {
         &[
             (
                 "tcp 10000 from a, after",
-                Pkt::syn(Fam::V4, 10000).from(from(in_a)),
+                Packet::syn(Fam::V4, 10000).from(from(in_a)),
                 false,
             ),
             (
                 "tcp 10000 from b, after",
-                Pkt::syn(Fam::V4, 10000).from(from(in_b)),
+                Packet::syn(Fam::V4, 10000).from(from(in_b)),
                 true,
             ),
             (
                 "udp 5353 from a, after",
-                Pkt::udp(Fam::V4, 5, 5353).from(from(in_a)),
+                Packet::udp(Fam::V4, 5, 5353).from(from(in_a)),
                 true,
             ),
             (
                 "tcp 443 from a, after",
-                Pkt::syn(Fam::V4, 443).from(from(in_a)),
+                Packet::syn(Fam::V4, 443).from(from(in_a)),
                 true,
             ),
             (
                 "tcp 443 from b, after",
-                Pkt::syn(Fam::V4, 443).from(from(in_b)),
+                Packet::syn(Fam::V4, 443).from(from(in_b)),
                 true,
             ),
         ],
@@ -1025,16 +1045,16 @@ fn outbound_flows_let_their_replies_in() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         // TCP: SYN out, SYN-ACK and data back.
-        fw.egress(&Pkt::tcp(fam, 443, 44000, SYN).outbound().frame());
-        let synack = Pkt::tcp(fam, 443, 44000, SYN | ACK);
+        fw.egress(&Packet::tcp(fam, 443, 44000, SYN).outbound().frame());
+        let synack = Packet::tcp(fam, 443, 44000, SYN | ACK);
         fw.expect(
             &format!("{fam:?} syn-ack"),
             &synack.frame(),
             XDP_PASS,
             Reason::Established,
         );
-        fw.egress(&Pkt::tcp(fam, 443, 44000, ACK).outbound().frame());
-        let data = Pkt::tcp(fam, 443, 44000, ACK | PSH).payload(500);
+        fw.egress(&Packet::tcp(fam, 443, 44000, ACK).outbound().frame());
+        let data = Packet::tcp(fam, 443, 44000, ACK | PSH).payload(500);
         fw.expect(
             &format!("{fam:?} data back"),
             &data.frame(),
@@ -1045,9 +1065,9 @@ fn outbound_flows_let_their_replies_in() {
         expect_host_unreach(
             &fw,
             &format!("{fam:?} syn-ack from another port"),
-            &Pkt::tcp(fam, 444, 44000, SYN | ACK),
+            &Packet::tcp(fam, 444, 44000, SYN | ACK),
         );
-        let other_peer = Pkt::tcp(fam, 443, 44000, SYN | ACK).from(fam.router());
+        let other_peer = Packet::tcp(fam, 443, 44000, SYN | ACK).from(fam.router());
         expect_host_unreach(
             &fw,
             &format!("{fam:?} syn-ack from another peer"),
@@ -1057,48 +1077,48 @@ fn outbound_flows_let_their_replies_in() {
         expect_host_unreach(
             &fw,
             &format!("{fam:?} udp on the tcp flow's ports"),
-            &Pkt::udp(fam, 443, 44000),
+            &Packet::udp(fam, 443, 44000),
         );
 
         // UDP: query out, answer back.
-        fw.egress(&Pkt::udp(fam, 53, 44001).outbound().frame());
+        fw.egress(&Packet::udp(fam, 53, 44001).outbound().frame());
         fw.expect(
             &format!("{fam:?} dns answer"),
-            &Pkt::udp(fam, 53, 44001).frame(),
+            &Packet::udp(fam, 53, 44001).frame(),
             XDP_PASS,
             Reason::Established,
         );
         fw.expect(
             &format!("{fam:?} second answer"),
-            &Pkt::udp(fam, 53, 44001).payload(200).frame(),
+            &Packet::udp(fam, 53, 44001).payload(200).frame(),
             XDP_PASS,
             Reason::Established,
         );
 
         // ICMP echo: request out, reply back (by identifier).
-        fw.egress(&Pkt::echo_request(fam, 0x4242).outbound().frame());
+        fw.egress(&Packet::echo_request(fam, 0x4242).outbound().frame());
         fw.expect(
             &format!("{fam:?} echo reply"),
-            &Pkt::echo_reply(fam, 0x4242).frame(),
+            &Packet::echo_reply(fam, 0x4242).frame(),
             XDP_PASS,
             Reason::Established,
         );
         expect_host_unreach(
             &fw,
             &format!("{fam:?} echo reply, other id"),
-            &Pkt::echo_reply(fam, 0x4243),
+            &Packet::echo_reply(fam, 0x4243),
         );
         expect_host_unreach(
             &fw,
             &format!("{fam:?} echo request reusing our id"),
-            &Pkt::echo_request(fam, 0x4242),
+            &Packet::echo_request(fam, 0x4242),
         );
 
         // In a VLAN, the same.
-        fw.egress(&Pkt::udp(fam, 123, 44002).outbound().vlan(12).frame());
+        fw.egress(&Packet::udp(fam, 123, 44002).outbound().vlan(12).frame());
         fw.expect(
             &format!("{fam:?} ntp answer in a vlan"),
-            &Pkt::udp(fam, 123, 44002).vlan(12).frame(),
+            &Packet::udp(fam, 123, 44002).vlan(12).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1112,18 +1132,18 @@ fn accepted_inbound_flows_become_established() {
         let hits = fw.port_hits(Proto::Tcp, 80);
         fw.expect(
             &format!("{fam:?} syn to 80"),
-            &Pkt::tcp(fam, 45000, 80, SYN).frame(),
+            &Packet::tcp(fam, 45000, 80, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
-        fw.egress(&Pkt::tcp(fam, 45000, 80, SYN | ACK).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 45000, 80, SYN | ACK).outbound().frame());
         fw.expect(
             &format!("{fam:?} ack to 80"),
-            &Pkt::tcp(fam, 45000, 80, ACK).frame(),
+            &Packet::tcp(fam, 45000, 80, ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
-        let get = Pkt::tcp(fam, 45000, 80, ACK | PSH).payload(300);
+        let get = Packet::tcp(fam, 45000, 80, ACK | PSH).payload(300);
         fw.expect(
             &format!("{fam:?} request to 80"),
             &get.frame(),
@@ -1138,13 +1158,13 @@ fn accepted_inbound_flows_become_established() {
 
         fw.expect(
             &format!("{fam:?} udp to 80"),
-            &Pkt::udp(fam, 45001, 80).frame(),
+            &Packet::udp(fam, 45001, 80).frame(),
             XDP_PASS,
             Reason::Port,
         );
         fw.expect(
             &format!("{fam:?} udp to 80 again"),
-            &Pkt::udp(fam, 45001, 80).frame(),
+            &Packet::udp(fam, 45001, 80).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1156,19 +1176,19 @@ fn icmp_errors_about_known_flows_are_related() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         // Flows the host opened (egress) and one it accepted (ingress).
-        let tcp_out = Pkt::tcp(fam, 443, 46000, SYN).outbound();
+        let tcp_out = Packet::tcp(fam, 443, 46000, SYN).outbound();
         fw.egress(&tcp_out.frame());
-        let udp_out = Pkt::udp(fam, 53, 46001).outbound().payload(40);
+        let udp_out = Packet::udp(fam, 53, 46001).outbound().payload(40);
         fw.egress(&udp_out.frame());
-        let echo_out = Pkt::echo_request(fam, 0x777).outbound();
+        let echo_out = Packet::echo_request(fam, 0x777).outbound();
         fw.egress(&echo_out.frame());
         fw.expect(
             &format!("{fam:?} syn to 80"),
-            &Pkt::tcp(fam, 46002, 80, SYN).frame(),
+            &Packet::tcp(fam, 46002, 80, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
-        let synack_out = Pkt::tcp(fam, 46002, 80, SYN | ACK).outbound();
+        let synack_out = Packet::tcp(fam, 46002, 80, SYN | ACK).outbound();
 
         let errs: &[(u8, u8, [u8; 4])] = match fam {
             Fam::V4 => &[
@@ -1191,7 +1211,7 @@ fn icmp_errors_about_known_flows_are_related() {
                 ("echo out", &echo_out),
                 ("tcp in", &synack_out),
             ] {
-                let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, q);
+                let e = Packet::icmp_error(fam, fam.router(), ty, code, rest, q);
                 fw.expect(
                     &format!("{fam:?} {ty}/{code} about {what}"),
                     &e.frame(),
@@ -1199,7 +1219,7 @@ fn icmp_errors_about_known_flows_are_related() {
                     Reason::Related,
                 );
                 // From the peer itself, too (e.g. port unreachable).
-                let e = Pkt::icmp_error(fam, fam.peer(), ty, code, rest, q);
+                let e = Packet::icmp_error(fam, fam.peer(), ty, code, rest, q);
                 fw.expect(
                     &format!("{fam:?} {ty}/{code} from the peer about {what}"),
                     &e.frame(),
@@ -1208,8 +1228,8 @@ fn icmp_errors_about_known_flows_are_related() {
                 );
             }
             // Quoting only the first 8 bytes after the IP header is enough.
-            let mut short = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &tcp_out);
-            if let L4::Icmp { payload, .. } = &mut short.l4 {
+            let mut short = Packet::icmp_error(fam, fam.router(), ty, code, rest, &tcp_out);
+            if let L4::Icmp(Icmp { body: payload, .. }) = &mut short.l4 {
                 let ip_hdr = if fam == Fam::V4 { 20 } else { 40 };
                 payload.truncate(ip_hdr + 8);
             }
@@ -1220,8 +1240,8 @@ fn icmp_errors_about_known_flows_are_related() {
                 Reason::Related,
             );
             // Unknown flows: silently dropped.
-            let unknown = Pkt::tcp(fam, 443, 46099, SYN).outbound();
-            let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &unknown);
+            let unknown = Packet::tcp(fam, 443, 46099, SYN).outbound();
+            let e = Packet::icmp_error(fam, fam.router(), ty, code, rest, &unknown);
             fw.expect(
                 &format!("{fam:?} {ty}/{code} about an unknown flow"),
                 &e.frame(),
@@ -1229,8 +1249,8 @@ fn icmp_errors_about_known_flows_are_related() {
                 Reason::RejectSilent,
             );
             // A quote of the flow in the wrong direction is not this flow.
-            let reversed = Pkt::tcp(fam, 443, 46000, SYN);
-            let e = Pkt::icmp_error(fam, fam.router(), ty, code, rest, &reversed);
+            let reversed = Packet::tcp(fam, 443, 46000, SYN);
+            let e = Packet::icmp_error(fam, fam.router(), ty, code, rest, &reversed);
             fw.expect(
                 &format!("{fam:?} {ty}/{code} quoting the reply direction"),
                 &e.frame(),
@@ -1247,20 +1267,20 @@ fn deny_keeps_established_flows() {
     for fam in Fam::ALL {
         fw.expect(
             &format!("{fam:?} syn to 80"),
-            &Pkt::tcp(fam, 47000, 80, SYN).frame(),
+            &Packet::tcp(fam, 47000, 80, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
-        fw.egress(&Pkt::tcp(fam, 47000, 80, SYN | ACK).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 47000, 80, SYN | ACK).outbound().frame());
         fw.expect(
             &format!("{fam:?} ack"),
-            &Pkt::tcp(fam, 47000, 80, ACK).frame(),
+            &Packet::tcp(fam, 47000, 80, ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
         fw.expect(
             &format!("{fam:?} udp to 80"),
-            &Pkt::udp(fam, 47001, 80).frame(),
+            &Packet::udp(fam, 47001, 80).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -1270,7 +1290,7 @@ fn deny_keeps_established_flows() {
     p.deny(Proto::Udp, PortRange::single(80));
     fw.set_policy(p);
     for fam in Fam::ALL {
-        let data = Pkt::tcp(fam, 47000, 80, ACK | PSH).payload(100);
+        let data = Packet::tcp(fam, 47000, 80, ACK | PSH).payload(100);
         fw.expect(
             &format!("{fam:?} data on the established flow"),
             &data.frame(),
@@ -1279,23 +1299,23 @@ fn deny_keeps_established_flows() {
         );
         fw.expect(
             &format!("{fam:?} udp flow"),
-            &Pkt::udp(fam, 47001, 80).frame(),
+            &Packet::udp(fam, 47001, 80).frame(),
             XDP_PASS,
             Reason::Established,
         );
         expect_host_unreach(
             &fw,
             &format!("{fam:?} new syn to 80"),
-            &Pkt::tcp(fam, 47002, 80, SYN),
+            &Packet::tcp(fam, 47002, 80, SYN),
         );
         expect_host_unreach(
             &fw,
             &format!("{fam:?} new udp to 80"),
-            &Pkt::udp(fam, 47003, 80),
+            &Packet::udp(fam, 47003, 80),
         );
         fw.expect(
             &format!("{fam:?} 22 still open"),
-            &Pkt::tcp(fam, 47004, 22, SYN).frame(),
+            &Packet::tcp(fam, 47004, 22, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -1306,7 +1326,7 @@ fn deny_keeps_established_flows() {
     fw.set_policy(p);
     fw.expect(
         "v4 syn to 80 after allow",
-        &Pkt::tcp(Fam::V4, 47005, 80, SYN).frame(),
+        &Packet::tcp(Fam::V4, 47005, 80, SYN).frame(),
         XDP_PASS,
         Reason::Port,
     );
@@ -1333,7 +1353,7 @@ fn expired_conntrack_entries_count_as_absent() {
         expect_host_unreach(
             &fw,
             &format!("{fam:?} syn-ack after expiry"),
-            &Pkt::tcp(fam, 443, 48000, SYN | ACK),
+            &Packet::tcp(fam, 443, 48000, SYN | ACK),
         );
         // 119 s: still live.
         fw.ct_insert(
@@ -1342,7 +1362,7 @@ fn expired_conntrack_entries_count_as_absent() {
         );
         fw.expect(
             &format!("{fam:?} syn-ack before expiry"),
-            &Pkt::tcp(fam, 443, 48001, SYN | ACK).frame(),
+            &Packet::tcp(fam, 443, 48001, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1353,7 +1373,7 @@ fn expired_conntrack_entries_count_as_absent() {
         );
         fw.expect(
             &format!("{fam:?} established, idle"),
-            &Pkt::tcp(fam, 443, 48002, ACK).frame(),
+            &Packet::tcp(fam, 443, 48002, ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1365,7 +1385,7 @@ fn expired_conntrack_entries_count_as_absent() {
         expect_host_unreach(
             &fw,
             &format!("{fam:?} udp after 31 s"),
-            &Pkt::udp(fam, 53, 48003),
+            &Packet::udp(fam, 53, 48003),
         );
         fw.ct_insert(
             &flow_key(fam, IPPROTO_UDP, 53, 48004),
@@ -1373,13 +1393,13 @@ fn expired_conntrack_entries_count_as_absent() {
         );
         fw.expect(
             &format!("{fam:?} udp after 29 s"),
-            &Pkt::udp(fam, 53, 48004).frame(),
+            &Packet::udp(fam, 53, 48004).frame(),
             XDP_PASS,
             Reason::Established,
         );
         // An expired flow is not RELATED either.
-        let quoted = Pkt::tcp(fam, 443, 48000, SYN).outbound();
-        let e = Pkt::icmp_error(fam, fam.router(), fam.unreach(), 0, [0; 4], &quoted);
+        let quoted = Packet::tcp(fam, 443, 48000, SYN).outbound();
+        let e = Packet::icmp_error(fam, fam.router(), fam.unreach(), 0, [0; 4], &quoted);
         fw.expect(
             &format!("{fam:?} icmp error about an expired flow"),
             &e.frame(),
@@ -1387,10 +1407,10 @@ fn expired_conntrack_entries_count_as_absent() {
             Reason::RejectSilent,
         );
         // Egress revives an expired flow as a new one.
-        fw.egress(&Pkt::tcp(fam, 443, 48000, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 48000, SYN).outbound().frame());
         fw.expect(
             &format!("{fam:?} syn-ack after a new syn"),
-            &Pkt::tcp(fam, 443, 48000, SYN | ACK).frame(),
+            &Packet::tcp(fam, 443, 48000, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1410,14 +1430,14 @@ fn counters_add_up() {
     let fw = Fw::seed();
     let mut frames: Vec<Vec<u8>> = Vec::new();
     for fam in Fam::ALL {
-        frames.push(Pkt::syn(fam, 22).frame());
-        frames.push(Pkt::syn(fam, 22).frame()); // established now
-        frames.push(Pkt::syn(fam, 23).frame());
-        frames.push(Pkt::udp(fam, 9, 80).payload(700).frame());
-        frames.push(Pkt::udp(fam, 9, 81).payload(1000).frame());
-        frames.push(Pkt::echo_request(fam, 1).vlan(0).frame());
+        frames.push(Packet::syn(fam, 22).frame());
+        frames.push(Packet::syn(fam, 22).frame()); // established now
+        frames.push(Packet::syn(fam, 23).frame());
+        frames.push(Packet::udp(fam, 9, 80).payload(700).frame());
+        frames.push(Packet::udp(fam, 9, 81).payload(1000).frame());
+        frames.push(Packet::echo_request(fam, 1).vlan(0).frame());
         frames.push(
-            Pkt::syn(fam, 23)
+            Packet::syn(fam, 23)
                 .from(fam.router())
                 .l2_dst(BROADCAST_MAC)
                 .to(match fam {
@@ -1426,23 +1446,23 @@ fn counters_add_up() {
                 })
                 .frame(),
         );
-        let mut l = Pkt::new(
+        let mut l = Packet::to_host(
             fam,
             L4::Raw {
                 proto: IPPROTO_TCP,
                 bytes: vec![0; 40],
             },
         );
-        l.frag = Frag::Later {
+        l = l.frag(Frag::Later {
             id: 99,
             offset: 3,
             more: false,
-        };
+        });
         frames.push(l.frame());
     }
-    frames.push(arp_request());
+    frames.push(arp_request(PEER_MAC, PEER4, HOST4));
     frames.extend(malformed_frames().into_iter().map(|(_, f)| f));
-    frames.push(Pkt::syn(Fam::V4, 22).from(Ipv4Addr::LOCALHOST).frame());
+    frames.push(Packet::syn(Fam::V4, 22).from(Ipv4Addr::LOCALHOST).frame());
     let before = fw.totals();
     for f in &frames {
         fw.ingress(f);
@@ -1483,7 +1503,7 @@ fn counters_add_up() {
 fn bad_ipv4_header_checksum_is_never_answered() {
     let fw = Fw::seed();
     // Linux drops these in ip_rcv, before the firewall: no ICMP error.
-    let mut f = Pkt::syn(Fam::V4, 23).frame();
+    let mut f = Packet::syn(Fam::V4, 23).frame();
     f[14 + 10] ^= 0x5a;
     fw.expect(
         "closed port, bad header checksum",
@@ -1491,7 +1511,7 @@ fn bad_ipv4_header_checksum_is_never_answered() {
         XDP_DROP,
         Reason::Malformed,
     );
-    let mut f = Pkt::syn(Fam::V4, 23)
+    let mut f = Packet::syn(Fam::V4, 23)
         .v4_options(&[1, 1, 1, 0])
         .vlan(0)
         .frame();
@@ -1502,7 +1522,7 @@ fn bad_ipv4_header_checksum_is_never_answered() {
         XDP_DROP,
         Reason::Malformed,
     );
-    let mut f = Pkt::syn(Fam::V4, 23).frame();
+    let mut f = Packet::syn(Fam::V4, 23).frame();
     f[14 + 10] ^= 0x5a;
     let fw_drop = Fw::load(Config {
         reject_with: RejectWith::TcpReset,
@@ -1515,7 +1535,7 @@ fn bad_ipv4_header_checksum_is_never_answered() {
         Reason::Malformed,
     );
     // Accepted ones pass: the stack drops them, as without fw.
-    let mut f = Pkt::syn(Fam::V4, 22).frame();
+    let mut f = Packet::syn(Fam::V4, 22).frame();
     f[14 + 10] ^= 0x5a;
     fw.expect("open port, bad header checksum", &f, XDP_PASS, Reason::Port);
 }
@@ -1526,17 +1546,17 @@ fn closed_tcp_flows_go_back_to_the_policy() {
     for fam in Fam::ALL {
         // Accepted on 80, then reset by the peer: the RST belongs to the flow,
         // a new SYN on the same ports is a new connection for the policy.
-        let syn = Pkt::tcp(fam, 49000, 80, SYN);
+        let syn = Packet::tcp(fam, 49000, 80, SYN);
         fw.expect(
             &format!("{fam:?} syn to 80"),
             &syn.frame(),
             XDP_PASS,
             Reason::Port,
         );
-        fw.egress(&Pkt::tcp(fam, 49000, 80, SYN | ACK).outbound().frame());
-        let ack = Pkt::tcp(fam, 49000, 80, ACK).frame();
+        fw.egress(&Packet::tcp(fam, 49000, 80, SYN | ACK).outbound().frame());
+        let ack = Packet::tcp(fam, 49000, 80, ACK).frame();
         fw.expect(&format!("{fam:?} ack"), &ack, XDP_PASS, Reason::Established);
-        let rst = Pkt::tcp(fam, 49000, 80, RST).frame();
+        let rst = Packet::tcp(fam, 49000, 80, RST).frame();
         fw.expect(&format!("{fam:?} rst"), &rst, XDP_PASS, Reason::Established);
         fw.expect(
             &format!("{fam:?} syn again"),
@@ -1547,25 +1567,25 @@ fn closed_tcp_flows_go_back_to_the_policy() {
 
         // Opened by the host, reset by the peer: a SYN from the peer to the
         // host's ephemeral port afterwards is no reply.
-        fw.egress(&Pkt::tcp(fam, 443, 49001, SYN).outbound().frame());
-        let rst = Pkt::tcp(fam, 443, 49001, RST | ACK).frame();
+        fw.egress(&Packet::tcp(fam, 443, 49001, SYN).outbound().frame());
+        let rst = Packet::tcp(fam, 443, 49001, RST | ACK).frame();
         fw.expect(
             &format!("{fam:?} rst+ack"),
             &rst,
             XDP_PASS,
             Reason::Established,
         );
-        let syn = Pkt::tcp(fam, 443, 49001, SYN);
+        let syn = Packet::tcp(fam, 443, 49001, SYN);
         expect_host_unreach(&fw, &format!("{fam:?} syn to the closed flow"), &syn);
 
         // FIN: the last packets of a closing flow still pass.
-        fw.egress(&Pkt::tcp(fam, 443, 49002, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 49002, SYN).outbound().frame());
         for (what, flags) in [
             ("syn-ack", SYN | ACK),
             ("fin", FIN | ACK),
             ("last ack", ACK),
         ] {
-            let f = Pkt::tcp(fam, 443, 49002, flags).frame();
+            let f = Packet::tcp(fam, 443, 49002, flags).frame();
             fw.expect(
                 &format!("{fam:?} {what}"),
                 &f,
@@ -1598,7 +1618,7 @@ fn broken_tcp_headers_are_judged_by_their_ports() {
         ];
         for (i, (what, edit)) in broken.into_iter().enumerate() {
             for port in [22, 23] {
-                let mut f = Pkt::tcp(fam, 40300 + i as u16, port, SYN).frame();
+                let mut f = Packet::tcp(fam, 40300 + i as u16, port, SYN).frame();
                 edit(&mut f, l4);
                 let ip_len = (f.len() - l3 - if fam == Fam::V4 { 0 } else { 40 }) as u16;
                 f[len_at..len_at + 2].copy_from_slice(&ip_len.to_be_bytes());
@@ -1615,8 +1635,8 @@ fn broken_tcp_headers_are_judged_by_their_ports() {
             }
         }
         // Never part of a flow: an established flow's port does not help.
-        fw.egress(&Pkt::tcp(fam, 443, 40310, SYN).outbound().frame());
-        let mut f = Pkt::tcp(fam, 443, 40310, SYN | ACK).frame();
+        fw.egress(&Packet::tcp(fam, 443, 40310, SYN).outbound().frame());
+        let mut f = Packet::tcp(fam, 443, 40310, SYN | ACK).frame();
         f[l4 + 12] = 0x40;
         let out = fw.expect(
             &format!("{fam:?} data offset 4 on a flow"),
@@ -1633,7 +1653,7 @@ fn icmp_of_the_other_family_is_just_a_protocol_number() {
     let fw = Fw::seed();
     // An "ICMPv6 neighbor advertisement" inside IPv4, an "ICMP error" inside
     // IPv6: unknown protocols there, rejected like any.
-    let mut na = Pkt::new(
+    let mut na = Packet::to_host(
         Fam::V4,
         L4::Raw {
             proto: 58,
@@ -1642,7 +1662,7 @@ fn icmp_of_the_other_family_is_just_a_protocol_number() {
     );
     na.ttl = 255;
     expect_host_unreach(&fw, "v4 protocol 58 type 136", &na);
-    let err = Pkt::new(
+    let err = Packet::to_host(
         Fam::V6,
         L4::Raw {
             proto: 1,
@@ -1656,7 +1676,7 @@ fn icmp_of_the_other_family_is_just_a_protocol_number() {
 fn the_authentication_header_is_the_transport_for_the_policy() {
     let fw = Fw::seed();
     // TCP to 22 behind AH: nftables (iptables-nft) sees protocol 51.
-    let mut f = Pkt::syn(Fam::V6, 22).frame();
+    let mut f = Packet::syn(Fam::V6, 22).frame();
     // Insert AH (24 bytes: next, len 4, reserved, SPI, sequence, 12-byte ICV).
     let mut ah = vec![6u8, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
     ah.extend_from_slice(&[0; 12]);
@@ -1673,7 +1693,7 @@ fn a_source_equal_to_the_destination_is_martian() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         for port in [22, 23] {
-            let p = Pkt::syn(fam, port).from(fam.host());
+            let p = Packet::syn(fam, port).from(fam.host());
             fw.expect(
                 &format!("{fam:?} land to {port}"),
                 &p.frame(),
@@ -1703,10 +1723,10 @@ fn options_the_stack_refuses_are_never_answered() {
     .enumerate()
     {
         let sport = 40100 + i as u16;
-        let p = Pkt::tcp(Fam::V4, sport, 23, SYN).v4_options(opts);
+        let p = Packet::tcp(Fam::V4, sport, 23, SYN).v4_options(opts);
         fw.expect(&format!("v4 {what} to 23"), &p.frame(), XDP_DROP, reason);
         // Allowed: passed, the stack refuses them itself.
-        let p = Pkt::tcp(Fam::V4, sport, 22, SYN).v4_options(opts);
+        let p = Packet::tcp(Fam::V4, sport, 22, SYN).v4_options(opts);
         fw.expect(
             &format!("v4 {what} to 22"),
             &p.frame(),
@@ -1715,13 +1735,13 @@ fn options_the_stack_refuses_are_never_answered() {
         );
     }
     // Options Linux takes: answered as usual.
-    let rr = Pkt::syn(Fam::V4, 23).v4_options(&[7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let rr = Packet::syn(Fam::V4, 23).v4_options(&[7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     expect_host_unreach(&fw, "v4 record route to 23", &rr);
 
     // IPv6 hop-by-hop: the built header holds one PadN(4) at bytes 2..8.
     let hbh = |opt: [u8; 2], port: u16| {
         let sport = 40200 + opt[0] as u16;
-        let mut f = Pkt::tcp(Fam::V6, sport, port, SYN)
+        let mut f = Packet::tcp(Fam::V6, sport, port, SYN)
             .v6_exts(&[HOP_BY_HOP])
             .frame();
         f[56..58].copy_from_slice(&opt);
@@ -1773,7 +1793,7 @@ fn ipv6_without_a_transport_header_is_never_answered() {
     let fw = Fw::seed();
     // "No next header", directly and after a destination options header.
     for exts in [vec![], vec![DEST_OPTS]] {
-        let p = Pkt::new(
+        let p = Packet::to_host(
             Fam::V6,
             L4::Raw {
                 proto: 59,
@@ -1794,7 +1814,7 @@ fn ipv6_without_a_transport_header_is_never_answered() {
 fn ipv6_fragments_of_odd_length_are_malformed() {
     let fw = Fw::seed();
     // More fragments follow, but 84 bytes is no multiple of 8 (RFC 8200 4.5).
-    let p = Pkt::tcp(Fam::V6, 43100, 80, ACK | PSH)
+    let p = Packet::tcp(Fam::V6, 43100, 80, ACK | PSH)
         .payload(64)
         .frag(Frag::First { id: 0x2001 });
     fw.expect(
@@ -1809,7 +1829,7 @@ fn ipv6_fragments_of_odd_length_are_malformed() {
 fn invalid_tcp_flags_are_never_part_of_a_flow() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
-        fw.egress(&Pkt::tcp(fam, 443, 47000, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 47000, SYN).outbound().frame());
         // Combinations conntrack calls INVALID: judged by the policy (port
         // 47000 is closed), as under iptables.
         for (i, flags) in [SYN | FIN, SYN | RST, 0, FIN, SYN | ACK | FIN]
@@ -1819,19 +1839,19 @@ fn invalid_tcp_flags_are_never_part_of_a_flow() {
             expect_host_unreach(
                 &fw,
                 &format!("{fam:?} flags {flags:#x} on the flow"),
-                &Pkt::tcp(fam, 443, 47000, flags).seq_ack(i as u32, 0),
+                &Packet::tcp(fam, 443, 47000, flags).seq_ack(i as u32, 0),
             );
         }
         fw.expect(
             &format!("{fam:?} syn-ack still belongs to it"),
-            &Pkt::tcp(fam, 443, 47000, SYN | ACK).frame(),
+            &Packet::tcp(fam, 443, 47000, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
         // On an open port an invalid packet passes, but opens no flow.
         fw.expect(
             &format!("{fam:?} syn+fin to 22"),
-            &Pkt::tcp(fam, 47001, 22, SYN | FIN).frame(),
+            &Packet::tcp(fam, 47001, 22, SYN | FIN).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -1848,7 +1868,7 @@ fn invalid_tcp_flags_are_never_part_of_a_flow() {
 fn every_icmp_error_type_can_be_related() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
-        let out = Pkt::udp(fam, 53, 47100).outbound().payload(20);
+        let out = Packet::udp(fam, 53, 47100).outbound().payload(20);
         fw.egress(&out.frame());
         // Source quench and redirect (v4), an unassigned error type (v6).
         let types: &[u8] = match fam {
@@ -1856,7 +1876,7 @@ fn every_icmp_error_type_can_be_related() {
             Fam::V6 => &[0, 5, 100, 127],
         };
         for &ty in types {
-            let e = Pkt::icmp_error(fam, fam.router(), ty, 0, [0; 4], &out);
+            let e = Packet::icmp_error(fam, fam.router(), ty, 0, [0; 4], &out);
             fw.expect(
                 &format!("{fam:?} type {ty} about a known flow"),
                 &e.frame(),
@@ -1872,43 +1892,43 @@ fn tcp_transitions_netfilter_calls_invalid_go_to_the_policy() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         // The host's SYN is out; a FIN before the SYN-ACK is invalid.
-        fw.egress(&Pkt::tcp(fam, 443, 47200, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 47200, SYN).outbound().frame());
         expect_host_unreach(
             &fw,
             &format!("{fam:?} fin+ack before the syn-ack"),
-            &Pkt::tcp(fam, 443, 47200, FIN | ACK),
+            &Packet::tcp(fam, 443, 47200, FIN | ACK),
         );
         // So is a bare ACK moving it on: the SYN-ACK still passes after one.
         fw.expect(
             &format!("{fam:?} bare ack"),
-            &Pkt::tcp(fam, 443, 47200, ACK).frame(),
+            &Packet::tcp(fam, 443, 47200, ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
         fw.expect(
             &format!("{fam:?} syn-ack"),
-            &Pkt::tcp(fam, 443, 47200, SYN | ACK).frame(),
+            &Packet::tcp(fam, 443, 47200, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
         // Established: a new SYN from the peer is invalid.
-        fw.egress(&Pkt::tcp(fam, 443, 47200, ACK).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 47200, ACK).outbound().frame());
         expect_host_unreach(
             &fw,
             &format!("{fam:?} syn on the established flow"),
-            &Pkt::tcp(fam, 443, 47200, SYN).seq_ack(7, 0),
+            &Packet::tcp(fam, 443, 47200, SYN).seq_ack(7, 0),
         );
         // A flow the peer opened: a SYN-ACK from the peer is out of place
         // (on an open port the policy still passes it, as a new packet).
         fw.expect(
             &format!("{fam:?} syn to 22"),
-            &Pkt::tcp(fam, 47201, 22, SYN).frame(),
+            &Packet::tcp(fam, 47201, 22, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
         fw.expect(
             &format!("{fam:?} syn-ack from the peer"),
-            &Pkt::tcp(fam, 47201, 22, SYN | ACK).frame(),
+            &Packet::tcp(fam, 47201, 22, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -1929,10 +1949,10 @@ fn a_rst_as_the_first_answer_ends_the_flow() {
     for fam in Fam::ALL {
         // The host connects out, the peer refuses: the RST passes, the flow
         // is gone, a late SYN-ACK is judged by the policy.
-        fw.egress(&Pkt::tcp(fam, 443, 47300, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 47300, SYN).outbound().frame());
         fw.expect(
             &format!("{fam:?} rst+ack"),
-            &Pkt::tcp(fam, 443, 47300, RST | ACK).frame(),
+            &Packet::tcp(fam, 443, 47300, RST | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1940,29 +1960,29 @@ fn a_rst_as_the_first_answer_ends_the_flow() {
         expect_host_unreach(
             &fw,
             &format!("{fam:?} syn-ack after the rst"),
-            &Pkt::tcp(fam, 443, 47300, SYN | ACK),
+            &Packet::tcp(fam, 443, 47300, SYN | ACK),
         );
         // The peer connects in, the host refuses (nothing listens).
         fw.expect(
             &format!("{fam:?} syn to 80"),
-            &Pkt::tcp(fam, 47301, 80, SYN).frame(),
+            &Packet::tcp(fam, 47301, 80, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
         assert!(has(&fw, fam, 47301, 80), "{fam:?}: inbound flow recorded");
-        fw.egress(&Pkt::tcp(fam, 47301, 80, RST | ACK).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 47301, 80, RST | ACK).outbound().frame());
         assert!(!has(&fw, fam, 47301, 80), "{fam:?}: inbound flow removed");
         // Once answered, a RST only closes the flow.
-        fw.egress(&Pkt::tcp(fam, 443, 47302, SYN).outbound().frame());
+        fw.egress(&Packet::tcp(fam, 443, 47302, SYN).outbound().frame());
         fw.expect(
             &format!("{fam:?} syn-ack"),
-            &Pkt::tcp(fam, 443, 47302, SYN | ACK).frame(),
+            &Packet::tcp(fam, 443, 47302, SYN | ACK).frame(),
             XDP_PASS,
             Reason::Established,
         );
         fw.expect(
             &format!("{fam:?} rst after the syn-ack"),
-            &Pkt::tcp(fam, 443, 47302, RST).frame(),
+            &Packet::tcp(fam, 443, 47302, RST).frame(),
             XDP_PASS,
             Reason::Established,
         );
@@ -1978,7 +1998,7 @@ fn a_cut_icmpv4_header_is_judged_by_its_type() {
     let fw = Fw::seed();
     // Four bytes of an echo request: REJECT answers it; of an error: not.
     for (ty, answered) in [(8u8, true), (3, false)] {
-        let mut f = Pkt::echo_request(Fam::V4, 9).frame();
+        let mut f = Packet::echo_request(Fam::V4, 9).frame();
         f.truncate(14 + 20 + 4);
         f[34] = ty;
         f[16..18].copy_from_slice(&24u16.to_be_bytes());
@@ -1994,8 +2014,11 @@ fn a_cut_icmpv4_header_is_judged_by_its_type() {
 
 /// A DHCPv4 server's reply (UDP 67 -> 68, about the size of a real one)
 /// from the router to `dst`.
-fn dhcp_reply(dst: Ipv4Addr) -> Pkt {
-    Pkt::udp(Fam::V4, 67, 68).from(ROUTER4).to(dst).payload(300)
+fn dhcp_reply(dst: Ipv4Addr) -> Packet {
+    Packet::udp(Fam::V4, 67, 68)
+        .from(ROUTER4)
+        .to(dst)
+        .payload(300)
 }
 
 #[test]
@@ -2041,7 +2064,7 @@ fn dhcp_client_replies_pass() {
         .payload(600)
         .frag(Frag::First { id: 0x6768 });
     fw.expect("first fragment", &first.frame(), XDP_PASS, Reason::Dhcp);
-    let mut later = Pkt::new(
+    let mut later = Packet::to_host(
         Fam::V4,
         L4::Raw {
             proto: IPPROTO_UDP,
@@ -2051,11 +2074,11 @@ fn dhcp_client_replies_pass() {
     .from(ROUTER4)
     .to(Ipv4Addr::BROADCAST)
     .l2_dst(BROADCAST_MAC);
-    later.frag = Frag::Later {
+    later = later.frag(Frag::Later {
         id: 0x6768,
         offset: 76,
         more: false,
-    };
+    });
     fw.expect("later fragment", &later.frame(), XDP_PASS, Reason::Dhcp);
 }
 
@@ -2064,18 +2087,21 @@ fn only_dhcp_client_replies_are_excepted() {
     let fw = Fw::seed();
     let bcast = Ipv4Addr::BROADCAST;
     let unicast = [
-        ("udp 67 -> 69", Pkt::udp(Fam::V4, 67, 69).from(ROUTER4)),
-        ("udp 68 -> 68", Pkt::udp(Fam::V4, 68, 68).from(ROUTER4)),
+        ("udp 67 -> 69", Packet::udp(Fam::V4, 67, 69).from(ROUTER4)),
+        ("udp 68 -> 68", Packet::udp(Fam::V4, 68, 68).from(ROUTER4)),
         (
             "udp 68 -> 67 (the host is no server)",
-            Pkt::udp(Fam::V4, 68, 67),
+            Packet::udp(Fam::V4, 68, 67),
         ),
-        ("udp 66 -> 68", Pkt::udp(Fam::V4, 66, 68).from(ROUTER4)),
-        ("tcp 67 -> 68", Pkt::tcp(Fam::V4, 67, 68, SYN).from(ROUTER4)),
-        ("v6 udp 67 -> 68", Pkt::udp(Fam::V6, 67, 68)),
+        ("udp 66 -> 68", Packet::udp(Fam::V4, 66, 68).from(ROUTER4)),
+        (
+            "tcp 67 -> 68",
+            Packet::tcp(Fam::V4, 67, 68, SYN).from(ROUTER4),
+        ),
+        ("v6 udp 67 -> 68", Packet::udp(Fam::V6, 67, 68)),
         // DHCPv6 clients read through UDP sockets, which the reference
         // filters: its server's answer is rejected there too.
-        ("v6 udp 547 -> 546", Pkt::udp(Fam::V6, 547, 546)),
+        ("v6 udp 547 -> 546", Packet::udp(Fam::V6, 547, 546)),
     ];
     for (what, pkt) in unicast {
         expect_host_unreach(&fw, what, &pkt.payload(300));
@@ -2083,11 +2109,11 @@ fn only_dhcp_client_replies_are_excepted() {
     let silent = [
         (
             "broadcast udp 67 -> 69",
-            Pkt::udp(Fam::V4, 67, 69).from(ROUTER4).to(bcast),
+            Packet::udp(Fam::V4, 67, 69).from(ROUTER4).to(bcast),
         ),
         (
             "broadcast udp 68 -> 68",
-            Pkt::udp(Fam::V4, 68, 68).from(ROUTER4).to(bcast),
+            Packet::udp(Fam::V4, 68, 68).from(ROUTER4).to(bcast),
         ),
     ];
     for (what, pkt) in silent {
@@ -2114,7 +2140,7 @@ fn dhcp_client_replies_keep_the_reasons_of_earlier_rules() {
     );
     // The broadcast of a packet-socket client creates no flow the answer
     // could match: still `dhcp`.
-    let discover = Pkt::udp(Fam::V4, 68, 67)
+    let discover = Packet::udp(Fam::V4, 68, 67)
         .from(Ipv4Addr::UNSPECIFIED)
         .to(Ipv4Addr::BROADCAST)
         .l2_dst(BROADCAST_MAC);
@@ -2131,7 +2157,7 @@ fn dhcp_client_replies_keep_the_reasons_of_earlier_rules() {
     let mut policy = Policy::seed();
     policy.allow(Proto::Udp, PortRange::single(68), &[]);
     fw.set_policy(policy);
-    let other = Pkt::udp(Fam::V4, 67, 68).from(PEER4).payload(300);
+    let other = Packet::udp(Fam::V4, 67, 68).from(PEER4).payload(300);
     fw.expect("open udp 68", &other.frame(), XDP_PASS, Reason::Port);
     assert_eq!(fw.port_hits(Proto::Udp, 68), 1);
 }

@@ -21,8 +21,9 @@ use std::{
 };
 
 use fw_testkit::{
-    command, fw_bin, fw_cmd, fw_ok, fw_stats, fw_up, in_netns, reason_packets, require_root, Netns,
-    Pair, PinDir,
+    command, fw_bin, fw_cmd, fw_ok, fw_stats, fw_up, in_netns,
+    packet::{Fam, Packet, Tcp, L4, SYN},
+    reason_packets, require_root, Netns, Pair, PinDir,
 };
 use fw_user::{
     kernel::{maps::FwMaps, pins},
@@ -202,16 +203,23 @@ fn traffic() -> Vec<(Kind, u16, Vec<u8>)> {
 /// One IPv4 packet from the client to the server; `id` is its source port
 /// (echo id).
 fn packet(kind: Kind, id: u16) -> Vec<u8> {
-    let (cli, srv) = ([192, 0, 2, 2], [192, 0, 2, 1]);
-    let b = etherparse::PacketBuilder::ipv4(cli, srv, 64);
-    let mut pkt = Vec::new();
-    match kind {
-        Kind::Syn(port) => b.tcp(id, port, 1, 64240).syn().write(&mut pkt, &[]),
-        Kind::Udp(port) => b.udp(id, port).write(&mut pkt, b"fw!\n"),
-        Kind::Echo => b.icmpv4_echo_request(id, 1).write(&mut pkt, b"fw-watch"),
-    }
-    .expect("build packet");
-    pkt
+    let l4 = match kind {
+        Kind::Syn(port) => L4::Tcp(Tcp {
+            sport: id,
+            dport: port,
+            seq: 1,
+            flags: SYN,
+            ..Tcp::default()
+        }),
+        Kind::Udp(port) => L4::udp(id, port, b"fw!\n".to_vec()),
+        Kind::Echo => {
+            let [a, b] = id.to_be_bytes();
+            L4::icmp(8, 0, [a, b, 0, 1], b"fw-watch".to_vec())
+        }
+    };
+    let mut p = Packet::to_host(Fam::V4, l4);
+    p.ip_id = 0;
+    p.ip()
 }
 
 /// Sends IPv4 packets (headers included) from namespace `ns` through a raw socket.

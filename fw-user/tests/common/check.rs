@@ -3,50 +3,15 @@
 //! kernel side's checksum code.
 use etherparse::{Ipv4Header, Ipv6Header, PacketHeaders, TcpHeader, TransportHeader};
 
-use super::frames::l3_offset;
+use fw_testkit::packet::{
+    checksum::{ones_sum, pseudo_sum, sum_ok},
+    l3_offset,
+};
 
 /// RFC 1812 4.3.2.3: the quote of an ICMPv4 error (576 - 20 - 8).
 pub const V4_QUOTE_MAX: usize = 548;
 /// RFC 4443 2.4(c): the quote of an ICMPv6 error (1280 - 40 - 8).
 pub const V6_QUOTE_MAX: usize = 1232;
-
-/// One's-complement sum of `data` (odd length padded with a zero byte),
-/// folded to 16 bits, not complemented.
-pub fn ones_sum(data: &[u8], mut acc: u32) -> u16 {
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        acc += w as u32;
-    }
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
-}
-
-/// Whether `data`, checksum field included, sums to 0xffff (valid).
-pub fn sum_ok(data: &[u8]) -> bool {
-    ones_sum(data, 0) == 0xffff
-}
-
-/// The ones'-complement sum of the TCP/UDP/ICMPv6 pseudo-header: IPv4
-/// when `src` is 4 bytes, IPv6 when it is 16.
-pub fn pseudo_sum(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u32 {
-    let mut p = Vec::with_capacity(40);
-    p.extend_from_slice(src);
-    p.extend_from_slice(dst);
-    if src.len() == 4 {
-        p.extend_from_slice(&[0, proto]);
-        p.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        p.extend_from_slice(&(len as u32).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, proto]);
-    }
-    ones_sum(&p, 0) as u32
-}
 
 /// The reply's L2 header: MACs swapped, everything after them (VLAN tags,
 /// ethertype) as in the request.

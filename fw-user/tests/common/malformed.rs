@@ -1,18 +1,6 @@
 //! Frames fw cannot parse (cut headers, bad lengths, bad IHL / data
 //! offsets, overlong IPv6 extension chains): all dropped as `malformed`.
-use super::frames::*;
-
-/// Recomputes the IPv4 header checksum after a test edited the header.
-pub fn fix_v4_header_checksum(f: &mut [u8], l3: usize) {
-    let ihl = (f[l3] & 0x0f) as usize * 4;
-    f[l3 + 10] = 0;
-    f[l3 + 11] = 0;
-    let end = (l3 + ihl).min(f.len());
-    let s = super::check::ones_sum(&f[l3..end], 0);
-    let c = (!s).to_be_bytes();
-    f[l3 + 10] = c[0];
-    f[l3 + 11] = c[1];
-}
+use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
 
 fn set_be16(f: &mut [u8], off: usize, v: u16) {
     f[off..off + 2].copy_from_slice(&v.to_be_bytes());
@@ -24,9 +12,9 @@ pub fn malformed_frames() -> Vec<(String, Vec<u8>)> {
     let mut add = |what: &str, f: Vec<u8>| out.push((what.to_string(), f));
 
     // IPv4 (L3 at 14, L4 at 34 without options).
-    let syn4 = Pkt::syn(Fam::V4, 22).frame();
-    let udp4 = Pkt::udp(Fam::V4, 40000, 80).frame();
-    let icmp4 = Pkt::echo_request(Fam::V4, 1).frame();
+    let syn4 = Packet::syn(Fam::V4, 22).frame();
+    let udp4 = Packet::udp(Fam::V4, 40000, 80).frame();
+    let icmp4 = Packet::echo_request(Fam::V4, 1).frame();
     add("v4: ethernet header only", syn4[..14].to_vec());
     add("v4: ip header cut", syn4[..14 + 10].to_vec());
     add("v4: ip header cut at 19 bytes", syn4[..14 + 19].to_vec());
@@ -68,8 +56,8 @@ pub fn malformed_frames() -> Vec<(String, Vec<u8>)> {
     add("v4: icmp header cut", f);
 
     // IPv6 (L3 at 14, L4 at 54 without extension headers).
-    let syn6 = Pkt::syn(Fam::V6, 22).frame();
-    let udp6 = Pkt::udp(Fam::V6, 40000, 80).frame();
+    let syn6 = Packet::syn(Fam::V6, 22).frame();
+    let udp6 = Packet::udp(Fam::V6, 40000, 80).frame();
     add("v6: ethernet header only", syn6[..14].to_vec());
     add("v6: ip header cut", syn6[..14 + 30].to_vec());
     let mut f = syn6.clone();
@@ -84,10 +72,10 @@ pub fn malformed_frames() -> Vec<(String, Vec<u8>)> {
     let mut f = udp6[..14 + 40 + 6].to_vec();
     set_be16(&mut f, 18, 6);
     add("v6: udp header cut", f);
-    let mut f = Pkt::syn(Fam::V6, 22).v6_exts(&[HOP_BY_HOP]).frame();
+    let mut f = Packet::syn(Fam::V6, 22).v6_exts(&[HOP_BY_HOP]).frame();
     f[54 + 1] = 10; // hop-by-hop header claims 88 bytes
     add("v6: extension header beyond the packet", f);
-    let mut f = Pkt::syn(Fam::V6, 22).v6_exts(&[HOP_BY_HOP]).frame();
+    let mut f = Packet::syn(Fam::V6, 22).v6_exts(&[HOP_BY_HOP]).frame();
     f.truncate(14 + 40 + 4);
     set_be16(&mut f, 18, 4);
     add("v6: extension header cut", f);
@@ -96,14 +84,14 @@ pub fn malformed_frames() -> Vec<(String, Vec<u8>)> {
     ];
     add(
         "v6: extension header chain too long",
-        Pkt::syn(Fam::V6, 22).v6_exts(&long).frame(),
+        Packet::syn(Fam::V6, 22).v6_exts(&long).frame(),
     );
 
     // L2.
     let mut f = l2(PEER_MAC, HOST_MAC, &[], TPID_8021Q);
     f.extend_from_slice(&[0, 5]);
     add("vlan tag cut", f);
-    let mut f = Pkt::syn(Fam::V4, 22).vlan(5).frame();
+    let mut f = Packet::syn(Fam::V4, 22).vlan(5).frame();
     f.truncate(14 + 4 + 12);
     add("v4 in a vlan: ip header cut", f);
     out

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod check;
-pub mod frames;
 pub mod malformed;
 
 use aya::{
@@ -20,7 +19,7 @@ use fw_user::{
     },
 };
 
-use frames::Fam;
+use fw_testkit::packet::Fam;
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;

@@ -4,7 +4,7 @@
 use proptest::{collection::vec, prelude::*, sample::Index};
 
 use super::gen::{self, clamp_len};
-use crate::common::frames::*;
+use fw_testkit::packet::*;
 
 #[derive(Clone, Debug)]
 pub enum Mutation {
@@ -102,44 +102,47 @@ pub fn apply(f: &mut Vec<u8>, at: &At, m: &Mutation) {
 
 /// Valid frames of every shape fw parses, built by the verdict tests' builder.
 pub fn corpus() -> Vec<Vec<u8>> {
-    let mut out = vec![arp_request(), other_ethertype(0x88cc)];
+    let mut out = vec![
+        arp_request(PEER_MAC, PEER4, HOST4),
+        other_ethertype(PEER_MAC, HOST_MAC, 0x88cc),
+    ];
     for fam in Fam::ALL {
-        let syn_out = Pkt::syn(fam, 443).outbound();
-        let udp_out = Pkt::udp(fam, 40000, 53).outbound();
+        let syn_out = Packet::syn(fam, 443).outbound();
+        let udp_out = Packet::udp(fam, 40000, 53).outbound();
         let pkts = [
-            Pkt::syn(fam, 22),
-            Pkt::syn(fam, 23),
-            Pkt::tcp(fam, 40000, 80, ACK | PSH).payload(64),
-            Pkt::udp(fam, 40000, 80),
-            Pkt::udp(fam, 40000, 81),
-            Pkt::echo_request(fam, 7),
-            Pkt::echo_reply(fam, 7),
-            Pkt::icmp_error(fam, fam.router(), fam.unreach(), 4, [0; 4], &syn_out),
-            Pkt::icmp_error(fam, fam.router(), fam.unreach(), 3, [0; 4], &udp_out),
-            Pkt::syn(fam, 22).vlan(5),
-            Pkt::syn(fam, 23).qinq(10, 20),
-            Pkt::udp(fam, 40000, 81)
+            Packet::syn(fam, 22),
+            Packet::syn(fam, 23),
+            Packet::tcp(fam, 40000, 80, ACK | PSH).payload(64),
+            Packet::udp(fam, 40000, 80),
+            Packet::udp(fam, 40000, 81),
+            Packet::echo_request(fam, 7),
+            Packet::echo_reply(fam, 7),
+            Packet::icmp_error(fam, fam.router(), fam.unreach(), 4, [0; 4], &syn_out),
+            Packet::icmp_error(fam, fam.router(), fam.unreach(), 3, [0; 4], &udp_out),
+            Packet::syn(fam, 22).vlan(5),
+            Packet::syn(fam, 23).qinq(10, 20),
+            Packet::udp(fam, 40000, 81)
                 .frag(Frag::First { id: 9 })
                 .payload(200),
-            Pkt::udp(fam, 40000, 81)
+            Packet::udp(fam, 40000, 81)
                 .frag(Frag::Later {
                     id: 9,
                     offset: 26,
                     more: false,
                 })
                 .payload(200),
-            Pkt::syn(fam, 23).trailer(10),
+            Packet::syn(fam, 23).trailer(10),
         ];
-        out.extend(pkts.iter().map(Pkt::frame));
+        out.extend(pkts.iter().map(Packet::frame));
     }
-    out.push(Pkt::syn(Fam::V4, 23).v4_options(&[1, 1, 1, 0]).frame());
+    out.push(Packet::syn(Fam::V4, 23).v4_options(&[1, 1, 1, 0]).frame());
     out.push(
-        Pkt::syn(Fam::V6, 23)
+        Packet::syn(Fam::V6, 23)
             .v6_exts(&[HOP_BY_HOP, ROUTING, DEST_OPTS])
             .frame(),
     );
     let (sn, sn_mac) = solicited_node(HOST6);
-    let mut ns = Pkt::icmp(Fam::V6, 135, 0, [0; 4], HOST6.octets().to_vec())
+    let mut ns = Packet::icmp(Fam::V6, 135, 0, [0; 4], HOST6.octets().to_vec())
         .to(sn)
         .l2_dst(sn_mac);
     ns.ttl = 255;

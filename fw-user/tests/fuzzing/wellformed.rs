@@ -6,12 +6,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+use fw_testkit::packet::{
+    checksum::{ones_sum, pseudo_sum, sum_ok},
+    l3_offset,
+};
 use fw_user::model::policy::RejectWith;
 
-use crate::common::{
-    check::{assert_icmp_error, assert_tcp_reset, ones_sum, pseudo_sum, sum_ok},
-    frames::l3_offset,
-};
+use crate::common::check::{assert_icmp_error, assert_tcp_reset};
 
 /// ICMP type and code fw uses for `kind` (tcp-reset answers non-TCP like
 /// host-unreachable).

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use fw_testkit::{SRV_V4, SRV_V6};
 
-use super::craft::{Packet, L4};
+use fw_testkit::packet::{Icmp, Packet, Tcp, ACK, L4};
 
 /// Probe source addresses per family: on the server's subnet, not owned by
 /// the client (its stack stays silent), each with a permanent neighbor entry
@@ -125,38 +125,31 @@ pub fn fam(v6: bool) -> &'static str {
 }
 
 pub fn tcp(sport: u16, dport: u16, flags: u8) -> L4 {
-    L4::Tcp {
+    L4::Tcp(Tcp {
         sport,
         dport,
         seq: 0x1000_0000 | sport as u32,
-        ack: if flags & super::craft::ACK != 0 {
-            77
-        } else {
-            0
-        },
+        ack: if flags & ACK != 0 { 77 } else { 0 },
         flags,
         options: Vec::new(),
         payload: Vec::new(),
-    }
+        ..Tcp::default()
+    })
 }
 
 pub fn udp(sport: u16, dport: u16, len: usize) -> L4 {
-    L4::Udp {
-        sport,
-        dport,
-        payload: fill(len, sport),
-    }
+    L4::udp(sport, dport, fill(len, sport))
 }
 
 /// ICMP with identifier `id` and sequence 1 in the second word.
 pub fn icmp(ty: u8, code: u8, id: u16, body: Vec<u8>) -> L4 {
     let [a, b] = id.to_be_bytes();
-    L4::Icmp {
+    L4::Icmp(Icmp {
         ty,
         code,
         rest: [a, b, 0, 1],
         body,
-    }
+    })
 }
 
 pub fn echo(v6: bool, id: u16) -> L4 {

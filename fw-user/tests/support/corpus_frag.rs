@@ -1,9 +1,10 @@
 //! Corpus family: fragments in and out of order, first or last missing,
 //! duplicated, overlapping, tiny, of invalid length, atomic.
+use fw_testkit::packet::Frag;
+
 use super::{
     corpus::{fam, Gen},
     corpus_ip::Kind,
-    craft::Frag,
 };
 
 /// How to cut a datagram: (fragment id, L4 length) -> the cut.

@@ -3,10 +3,11 @@
 //! sources, broken IP headers (fragments: `corpus_frag`).
 use std::net::{IpAddr, Ipv6Addr};
 
+use fw_testkit::packet::{Csum, Ext, Icmp, Packet, Tcp, L4, SYN};
+
 use super::{
     corpus::{echo, fam, fill, link_local_peer, tcp, udp, Gen},
     corpus_l4::{tcp_port, udp_port},
-    craft::{Csum, Ext, Packet, L4, SYN},
 };
 
 /// What a probe of these families asks for.
@@ -31,7 +32,7 @@ impl Kind {
         match self {
             Kind::Syn(p) => {
                 let mut l = tcp(port, p, SYN);
-                if let L4::Tcp { payload, .. } = &mut l {
+                if let L4::Tcp(Tcp { payload, .. }) = &mut l {
                     *payload = fill(len, port);
                 }
                 l
@@ -39,7 +40,7 @@ impl Kind {
             Kind::Udp(p) => udp(port, p, len),
             Kind::Echo => {
                 let mut l = echo(v6, port);
-                if let L4::Icmp { body, .. } = &mut l {
+                if let L4::Icmp(Icmp { body, .. }) = &mut l {
                     *body = fill(len, port);
                 }
                 l
@@ -348,7 +349,7 @@ fn headers(g: &mut Gen, v6: bool) {
         ("TTL 1", |p| p.ttl = 1),
         ("ECN CE", |p| p.tos = 3),
         ("DSCP EF", |p| p.tos = 0xb8),
-        ("30 bytes of Ethernet padding", |p| p.trailer = 30),
+        ("30 bytes of Ethernet padding", |p| p.trailer = vec![0; 30]),
         ("IP version 5", |p| p.version = Some(5)),
     ];
     if !v6 {
@@ -444,10 +445,7 @@ fn v6_extensions(g: &mut Gen) {
         }
         Ext::routing(t, left, &d)
     };
-    let ah = Ext {
-        ty: 51,
-        body: vec![0; 22],
-    };
+    let ah = Ext::new(51, &[0; 22]);
     let list: Vec<(&str, Vec<Ext>)> = vec![
         ("hop-by-hop with padding", vec![Ext::hbh(&[])]),
         ("hop-by-hop router alert", vec![Ext::hbh(&[5, 2, 0, 0])]),

@@ -1,8 +1,9 @@
 //! Corpus families about layer 4: TCP flag combinations and shapes, UDP,
 //! every ICMP/ICMPv6 type, neighbor discovery, every IP protocol number.
+use fw_testkit::packet::{flag_names, Csum, Icmp, Tcp, ACK, L4, PSH, SYN, URG};
+
 use super::{
     corpus::{echo, fam, fill, icmp, tcp, udp, unknown_flow_quote, Gen},
-    craft::{flag_names, Csum, ACK, L4, PSH, SYN, URG},
     rigs::Ports,
 };
 
@@ -71,12 +72,12 @@ fn tcp_flags(g: &mut Gen, v6: bool) {
 }
 
 fn with_tcp(l4: &mut L4, f: impl FnOnce(&mut Vec<u8>, &mut Vec<u8>, &mut u32)) {
-    if let L4::Tcp {
+    if let L4::Tcp(Tcp {
         options,
         payload,
         ack,
         ..
-    } = l4
+    }) = l4
     {
         f(options, payload, ack);
     }
@@ -294,9 +295,9 @@ fn icmp_types(g: &mut Gen, v6: bool) {
     ] {
         let (src, id) = g.src(v6);
         let mut l4 = echo(v6, id);
-        if let L4::Icmp {
+        if let L4::Icmp(Icmp {
             code: c, body: b, ..
-        } = &mut l4
+        }) = &mut l4
         {
             *c = code;
             *b = fill(len, id);
@@ -413,12 +414,12 @@ fn ndp(g: &mut Gen) {
         let (src, _) = g.src(true);
         let mut p = g.to_server(
             src,
-            L4::Icmp {
+            L4::Icmp(Icmp {
                 ty,
                 code,
                 rest: [0; 4],
                 body,
-            },
+            }),
         );
         p.ttl = hlim;
         if multicast {

@@ -7,10 +7,11 @@
 //! captured on the wire (sequence numbers, identifiers, the quote).
 use std::net::IpAddr;
 
+use fw_testkit::packet::{octets, Icmp, Packet, Tcp, Udp, ACK, FIN, L4, PSH, RST, SYN};
+
 use super::{
     agent::Open,
     corpus::{fill, pool_v4, pool_v6, router, server, Env},
-    craft::{octets, Packet, ACK, FIN, L4, PSH, RST, SYN},
     wire::{parse_frame, parse_ip},
 };
 
@@ -332,7 +333,7 @@ impl FlowCase {
     /// The peer's first packet, for flows the peer starts.
     pub fn peer_opener(&self, env: &Env) -> Option<Vec<u8>> {
         let l4 = match self.opener {
-            Opener::PeerTcp => L4::Tcp {
+            Opener::PeerTcp => L4::Tcp(Tcp {
                 sport: self.peer_port,
                 dport: 80,
                 seq: PEER_ISN,
@@ -340,12 +341,14 @@ impl FlowCase {
                 flags: SYN,
                 options: Vec::new(),
                 payload: Vec::new(),
-            },
-            Opener::PeerUdp => L4::Udp {
+                ..Tcp::default()
+            }),
+            Opener::PeerUdp => L4::Udp(Udp {
                 sport: self.peer_port,
                 dport: 80,
                 payload: fill(16, self.peer_port),
-            },
+                ..Udp::default()
+            }),
             _ => return None,
         };
         Some(self.pkt(env, l4).frames().remove(0))
@@ -386,25 +389,30 @@ impl FlowCase {
         };
         let mut out = Vec::new();
         for step in &self.steps {
-            let tcp = |sport: u16, flags: u8, seq: u32, ack: u32, payload: Vec<u8>| L4::Tcp {
-                sport,
-                dport: self.srv_port,
-                seq,
-                ack,
-                flags,
-                options: Vec::new(),
-                payload,
+            let tcp = |sport: u16, flags: u8, seq: u32, ack: u32, payload: Vec<u8>| {
+                L4::Tcp(Tcp {
+                    sport,
+                    dport: self.srv_port,
+                    seq,
+                    ack,
+                    flags,
+                    options: Vec::new(),
+                    payload,
+                    ..Tcp::default()
+                })
             };
-            let echo = |ty: u8, id: u16| L4::Icmp {
-                ty,
-                code: 0,
-                rest: [
-                    (id >> 8) as u8,
-                    id as u8,
-                    (echo_seq >> 8) as u8,
-                    echo_seq as u8,
-                ],
-                body: b"ping".to_vec(),
+            let echo = |ty: u8, id: u16| {
+                L4::Icmp(Icmp {
+                    ty,
+                    code: 0,
+                    rest: [
+                        (id >> 8) as u8,
+                        id as u8,
+                        (echo_seq >> 8) as u8,
+                        echo_seq as u8,
+                    ],
+                    body: b"ping".to_vec(),
+                })
             };
             let (reply, request) = if self.v6 { (129, 128) } else { (0, 8) };
             let l4 = match *step {
@@ -432,11 +440,12 @@ impl FlowCase {
                     srv_seq.wrapping_add(1),
                     Vec::new(),
                 ),
-                Step::UdpReply | Step::UdpReplyFromOtherPort => L4::Udp {
+                Step::UdpReply | Step::UdpReplyFromOtherPort => L4::Udp(Udp {
                     sport: self.peer_port + matches!(step, Step::UdpReplyFromOtherPort) as u16,
                     dport: self.srv_port,
                     payload: b"answer".to_vec(),
-                },
+                    ..Udp::default()
+                }),
                 Step::EchoReply => echo(reply, ident),
                 Step::EchoReplyOtherId => echo(reply, ident.wrapping_add(1)),
                 Step::EchoRequestSameId => echo(request, ident),
@@ -470,11 +479,12 @@ impl FlowCase {
                                     srv_seq.wrapping_add(1),
                                     Vec::new(),
                                 ),
-                                17 => L4::Udp {
+                                17 => L4::Udp(Udp {
                                     sport: self.peer_port,
                                     dport: self.srv_port,
                                     payload: b"answer".to_vec(),
-                                },
+                                    ..Udp::default()
+                                }),
                                 _ => echo(reply, ident),
                             };
                             self.pkt(env, l).ip_packet()
@@ -491,12 +501,12 @@ impl FlowCase {
                         (true, 4) => [0, 0, 0, 6],
                         _ => [0; 4],
                     };
-                    let l = L4::Icmp {
+                    let l = L4::Icmp(Icmp {
                         ty,
                         code,
                         rest,
                         body,
-                    };
+                    });
                     let mut pkt = self.pkt(env, l);
                     if let From::Router = from {
                         pkt.src = router(self.v6);

@@ -6,7 +6,6 @@ pub mod corpus;
 pub mod corpus_frag;
 pub mod corpus_ip;
 pub mod corpus_l4;
-pub mod craft;
 pub mod daemon;
 pub mod flowrun;
 pub mod flows;

@@ -9,10 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
-    craft::{flag_names, fold, sum16},
-    raw::RawPort,
+use fw_testkit::packet::{
+    checksum::{ones_sum, pseudo_sum},
+    flag_names, octets,
 };
+
+use super::raw::RawPort;
 
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_AUXDATA: libc::c_int = 8;
@@ -455,23 +457,15 @@ fn l4_checksum_ok(ip: &Ip<'_>) -> bool {
         return true;
     }
     let v6 = ip.src.is_ipv6();
-    let mut sum = 0;
-    if ip.proto != 1 {
-        let mut p = super::craft::octets(ip.src);
-        p.extend(super::craft::octets(ip.dst));
-        if v6 {
-            p.extend_from_slice(&(ip.l4.len() as u32).to_be_bytes());
-            p.extend_from_slice(&[0, 0, 0, ip.proto]);
-        } else {
-            p.extend_from_slice(&[0, ip.proto]);
-            p.extend_from_slice(&(ip.l4.len() as u16).to_be_bytes());
-        }
-        sum = sum16(&p, 0);
-    }
+    let sum = if ip.proto != 1 {
+        pseudo_sum(&octets(ip.src), &octets(ip.dst), ip.proto, ip.l4.len())
+    } else {
+        0
+    };
     if ip.proto == 17 && !v6 && ip.l4.len() >= 8 && ip.l4[6] == 0 && ip.l4[7] == 0 {
         return true;
     }
-    fold(sum16(ip.l4, sum)) == 0xffff
+    ones_sum(ip.l4, sum) == 0xffff
 }
 
 /// The outcome of one case as a sorted set of labels; "Nothing" when empty.

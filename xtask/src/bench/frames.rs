@@ -1,14 +1,11 @@
-//! The frames the benchmark sends, built with etherparse so every IP, TCP
-//! and ICMP checksum is valid (iptables' REJECT stays silent on a bad one).
+//! The frames the benchmark sends, built with the test kit's packet
+//! builder so every IP, TCP and ICMP checksum is valid (iptables' REJECT
+//! stays silent on a bad one).
 
 use std::net::IpAddr;
 
-use anyhow::{Context, Result};
-use etherparse::{
-    IpFragOffset, IpHeaders, IpNumber, Ipv4Extensions, Ipv4Header, Ipv6Extensions,
-    Ipv6FragmentHeader, Ipv6Header, PacketBuilder, PacketBuilderStep,
-};
-use fw_testkit::{CLI_V4, CLI_V6, SRV_V4, SRV_V6};
+use anyhow::{bail, Result};
+use fw_testkit::packet::{self as pk, Fam, Frag, Packet, ACK, HOST_MAC, L4, PEER_MAC, SYN};
 
 /// A port the seed policy leaves closed (and nothing listens on).
 pub const CLOSED_PORT: u16 = 8080;
@@ -26,33 +23,25 @@ pub struct L2 {
 
 /// Locally administered MACs for frames that never touch an interface.
 pub const TEST_L2: L2 = L2 {
-    src: [0x02, 0, 0, 0, 0, 2],
-    dst: [0x02, 0, 0, 0, 0, 1],
+    src: PEER_MAC,
+    dst: HOST_MAC,
 };
+
+fn fam(v6: bool) -> Fam {
+    if v6 {
+        Fam::V6
+    } else {
+        Fam::V4
+    }
+}
 
 /// The peer (client) and this host (server), v4 or v6.
 pub fn peer(v6: bool) -> IpAddr {
-    if v6 {
-        CLI_V6.into()
-    } else {
-        CLI_V4.into()
-    }
+    fam(v6).peer()
 }
 
 pub fn host(v6: bool) -> IpAddr {
-    if v6 {
-        SRV_V6.into()
-    } else {
-        SRV_V4.into()
-    }
-}
-
-fn loopback(v6: bool) -> IpAddr {
-    if v6 {
-        std::net::Ipv6Addr::LOCALHOST.into()
-    } else {
-        std::net::Ipv4Addr::LOCALHOST.into()
-    }
+    fam(v6).host()
 }
 
 /// The TCP segment a frame carries.
@@ -71,51 +60,41 @@ pub struct Flow {
     pub dport: u16,
 }
 
-/// Starts a packet from `src` to `dst` (same family), without L2 when `l2`
-/// is `None` (the quote inside an ICMP error).
-fn ip_step(l2: Option<L2>, src: IpAddr, dst: IpAddr) -> Result<PacketBuilderStep<IpHeaders>> {
-    let ip = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => IpHeaders::Ipv4(
-            Ipv4Header::new(0, 64, IpNumber::TCP, s.octets(), d.octets()).context("IPv4 header")?,
-            Ipv4Extensions::default(),
-        ),
-        (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
-            Ipv6Header {
-                next_header: IpNumber::TCP,
-                hop_limit: 64,
-                source: s.octets(),
-                destination: d.octets(),
-                ..Default::default()
-            },
-            Ipv6Extensions::default(),
-        ),
-        _ => anyhow::bail!("frame from {src} to {dst}: mixed address families"),
-    };
-    Ok(match l2 {
-        Some(l2) => PacketBuilder::ethernet2(l2.src, l2.dst).ip(ip),
-        None => PacketBuilder::ip(ip),
-    })
+/// A packet of `l4` from `src` to `dst` as a peer's stack sends it
+/// (identification 0, DF set, TTL 64).
+fn packet(l2: L2, src: IpAddr, dst: IpAddr, l4: L4) -> Packet {
+    let mut p = Packet::new(l2.src, l2.dst, src, dst, l4);
+    p.ip_id = 0;
+    p.df = true;
+    p
 }
 
-fn tcp_bytes(l2: Option<L2>, flow: &Flow, seg: Tcp) -> Result<Vec<u8>> {
-    let step = ip_step(l2, flow.src, flow.dst)?;
-    let (seq, ack) = match seg {
-        Tcp::Syn { seq } => (seq, None),
-        Tcp::Ack { seq, ack } => (seq, Some(ack)),
+fn segment(flow: &Flow, l2: L2, seg: Tcp) -> Result<Packet> {
+    if flow.src.is_ipv6() != flow.dst.is_ipv6() {
+        bail!(
+            "frame from {} to {}: mixed address families",
+            flow.src,
+            flow.dst
+        );
+    }
+    let (seq, ack, flags) = match seg {
+        Tcp::Syn { seq } => (seq, 0, SYN),
+        Tcp::Ack { seq, ack } => (seq, ack, ACK),
     };
-    let tcp = step.tcp(flow.sport, flow.dport, seq, 64240);
-    let tcp = match ack {
-        Some(a) => tcp.ack(a),
-        None => tcp.syn(),
+    let t = pk::Tcp {
+        sport: flow.sport,
+        dport: flow.dport,
+        seq,
+        ack,
+        flags,
+        ..pk::Tcp::default()
     };
-    let mut out = Vec::with_capacity(tcp.size(0));
-    tcp.write(&mut out, &[]).context("building a TCP frame")?;
-    Ok(out)
+    Ok(packet(l2, flow.src, flow.dst, L4::Tcp(t)))
 }
 
 /// An Ethernet frame carrying one TCP segment without payload.
 pub fn tcp(l2: L2, flow: &Flow, seg: Tcp) -> Result<Vec<u8>> {
-    tcp_bytes(Some(l2), flow, seg)
+    Ok(segment(flow, l2, seg)?.frame())
 }
 
 /// A SYN from the peer's `sport` to this host's `dport` (v4 or v6).
@@ -156,66 +135,38 @@ pub fn icmp_error(v6: bool, quoted_dport: u16) -> Result<Vec<u8>> {
         sport: OPEN_PORT,
         dport: quoted_dport,
     };
-    let quote = tcp_bytes(
-        None,
-        &sent,
-        Tcp::Ack {
-            seq: 2000,
-            ack: 1000,
-        },
-    )?;
-    let l2 = PacketBuilder::ethernet2(TEST_L2.src, TEST_L2.dst);
-    let mut out = Vec::new();
-    match (peer(v6), host(v6)) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => l2
-            .ipv4(s.octets(), d.octets(), 64)
-            .icmpv4_raw(3, 3, [0; 4])
-            .write(&mut out, &quote),
-        (IpAddr::V6(s), IpAddr::V6(d)) => l2
-            .ipv6(s.octets(), d.octets(), 64)
-            .icmpv6_raw(1, 4, [0; 4])
-            .write(&mut out, &quote),
-        _ => unreachable!("peer() and host() share a family"),
-    }
-    .context("building an ICMP error frame")?;
-    Ok(out)
+    let seg = Tcp::Ack {
+        seq: 2000,
+        ack: 1000,
+    };
+    let quote = segment(&sent, TEST_L2, seg)?.ip();
+    let f = fam(v6);
+    let err = L4::icmp(f.unreach(), f.port_unreach_code(), [0; 4], quote);
+    Ok(packet(TEST_L2, peer(v6), host(v6), err).frame())
 }
 
 /// An IPv6 neighbor solicitation for this host's address, from the peer.
 pub fn neighbor_solicitation() -> Result<Vec<u8>> {
-    let (IpAddr::V6(s), IpAddr::V6(d)) = (peer(true), host(true)) else {
-        unreachable!("v6 addresses")
-    };
-    let mut payload = d.octets().to_vec();
+    let target = host(true);
+    let mut body = pk::octets(target);
     // Source link-layer address option (type 1, 8 bytes).
-    payload.extend_from_slice(&[1, 1]);
-    payload.extend_from_slice(&TEST_L2.src);
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(TEST_L2.src, TEST_L2.dst)
-        .ipv6(s.octets(), d.octets(), 255)
-        .icmpv6_raw(135, 0, [0; 4])
-        .write(&mut out, &payload)
-        .context("building a neighbor solicitation")?;
-    Ok(out)
+    body.extend_from_slice(&[1, 1]);
+    body.extend_from_slice(&TEST_L2.src);
+    let ns = L4::icmp(135, 0, [0; 4], body);
+    let mut p = packet(TEST_L2, peer(true), target, ns);
+    p.ttl = 255;
+    Ok(p.frame())
 }
 
 /// An ARP request (fw's non_ip path).
 pub fn arp_request() -> Vec<u8> {
-    let mut f = Vec::with_capacity(42);
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&TEST_L2.src);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&TEST_L2.src);
-    f.extend_from_slice(&CLI_V4.octets());
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&SRV_V4.octets());
-    f
+    pk::arp_request(TEST_L2.src, pk::PEER4, pk::HOST4)
 }
 
 /// A SYN to CLOSED_PORT from the loopback address (a martian).
 pub fn martian(v6: bool) -> Result<Vec<u8>> {
     let flow = Flow {
-        src: loopback(v6),
+        src: fam(v6).loopback(),
         dst: host(v6),
         sport: PEER_PORT,
         dport: CLOSED_PORT,
@@ -234,43 +185,16 @@ pub fn malformed(v6: bool) -> Result<Vec<u8>> {
 
 /// A later (non-first) UDP fragment whose first fragment was never seen.
 pub fn later_fragment(v6: bool) -> Result<Vec<u8>> {
-    let payload = [0u8; 64];
-    let offset = IpFragOffset::try_new(185).context("fragment offset")?;
-    let ip = match (peer(v6), host(v6)) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut h = Ipv4Header::new(0, 64, IpNumber::UDP, s.octets(), d.octets())
-                .context("IPv4 header")?;
-            h.dont_fragment = false;
-            h.identification = 0x1234;
-            h.fragment_offset = offset;
-            IpHeaders::Ipv4(h, Ipv4Extensions::default())
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => IpHeaders::Ipv6(
-            Ipv6Header {
-                next_header: IpNumber::IPV6_FRAGMENTATION_HEADER,
-                hop_limit: 64,
-                source: s.octets(),
-                destination: d.octets(),
-                ..Default::default()
-            },
-            Ipv6Extensions {
-                fragment: Some(Ipv6FragmentHeader::new(
-                    IpNumber::UDP,
-                    offset,
-                    false,
-                    0x1234,
-                )),
-                ..Default::default()
-            },
-        ),
-        _ => unreachable!("peer() and host() share a family"),
+    let data = L4::Raw {
+        proto: pk::PROTO_UDP,
+        bytes: vec![0; 64],
     };
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(TEST_L2.src, TEST_L2.dst)
-        .ip(ip)
-        .write(&mut out, IpNumber::UDP, &payload)
-        .context("building a fragment")?;
-    Ok(out)
+    let p = packet(TEST_L2, peer(v6), host(v6), data).frag(Frag::Later {
+        id: 0x1234,
+        offset: 185,
+        more: false,
+    });
+    Ok(p.frame())
 }
 
 #[cfg(test)]
