@@ -9,9 +9,10 @@ mod common;
 
 use std::{net::IpAddr, time::Duration};
 
-use common::{check::assert_icmp_error, check::assert_tcp_reset, frames::*, now_ns, Fw};
+use common::{check::assert_icmp_error, check::assert_tcp_reset, now_ns, Fw};
 use common::{XDP_DROP, XDP_PASS, XDP_TX};
 use fw_common::{BlockValue, Reason};
+use fw_testkit::packet::*;
 use fw_user::{
     model::{
         blocklist::DEFAULT_SET,
@@ -64,7 +65,7 @@ fn peer_nets(fam: Fam) -> (String, String) {
 fn a_blocked_source_is_dropped_and_others_pass() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
-        let syn = Pkt::syn(fam, 22);
+        let syn = Packet::syn(fam, 22);
         fw.expect(
             &format!("{fam:?} before"),
             &syn.frame(),
@@ -76,19 +77,19 @@ fn a_blocked_source_is_dropped_and_others_pass() {
         assert_eq!(r.added, [net(&host)], "{}", r.render());
         fw.expect(
             &format!("{fam:?} syn from a blocked peer"),
-            &Pkt::tcp(fam, 41000, 22, SYN).frame(),
+            &Packet::tcp(fam, 41000, 22, SYN).frame(),
             XDP_DROP,
             Reason::Blocked,
         );
         fw.expect(
             &format!("{fam:?} udp from a blocked peer to a closed port"),
-            &Pkt::udp(fam, 41001, 9).frame(),
+            &Packet::udp(fam, 41001, 9).frame(),
             XDP_DROP,
             Reason::Blocked,
         );
         fw.expect(
             &format!("{fam:?} another source"),
-            &Pkt::tcp(fam, 41002, 22, SYN).from(fam.router()).frame(),
+            &Packet::tcp(fam, 41002, 22, SYN).from(fam.router()).frame(),
             XDP_PASS,
             Reason::Port,
         );
@@ -101,7 +102,7 @@ fn longest_prefix_wins_and_an_expired_one_counts_as_absent() {
     let fw = Fw::seed();
     for fam in Fam::ALL {
         let (range, host) = peer_nets(fam);
-        let syn = |sport| Pkt::tcp(fam, sport, 22, SYN).frame();
+        let syn = |sport| Packet::tcp(fam, sport, 22, SYN).frame();
         ban(&fw, &[&range], "lists", None);
         ban(&fw, &[&host], "fail2ban", Some(Duration::from_secs(600)));
         fw.expect(
@@ -172,19 +173,19 @@ fn a_block_comes_before_established_flows_and_fragments() {
         let sport = 43000;
         fw.expect(
             &format!("{fam:?} syn"),
-            &Pkt::tcp(fam, sport, 22, SYN).frame(),
+            &Packet::tcp(fam, sport, 22, SYN).frame(),
             XDP_PASS,
             Reason::Port,
         );
-        fw.egress(&Pkt::tcp(fam, sport, 22, SYN | ACK).outbound().frame());
-        let ack = Pkt::tcp(fam, sport, 22, ACK).payload(10).frame();
+        fw.egress(&Packet::tcp(fam, sport, 22, SYN | ACK).outbound().frame());
+        let ack = Packet::tcp(fam, sport, 22, ACK).payload(10).frame();
         fw.expect(
             &format!("{fam:?} established"),
             &ack,
             XDP_PASS,
             Reason::Established,
         );
-        let first = Pkt::tcp(fam, sport, 22, ACK)
+        let first = Packet::tcp(fam, sport, 22, ACK)
             .payload(60)
             .frag(Frag::First { id: 0x2001 });
         fw.expect(
@@ -201,11 +202,13 @@ fn a_block_comes_before_established_flows_and_fragments() {
             XDP_DROP,
             Reason::Blocked,
         );
-        let later = Pkt::tcp(fam, sport, 22, ACK).payload(60).frag(Frag::Later {
-            id: 0x2001,
-            offset: 9,
-            more: false,
-        });
+        let later = Packet::tcp(fam, sport, 22, ACK)
+            .payload(60)
+            .frag(Frag::Later {
+                id: 0x2001,
+                offset: 9,
+                more: false,
+            });
         fw.expect(
             &format!("{fam:?} later fragment, blocked"),
             &later.frame(),
@@ -233,11 +236,11 @@ fn block_with_answers_as_it_says_and_dry_run_passes() {
     for fam in Fam::ALL {
         let (_, host) = peer_nets(fam);
         ban(&fw, &[&host], DEFAULT_SET, None);
-        let f = Pkt::tcp(fam, 44000, 22, SYN).frame();
+        let f = Packet::tcp(fam, 44000, 22, SYN).frame();
         let out = fw.expect(&format!("{fam:?} answered"), &f, XDP_TX, Reason::Blocked);
         assert_icmp_error(&f, &out, fam.unreach(), fam.host_unreach_code());
         // Never an answer to an ICMP error: dropped, still counted blocked.
-        let err = Pkt::icmp(fam, fam.unreach(), 1, [0; 4], vec![0; 28]).frame();
+        let err = Packet::icmp(fam, fam.unreach(), 1, [0; 4], vec![0; 28]).frame();
         fw.expect(
             &format!("{fam:?} icmp error"),
             &err,
@@ -250,7 +253,7 @@ fn block_with_answers_as_it_says_and_dry_run_passes() {
     for fam in Fam::ALL {
         let (_, host) = peer_nets(fam);
         ban(&fw, &[&host], DEFAULT_SET, None);
-        let f = Pkt::tcp(fam, 44001, 22, SYN).frame();
+        let f = Packet::tcp(fam, 44001, 22, SYN).frame();
         let out = fw.expect(&format!("{fam:?} reset"), &f, XDP_TX, Reason::Blocked);
         assert_tcp_reset(&f, &out);
     }
@@ -260,7 +263,7 @@ fn block_with_answers_as_it_says_and_dry_run_passes() {
     for fam in Fam::ALL {
         let (_, host) = peer_nets(fam);
         ban(&fw, &[&host], DEFAULT_SET, None);
-        let f = Pkt::tcp(fam, 44002, 22, SYN).frame();
+        let f = Packet::tcp(fam, 44002, 22, SYN).frame();
         fw.expect(
             &format!("{fam:?} dry run"),
             &f,
@@ -418,7 +421,7 @@ fn replacing_a_set_keeps_what_stays_and_drops_what_goes() {
     // Drops from the peer's /25 count on the entry.
     fw.expect(
         "v4 in the list",
-        &Pkt::syn(Fam::V4, 22).frame(),
+        &Packet::syn(Fam::V4, 22).frame(),
         XDP_DROP,
         Reason::Blocked,
     );
