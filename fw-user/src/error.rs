@@ -239,6 +239,85 @@ impl Error {
             source: Box::new(source),
         }
     }
+
+    pub fn program(name: &'static str) -> impl FnOnce(aya::programs::ProgramError) -> Self {
+        move |source| Error::Program {
+            name,
+            source: Box::new(source),
+        }
+    }
+
+    /// A program missing from the object, or of another kind than asked.
+    pub fn no_program(name: &'static str) -> Self {
+        Error::program(name)(aya::programs::ProgramError::UnexpectedProgramType)
+    }
+
+    /// A map missing from the object.
+    pub fn no_map(name: &'static str) -> Self {
+        Error::map(name)(aya::maps::MapError::InvalidName {
+            name: name.to_string(),
+        })
+    }
+
+    pub fn pin(path: PathBuf) -> impl FnOnce(aya::pin::PinError) -> Self {
+        move |source| Error::Pin {
+            path,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn link(path: PathBuf) -> impl FnOnce(aya::programs::links::LinkError) -> Self {
+        move |source| Error::Link {
+            path,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn xdp_attach(
+        iface: impl Into<String>,
+        mode: &'static str,
+        hint: &'static str,
+    ) -> impl FnOnce(aya::programs::ProgramError) -> Self {
+        let iface = iface.into();
+        move |source| Error::XdpAttach {
+            iface,
+            mode,
+            hint,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn tc_attach(
+        iface: impl Into<String>,
+        hook: &'static str,
+    ) -> impl FnOnce(aya::programs::ProgramError) -> Self {
+        let iface = iface.into();
+        move |source| Error::TcAttach {
+            iface,
+            hook,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn rollback_failed(saved: PathBuf) -> impl FnOnce(Error) -> Self {
+        move |source| Error::RollbackFailed {
+            saved,
+            source: Box::new(source),
+        }
+    }
+
+    pub fn policy_write(source: Error) -> Self {
+        Error::PolicyWrite {
+            source: Box::new(source),
+        }
+    }
+
+    pub fn policy_rollback(source: Error, rollback: Error) -> Self {
+        Error::PolicyRollback {
+            source: Box::new(source),
+            rollback: Box::new(rollback),
+        }
+    }
 }
 
 /// The refusal of a policy that does not fit ALLOW_SRC: what it needs,

@@ -47,6 +47,48 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// `fw up --mode`: how XDP is attached.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    /// Native (driver) mode where the driver supports it, else generic.
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode: works everywhere, slower.
+    Generic,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Auto => Mode::Auto,
+            ModeArg::Native => Mode::Native,
+            ModeArg::Generic => Mode::Generic,
+        }
+    }
+}
+
+/// `fw up --egress`: which egress hook `fw up` uses.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EgressArg {
+    /// tcx where the kernel has it (6.6+), else clsact.
+    Auto,
+    /// tcx only.
+    Tcx,
+    /// The clsact qdisc (netlink), as on kernels before 6.6.
+    Clsact,
+}
+
+impl From<EgressArg> for Egress {
+    fn from(e: EgressArg) -> Egress {
+        match e {
+            EgressArg::Auto => Egress::Auto,
+            EgressArg::Tcx => Egress::Tcx,
+            EgressArg::Clsact => Egress::Clsact,
+        }
+    }
+}
+
 /// `--wait`, on the commands that take fw's lock.
 #[derive(clap::Args)]
 struct Wait {
@@ -69,11 +111,11 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         /// XDP attach mode.
-        #[arg(long, value_enum, default_value_t = Mode::Auto)]
-        mode: Mode,
+        #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+        mode: ModeArg,
         /// Egress hook of the conntrack program.
-        #[arg(long, value_enum, default_value_t = Egress::Auto)]
-        egress: Egress,
+        #[arg(long, value_enum, default_value_t = EgressArg::Auto)]
+        egress: EgressArg,
         /// Count what would be rejected, but let it pass.
         #[arg(long)]
         dry_run: bool,
@@ -461,7 +503,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             ..
         } => {
-            let hooks = up_down::Hooks { xdp: mode, egress };
+            let hooks = up_down::Hooks {
+                xdp: mode.into(),
+                egress: egress.into(),
+            };
             require_root("fw up")?;
             let source = config.as_deref().map(Source::read).transpose()?;
             let record = source.as_ref().and_then(Source::record);

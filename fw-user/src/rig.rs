@@ -23,25 +23,11 @@ pub fn attach(iface: &str, drop_all: bool) -> Result<RigProgram> {
     let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
     let prog: &mut Xdp = ebpf
         .program_mut(name)
-        .ok_or(Error::Program {
-            name: "rig",
-            source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
-        })?
+        .ok_or_else(|| Error::no_program("rig"))?
         .try_into()
-        .map_err(|source| Error::Program {
-            name: "rig",
-            source: Box::new(source),
-        })?;
-    prog.load().map_err(|source| Error::Program {
-        name: "rig",
-        source: Box::new(source),
-    })?;
+        .map_err(Error::program("rig"))?;
+    prog.load().map_err(Error::program("rig"))?;
     prog.attach(iface, XdpMode::Driver)
-        .map_err(|source| Error::XdpAttach {
-            iface: iface.to_string(),
-            mode: "native",
-            hint: "",
-            source: Box::new(source),
-        })?;
+        .map_err(Error::xdp_attach(iface, "native", ""))?;
     Ok(RigProgram { _ebpf: ebpf })
 }

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// Which egress hook `fw up` uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Egress {
     /// tcx where the kernel has it (6.6+), else clsact.
     #[default]
@@ -97,21 +97,13 @@ pub fn lacks_tcx(e: &Error) -> bool {
 }
 
 fn pinned_egress(pins: &PinDir) -> Result<SchedClassifier> {
-    SchedClassifier::from_pin(pins.prog(PROG_EGRESS)).map_err(|source| Error::Program {
-        name: PROG_EGRESS,
-        source: Box::new(source),
-    })
+    SchedClassifier::from_pin(pins.prog(PROG_EGRESS)).map_err(Error::program(PROG_EGRESS))
 }
 
 /// Attaches the pinned `fw_egress` to `i`'s tcx egress hook and pins the
 /// link.
 pub fn attach_tcx(pins: &PinDir, i: &Iface) -> Result<()> {
     let mut tc = pinned_egress(pins)?;
-    let attach_err = |source| Error::TcAttach {
-        iface: i.name.clone(),
-        hook: "tcx",
-        source: Box::new(source),
-    };
     let id = while_link_released(|| {
         tc.attach_with_options(
             &i.name,
@@ -119,8 +111,8 @@ pub fn attach_tcx(pins: &PinDir, i: &Iface) -> Result<()> {
             TcAttachOptions::TcxOrder(LinkOrder::default()),
         )
     })
-    .map_err(attach_err)?;
-    let link = tc.take_link(id).map_err(attach_err)?;
+    .map_err(Error::tc_attach(&i.name, "tcx"))?;
+    let link = tc.take_link(id).map_err(Error::tc_attach(&i.name, "tcx"))?;
     pin_link(link, pins.tc_link(i.index))
 }
 
@@ -198,16 +190,10 @@ pub fn attach_clsact(pins: &PinDir, i: &Iface) -> Result<()> {
             TcAttachType::Egress,
             TcAttachOptions::Netlink(NlOptions::default()),
         )
-        .map_err(|source| Error::TcAttach {
-            iface: i.name.clone(),
-            hook: "clsact",
-            source: Box::new(source),
-        })?;
-    let link = tc.take_link(id).map_err(|source| Error::TcAttach {
-        iface: i.name.clone(),
-        hook: "clsact",
-        source: Box::new(source),
-    })?;
+        .map_err(Error::tc_attach(&i.name, "clsact"))?;
+    let link = tc
+        .take_link(id)
+        .map_err(Error::tc_attach(&i.name, "clsact"))?;
     // The filter, not this handle, keeps the program attached: dropping the
     // handle would delete the filter, so it is let go of instead.
     std::mem::forget(link);
@@ -424,16 +410,14 @@ mod tests {
 
     #[test]
     fn only_a_kernel_without_tcx_falls_back() {
-        let os = |hook, code| Error::TcAttach {
-            iface: "x".into(),
-            hook,
-            source: Box::new(
+        let os = |hook, code| {
+            Error::tc_attach("x", hook)(
                 aya::sys::SyscallError {
                     call: "bpf_mprog_attach",
                     io_error: io::Error::from_raw_os_error(code),
                 }
                 .into(),
-            ),
+            )
         };
         for code in [libc::EINVAL, libc::EOPNOTSUPP, 524] {
             assert!(lacks_tcx(&os("tcx", code)), "errno {code}");

@@ -37,14 +37,8 @@ pub fn pin_link<L>(link: L, path: PathBuf) -> Result<()>
 where
     L: TryInto<FdLink, Error = aya::programs::links::LinkError>,
 {
-    let fd: FdLink = link.try_into().map_err(|e| Error::Link {
-        path: path.clone(),
-        source: Box::new(e),
-    })?;
-    fd.pin(&path).map_err(|source| Error::Pin {
-        path,
-        source: Box::new(source),
-    })?;
+    let fd: FdLink = link.try_into().map_err(Error::link(path.clone()))?;
+    fd.pin(&path).map_err(Error::pin(path))?;
     Ok(())
 }
 

@@ -34,38 +34,18 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
         .load(EBPF_OBJECT)?;
     // META is pinned last, with its content (below).
     for name in names::PINNED.into_iter().filter(|&n| n != names::META) {
-        let map = ebpf.map(name).ok_or_else(|| Error::Map {
-            name,
-            source: Box::new(aya::maps::MapError::InvalidName {
-                name: name.to_string(),
-            }),
-        })?;
+        let map = ebpf.map(name).ok_or_else(|| Error::no_map(name))?;
         let path = pins.map(name);
-        map.pin(&path).map_err(|source| Error::Pin {
-            path,
-            source: Box::new(source),
-        })?;
+        map.pin(&path).map_err(Error::pin(path))?;
     }
     let xdp: &mut Xdp = program(&mut ebpf, PROG_INGRESS)?;
-    xdp.load().map_err(|source| Error::Program {
-        name: PROG_INGRESS,
-        source: Box::new(source),
-    })?;
+    xdp.load().map_err(Error::program(PROG_INGRESS))?;
     let path = pins.prog(PROG_INGRESS);
-    xdp.pin(&path).map_err(|source| Error::Pin {
-        path,
-        source: Box::new(source),
-    })?;
+    xdp.pin(&path).map_err(Error::pin(path))?;
     let tc: &mut SchedClassifier = program(&mut ebpf, PROG_EGRESS)?;
-    tc.load().map_err(|source| Error::Program {
-        name: PROG_EGRESS,
-        source: Box::new(source),
-    })?;
+    tc.load().map_err(Error::program(PROG_EGRESS))?;
     let path = pins.prog(PROG_EGRESS);
-    tc.pin(&path).map_err(|source| Error::Pin {
-        path,
-        source: Box::new(source),
-    })?;
+    tc.pin(&path).map_err(Error::pin(path))?;
 
     let maps = FwMaps::new_unchecked(pins);
     maps.set_config(&cfg.kernel())?;
@@ -83,18 +63,12 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
         ct_entries: cfg.conntrack_entries,
         ..Meta::default()
     };
-    let map = ebpf.map_mut(names::META).ok_or_else(|| Error::Map {
-        name: names::META,
-        source: Box::new(aya::maps::MapError::InvalidName {
-            name: names::META.to_string(),
-        }),
-    })?;
+    let map = ebpf
+        .map_mut(names::META)
+        .ok_or_else(|| Error::no_map(names::META))?;
     FwMaps::write_unpinned_meta(map, &meta)?;
     let path = pins.map(names::META);
-    map.pin(&path).map_err(|source| Error::Pin {
-        path,
-        source: Box::new(source),
-    })?;
+    map.pin(&path).map_err(Error::pin(path))?;
     Ok(ebpf)
 }
 
@@ -102,14 +76,10 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let p = ebpf.program_mut(name).ok_or(Error::Program {
-        name,
-        source: Box::new(aya::programs::ProgramError::UnexpectedProgramType),
-    })?;
-    p.try_into().map_err(|source| Error::Program {
-        name,
-        source: Box::new(source),
-    })
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::no_program(name))?;
+    p.try_into().map_err(Error::program(name))
 }
 
 /// Kernel id of the pinned program `name` (e.g. to find the maps it uses,
@@ -117,8 +87,5 @@ where
 pub fn program_id(pins: &PinDir, name: &'static str) -> Result<u32> {
     aya::programs::ProgramInfo::from_pin(pins.prog(name))
         .map(|info| info.id())
-        .map_err(|source| Error::Program {
-            name,
-            source: Box::new(source),
-        })
+        .map_err(Error::program(name))
 }

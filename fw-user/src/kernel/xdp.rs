@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// How XDP is attached.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Mode {
     /// Native (driver) mode where the driver supports it, else generic.
     #[default]
@@ -36,10 +36,7 @@ pub fn attach(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
         pins.prog(PROG_INGRESS),
         aya_obj::programs::XdpAttachType::Interface,
     )
-    .map_err(|source| Error::Program {
-        name: PROG_INGRESS,
-        source: Box::new(source),
-    })?;
+    .map_err(Error::program(PROG_INGRESS))?;
     let tries: &[(XdpMode, u32, &'static str)] = match mode {
         Mode::Auto => &[
             (XdpMode::Driver, XDP_MODE_NATIVE, "native"),
@@ -52,10 +49,7 @@ pub fn attach(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
     for &(m, code, name) in tries {
         match while_link_released(|| xdp.attach_to_if_index(i.index, m)) {
             Ok(id) => {
-                let link = xdp.take_link(id).map_err(|source| Error::Program {
-                    name: PROG_INGRESS,
-                    source: Box::new(source),
-                })?;
+                let link = xdp.take_link(id).map_err(Error::program(PROG_INGRESS))?;
                 pin_link(link, pins.xdp_link(i.index))?;
                 return Ok((code, name));
             }
@@ -63,14 +57,10 @@ pub fn attach(pins: &PinDir, i: &Iface, mode: Mode) -> Result<(u32, &'static str
         }
     }
     let (name, source) = last.expect("at least one mode is tried");
-    Err(Error::XdpAttach {
-        iface: i.name.clone(),
-        mode: name,
-        hint: if mode == Mode::Native {
-            " (the driver may lack native XDP: try `--mode generic`)"
-        } else {
-            " (is another XDP program attached? see `ip link show`)"
-        },
-        source: Box::new(source),
-    })
+    let hint = if mode == Mode::Native {
+        " (the driver may lack native XDP: try `--mode generic`)"
+    } else {
+        " (is another XDP program attached? see `ip link show`)"
+    };
+    Err(Error::xdp_attach(&i.name, name, hint)(source))
 }

@@ -228,13 +228,8 @@ pub fn write(backend: &mut dyn Backend, change: &Change) -> Result<()> {
         Ok(())
     };
     Err(match undo() {
-        Ok(()) => Error::PolicyWrite {
-            source: Box::new(e),
-        },
-        Err(u) => Error::PolicyRollback {
-            source: Box::new(e),
-            rollback: Box::new(u),
-        },
+        Ok(()) => Error::policy_write(e),
+        Err(u) => Error::policy_rollback(e, u),
     })
 }
 

@@ -148,10 +148,7 @@ pub fn apply_with_confirm(
             }
             Err(r) => {
                 let _ = fs::remove_file(marker.dir.join(PENDING));
-                Error::RollbackFailed {
-                    saved,
-                    source: Box::new(r),
-                }
+                Error::rollback_failed(saved)(r)
             }
         });
     }
@@ -177,10 +174,7 @@ pub fn apply_with_confirm(
                 }
                 Err(e) => {
                     let _ = fs::remove_file(marker.dir.join(EXPIRED));
-                    Err(Error::RollbackFailed {
-                        saved: marker.previous(),
-                        source: Box::new(e),
-                    })
+                    Err(Error::rollback_failed(marker.previous())(e))
                 }
             }
         }
