@@ -20,6 +20,13 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package {
             name: pkg.name.as_str(),
             root_dir: root.as_str(),
+            // The rig programs only when fw-user is built with its `rig`
+            // feature (its tests, `cargo xtask bench`).
+            features: if std::env::var_os("CARGO_FEATURE_RIG").is_some() {
+                &["rig"]
+            } else {
+                &[]
+            },
             ..Default::default()
         }],
         aya_build::Toolchain::default(),

@@ -24,6 +24,7 @@ mod parse;
 mod policy;
 mod ratelimit;
 mod reject;
+#[cfg(feature = "rig")]
 mod rig;
 
 use aya_ebpf::{

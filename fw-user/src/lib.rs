@@ -13,6 +13,7 @@ pub mod error;
 pub mod kernel;
 pub mod model;
 pub mod ops;
+#[cfg(feature = "rig")]
 pub mod rig;
 pub mod watch;
 
