@@ -50,6 +50,8 @@ pub fn packet_sum(ctx: &XdpContext, off: usize, len: usize) -> Option<u64> {
     }
     let buf = SCRATCH.get_ptr_mut(0)?;
     let base = buf as *mut u8;
+    // SAFETY: SCRATCH holds SCRATCH_LEN bytes and len <= MAX_SUM_LEN fits in it; the
+    // helper checks `off + len` against the frame itself.
     let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx, off as u32, base as *mut _, len as u32) };
     if rc != 0 {
         return None;
@@ -58,6 +60,7 @@ pub fn packet_sum(ctx: &XdpContext, off: usize, len: usize) -> Option<u64> {
     for i in 0..3 {
         let j = len + i;
         if j < SCRATCH_LEN {
+            // SAFETY: j < SCRATCH_LEN, checked on the line above.
             unsafe { *base.add(j) = 0 };
         }
     }
@@ -76,6 +79,8 @@ pub fn packet_sum(ctx: &XdpContext, off: usize, len: usize) -> Option<u64> {
         if done > MAX_SUM_LEN || n > CHUNK {
             return None;
         }
+        // SAFETY: done + n <= padded <= MAX_SUM_LEN + 3 < SCRATCH_LEN: the words read lie
+        // inside SCRATCH.
         let r = unsafe {
             bpf_csum_diff(
                 core::ptr::null_mut(),

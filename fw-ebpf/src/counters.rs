@@ -18,6 +18,7 @@ pub fn count(slot: u32, reason: Reason, bytes: u64) {
     let idx = slot * REASON_SLOTS + reason as u32;
     if let Some(c) = COUNTERS.get_ptr_mut(idx) {
         // Per-CPU value: no other writer, plain adds are exact.
+        // SAFETY: a per-CPU array value, valid for the program run.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes;
@@ -28,6 +29,7 @@ pub fn count(slot: u32, reason: Reason, bytes: u64) {
 #[inline(always)]
 pub fn count_port(port_index: u32) {
     if let Some(c) = PORT_HITS.get_ptr_mut(port_index) {
+        // SAFETY: a per-CPU array value, valid for the program run.
         unsafe { *c += 1 };
     }
 }

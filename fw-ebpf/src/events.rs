@@ -22,6 +22,8 @@ pub fn emit(cfg: &Config, now: u64, ifindex: u32, len: u32, reason: Reason, p: O
     };
     // Filled in place: an Event on the stack would cost 72 of its 512 bytes.
     let ev = e.as_mut_ptr();
+    // SAFETY: `ev` is the reserved ring-buffer slot of one Event, ours until
+    // submit.
     unsafe {
         core::ptr::write_bytes(ev, 0, 1);
         (*ev).ts_ns = now;
@@ -53,6 +55,7 @@ fn lost() {
     let Some(n) = EVENTS_LOST.get_ptr_mut(0) else {
         return;
     };
+    // SAFETY: a per-CPU array value, valid for the program run.
     let n = unsafe {
         *n += 1;
         *n

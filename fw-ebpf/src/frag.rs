@@ -29,5 +29,6 @@ pub fn remember(p: &Pkt, reason: Reason, pass: bool) {
 /// The verdict of the first fragment of `p`, if seen.
 #[inline(always)]
 pub fn lookup(p: &Pkt) -> Option<FragValue> {
+    // SAFETY: the value is copied out at once, before any update could free it.
     unsafe { FRAGS.get(&key(p)) }.copied()
 }

@@ -47,6 +47,8 @@ pub fn ptr_at<T, F: Frame>(f: &F, off: usize) -> Option<*mut T> {
 /// Reads a `T` (unaligned) at `off`.
 #[inline(always)]
 pub fn read<T: Copy, F: Frame>(f: &F, off: usize) -> Option<T> {
+    // SAFETY: ptr_at checked size_of::<T>() bytes at `off` against the
+    // frame's end; read_unaligned needs no alignment.
     ptr_at::<T, F>(f, off).map(|p| unsafe { core::ptr::read_unaligned(p) })
 }
 

@@ -15,6 +15,8 @@ pub fn take(idx: u32, rate: u64, burst: u64, now: u64) -> bool {
     let Some(b) = RATE_STATE.get_ptr_mut(idx) else {
         return false;
     };
+    // SAFETY: a per-CPU array value: only this CPU touches it, and the map outlives
+    // the program run.
     let b: &mut Bucket = unsafe { &mut *b };
     let elapsed = now.wrapping_sub(b.last_ns);
     let elapsed = if elapsed > MAX_ELAPSED_NS {
@@ -47,6 +49,8 @@ pub fn take_shared(rate: u64, burst: u64, now: u64) -> bool {
     let Some(b) = REJECT_BUCKET.get_ptr_mut(0) else {
         return false;
     };
+    // SAFETY: `b` points into the one-entry array, valid for the program run; the
+    // volatile reads tolerate other CPUs writing it (a race the design allows).
     let (tokens, last) = unsafe {
         (
             core::ptr::read_volatile(&(*b).tokens),
@@ -68,6 +72,7 @@ pub fn take_shared(rate: u64, burst: u64, now: u64) -> bool {
     if avail < NS {
         return false;
     }
+    // SAFETY: as above: a valid array value; a concurrent writer only costs a token.
     unsafe {
         core::ptr::write_volatile(&mut (*b).tokens, avail - NS);
         core::ptr::write_volatile(&mut (*b).last_ns, now);

@@ -124,6 +124,7 @@ fn refused_options(ctx: &XdpContext, p: &Pkt) -> u8 {
 fn reply_l2(ctx: &XdpContext, from: usize) -> Option<()> {
     let new = ptr_at::<[u8; MAX_L2], _>(ctx, 0)? as *mut u8;
     let old = ptr_at::<[u8; MAX_L2], _>(ctx, from)? as *mut u8;
+    // SAFETY: ptr_at checked both MAX_L2-byte windows against data_end.
     unsafe {
         for i in 0..6 {
             let a = *old.add(i);
@@ -143,12 +144,15 @@ fn reply_l2(ctx: &XdpContext, from: usize) -> Option<()> {
 /// Moves the start (negative: grows) and trims the end to `new_len` bytes.
 #[inline(always)]
 fn resize(ctx: &XdpContext, head_delta: i32, new_len: usize) -> Option<()> {
+    // SAFETY: the helper validates the delta against the frame; pointers taken before
+    // are not used after it (callers take them again).
     if head_delta != 0 && unsafe { bpf_xdp_adjust_head(ctx.ctx, head_delta) } != 0 {
         return None;
     }
     let cur = ctx.len();
     if new_len != cur {
         let delta = new_len as i64 - cur as i64;
+        // SAFETY: as for adjust_head: the kernel checks the new length.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta as i32) } != 0 {
             return None;
         }
@@ -156,6 +160,8 @@ fn resize(ctx: &XdpContext, head_delta: i32, new_len: usize) -> Option<()> {
     Some(())
 }
 
+/// # Safety
+/// `h + off .. h + off + 2` lies in a checked window of the frame.
 #[inline(always)]
 unsafe fn put16(h: *mut u8, off: usize, v: u16) {
     let b = v.to_be_bytes();
@@ -163,12 +169,16 @@ unsafe fn put16(h: *mut u8, off: usize, v: u16) {
     *h.add(off + 1) = b[1];
 }
 
+/// # Safety
+/// As [`put16`].
 #[inline(always)]
 unsafe fn put_bytes(h: *mut u8, off: usize, b: &[u8; 2]) {
     *h.add(off) = b[0];
     *h.add(off + 1) = b[1];
 }
 
+/// # Safety
+/// `h + off .. h + off + N` lies in a checked window of the frame.
 #[inline(always)]
 unsafe fn put_addr<const N: usize>(h: *mut u8, off: usize, a: &[u8; 16]) {
     for i in 0..N {
@@ -177,6 +187,9 @@ unsafe fn put_addr<const N: usize>(h: *mut u8, off: usize, a: &[u8; 16]) {
 }
 
 /// IPv4 header from `src` to `dst` at `h` (20 bytes), checksum included.
+///
+/// # Safety
+/// `h .. h + 20` lies in a checked window of the frame.
 #[inline(always)]
 unsafe fn put_v4(
     h: *mut u8,
@@ -202,6 +215,9 @@ unsafe fn put_v4(
 }
 
 /// IPv6 header from `src` to `dst` at `h` (40 bytes).
+///
+/// # Safety
+/// `h .. h + 40` lies in a checked window of the frame.
 #[inline(always)]
 unsafe fn put_v6(h: *mut u8, payload_len: u16, next: u8, src: &[u8; 16], dst: &[u8; 16]) {
     *h = 0x60;
@@ -270,6 +286,8 @@ fn icmp_error(ctx: &XdpContext, p: &Pkt, ty: u8, code: u8) -> Option<()> {
     resize(ctx, -(grow as i32), l3 + grow + q)?;
     reply_l2(ctx, grow)?;
     let h = ptr_at::<[u8; 48], _>(ctx, l3)? as *mut u8;
+    // SAFETY: ptr_at checked 48 bytes at l3 (the IPv6 header + 8 of ICMP, the larger
+    // case) after the resize.
     unsafe {
         let icmp = if v4 {
             put_v4(
@@ -328,17 +346,20 @@ fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
     // The reply's own size: an IPv4 RST frame ends 40 bytes after l3.
     let t = if v4 {
         let h = ptr_at::<[u8; 40], _>(ctx, l3)? as *mut u8;
+        // SAFETY: ptr_at checked the 40 bytes an IPv4 RST frame has after l3.
         unsafe {
             put_v4(h, 40, IPPROTO_TCP, 0, true, &p.dst, &p.src);
             h.add(20)
         }
     } else {
         let h = ptr_at::<[u8; 60], _>(ctx, l3)? as *mut u8;
+        // SAFETY: ptr_at checked the 60 bytes an IPv6 RST frame has after l3.
         unsafe {
             put_v6(h, 20, IPPROTO_TCP, &p.dst, &p.src);
             h.add(40)
         }
     };
+    // SAFETY: `t` is the TCP header inside the window checked above (20 bytes).
     unsafe {
         put16(t, 0, sport);
         put16(t, 2, dport);

@@ -45,7 +45,7 @@ pub fn rig_tx(ctx: XdpContext) -> u32 {
     if frame[0] | frame[1] != 0 {
         let dst = start as *mut u64;
         for (i, w) in frame.iter().enumerate() {
-            // In bounds: checked against data_end above. Live-frame data
+            // SAFETY: in bounds: checked against data_end above. Live-frame data
             // starts 8-byte aligned (after the page head and headroom).
             unsafe { dst.add(i).write(*w) };
         }
