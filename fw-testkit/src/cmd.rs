@@ -122,6 +122,25 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     }
 }
 
+/// Runs `cmd` (limit [`CMD_TIMEOUT`]), asserting it succeeds; returns its stdout.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> String {
+    run(cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Bytes a command wrote, as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Arguments joined for messages.
+pub fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `run(command(program).args(args))`.
 pub fn run_args<I, S>(program: &str, args: I) -> Result<String>
 where

@@ -3,7 +3,7 @@
 use std::{
     ffi::{OsStr, OsString},
     path::{Path, PathBuf},
-    process::Output,
+    process::{Command, Output},
     sync::atomic::{AtomicU32, Ordering},
     time::Duration,
 };
@@ -53,14 +53,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = command("nsenter");
-    cmd.arg(format!("--net={}", ns_path.as_ref().display()))
-        .arg("--")
-        .arg(fw_bin())
-        .arg("--pin-dir")
-        .arg(pin_dir.as_ref())
-        .args(args);
+    let mut cmd = fw_command(ns_path.as_ref(), pin_dir.as_ref(), &[]);
+    cmd.args(args);
     output_with_timeout(&mut cmd, FW_CMD_TIMEOUT)
+}
+
+/// `nsenter --net=<ns_path> -- [setpriv <setpriv>...] <fw> --pin-dir <pin_dir>`,
+/// to add arguments, environment or stdio to.
+pub fn fw_command(ns_path: &Path, pin_dir: &Path, setpriv: &[&str]) -> Command {
+    let mut c = command("nsenter");
+    c.arg(format!("--net={}", ns_path.display())).arg("--");
+    if !setpriv.is_empty() {
+        c.arg("setpriv").args(setpriv);
+    }
+    c.arg(fw_bin()).arg("--pin-dir").arg(pin_dir);
+    c
 }
 
 /// Like [`try_fw_cmd`], for tests.
@@ -316,13 +323,8 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut cmd = std::process::Command::new("nsenter");
-    cmd.arg(format!("--net={}", ns_path.as_ref().display()))
-        .arg("--")
-        .arg(fw_bin())
-        .arg("--pin-dir")
-        .arg(pin_dir.as_ref())
-        .args(args);
+    let mut cmd = fw_command(ns_path.as_ref(), pin_dir.as_ref(), &[]);
+    cmd.args(args);
     describe(&cmd)
 }
 

@@ -23,15 +23,19 @@ mod fw;
 mod netns;
 pub mod packet;
 mod probe;
+#[cfg(feature = "bpf")]
+mod rig;
 pub mod seed;
+mod tmp;
+mod wait;
 mod xdp;
 
 pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};
-pub use cmd::{command, output_with_timeout, pty, CMD_TIMEOUT};
+pub use cmd::{command, output_with_timeout, pty, run_ok, show, text, CMD_TIMEOUT};
 pub use error::{Error, Result};
 pub use fw::{
-    fw_bin, fw_cmd, fw_cmd_line, fw_ok, fw_stats, fw_up, reason_packets, sweep_pin_dirs,
-    try_fw_cmd, workspace_dir, Bpffs, PinDir, BPFFS, FW_CMD_TIMEOUT,
+    fw_bin, fw_cmd, fw_cmd_line, fw_command, fw_ok, fw_stats, fw_up, reason_packets,
+    sweep_pin_dirs, try_fw_cmd, workspace_dir, Bpffs, PinDir, BPFFS, FW_CMD_TIMEOUT,
 };
 pub use netns::{
     ns_name, parse_ns_name, sweep, veth_name, Netns, Pair, Role, CLI_V4, CLI_V6, NETNS_RUN_DIR,
@@ -41,6 +45,10 @@ pub use probe::{
     echo_rounds, in_netns, spawn_tcp_listener, spawn_udp_echo, tcp_connect, tcp_session, udp_probe,
     Outcome, Server, SERVER_MAX_LIFETIME,
 };
+#[cfg(feature = "bpf")]
+pub use rig::{links_to, path_str, prog_alive, Rig};
+pub use tmp::TempDir;
+pub use wait::{kill_after, timed, wait_until, Rng};
 
 /// Kernel BTF, needed to load fw's programs.
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";

@@ -121,6 +121,13 @@ impl Netns {
         cmd
     }
 
+    /// Runs `args` (program first) inside the namespace, asserting it
+    /// succeeds (limit [`crate::CMD_TIMEOUT`]); returns its stdout.
+    #[track_caller]
+    pub fn sh(&self, args: &[&str]) -> String {
+        crate::run_ok(self.command(args[0]).args(&args[1..]))
+    }
+
     /// Pids of the processes in this namespace (`ip netns pids`).
     pub fn pids(&self) -> Result<Vec<i32>> {
         netns_pids(&self.name)

@@ -4,18 +4,20 @@
 //! qdisc as it found it, even after a `fw up` killed halfway.
 //!
 //! Run as root: `cargo test --release -p fw-user --test clsact -- --test-threads=1`
-mod fault_rig;
 
 use std::time::Duration;
 
-use fault_rig::{kill_after, run, timed, Rig, Rng};
-use fw_testkit::{command, spawn_tcp_listener, tcp_connect, Outcome};
+use fw_testkit::{
+    command, kill_after, run_ok, spawn_tcp_listener, tcp_connect, timed, Outcome, Rig, Rng,
+};
+
+const PREFIX: &str = "fwflt";
 
 const T: Duration = Duration::from_secs(2);
 
 /// `tc -n <server ns> <args>`, stdout.
 fn tc(rig: &Rig, args: &[&str]) -> String {
-    run(command("tc").arg("-n").arg(rig.pair.srv_ns()).args(args))
+    run_ok(command("tc").arg("-n").arg(rig.pair.srv_ns()).args(args))
 }
 
 fn qdiscs(rig: &Rig) -> String {
@@ -38,7 +40,7 @@ fn connects_out(rig: &Rig) {
 
 #[test]
 fn clsact_egress_is_a_filter_there_and_down_removes_its_qdisc() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     assert!(!qdiscs(&rig).contains("clsact"), "{}", qdiscs(&rig));
     let out = rig.up(&["--egress", "clsact"]);
     assert!(out.contains("egress clsact"), "{out}");
@@ -73,7 +75,7 @@ fn clsact_egress_is_a_filter_there_and_down_removes_its_qdisc() {
 
 #[test]
 fn a_clsact_qdisc_someone_else_made_is_left_as_it_was() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let veth = rig.veth().to_string();
     tc(&rig, &["qdisc", "add", "dev", &veth, "clsact"]);
     // Another tool's filter (this kernel has u32, not matchall).
@@ -97,7 +99,7 @@ fn a_clsact_qdisc_someone_else_made_is_left_as_it_was() {
 
 #[test]
 fn tcx_is_the_default_where_the_kernel_has_it() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let out = rig.up(&[]);
     assert!(out.contains("egress tcx"), "{out}");
     assert_eq!(rig.status()["interfaces"][0]["egress"], "tcx");
@@ -108,7 +110,7 @@ fn tcx_is_the_default_where_the_kernel_has_it() {
 
 #[test]
 fn killed_fw_up_on_clsact_is_repaired_and_down_leaves_nothing() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let veth = rig.veth().to_string();
     // fw stays loaded on another interface, so `fw up <veth>` is the attach
     // alone and the kills land in it (loading is the faults test's part).
@@ -173,7 +175,7 @@ fn killed_fw_up_on_clsact_is_repaired_and_down_leaves_nothing() {
 
 #[test]
 fn interface_deleted_while_on_clsact() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let d = rig.extra_iface("c");
     rig.ok(&["up", d.as_str(), "--egress", "clsact"]);
     rig.up(&["--egress", "clsact"]);
@@ -196,7 +198,7 @@ fn interface_deleted_while_on_clsact() {
 
 #[test]
 fn an_ingress_qdisc_is_refused_not_mistaken_for_clsact() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let veth = rig.veth().to_string();
     // Same handle (ffff:) as clsact, but no egress hook.
     tc(&rig, &["qdisc", "add", "dev", &veth, "ingress"]);

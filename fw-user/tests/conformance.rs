@@ -17,7 +17,7 @@ use fw_testkit::require_root;
 use support::{
     corpus::{self, Env},
     flowrun, flows, pipeline,
-    rigs::{Rig, Side},
+    rigs::{Side, Twin},
     wire::render,
 };
 
@@ -190,7 +190,7 @@ fn corpus_matches_iptables() {
     let mut runs = Vec::new();
     for side in [Side::Iptables, Side::Fw] {
         let t = std::time::Instant::now();
-        let rig = Rig::build(side, "fwcf", &neighbors);
+        let rig = Twin::build(side, "fwcf", &neighbors);
         let cases = corpus::corpus(
             Env {
                 cli_mac: rig.cli_mac,
@@ -258,7 +258,7 @@ fn flows_match_iptables() {
     let cases = flows::cases();
     let mut runs: Vec<Vec<BTreeSet<String>>> = Vec::new();
     for side in [Side::Iptables, Side::Fw] {
-        let rig = Rig::build(side, "fwcf", &corpus::neighbors());
+        let rig = Twin::build(side, "fwcf", &corpus::neighbors());
         runs.push(flowrun::run(&rig, &cases));
     }
     let rows: Vec<Row<'_>> = cases

@@ -4,7 +4,6 @@
 //!
 //! Run as root: `cargo test --release -p fw-user --test control -- --test-threads=1`.
 use std::{
-    ffi::OsStr,
     fs,
     io::Write,
     net::{IpAddr, TcpStream},
@@ -15,94 +14,28 @@ use std::{
 };
 
 use fw_testkit::{
-    command, echo_rounds, fw_bin, fw_cmd, fw_stats, in_netns, output_with_timeout, pty,
-    reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe,
-    Netns, Outcome, Pair, PinDir,
+    command, echo_rounds, fw_bin, fw_cmd, fw_command, fw_stats, in_netns, output_with_timeout, pty,
+    reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, text, udp_probe,
+    wait_until, Netns, Outcome, PinDir, Rig, TempDir,
 };
 use fw_user::{kernel::maps::FwMaps, kernel::rundir::pending_dir, model::config::Config};
 
 const T: Duration = Duration::from_secs(2);
 const PREFIX: &str = "fwctl";
 
-/// fw up on the server veth of a fresh namespace pair, with its own pins.
-struct Rig {
-    pair: Pair,
-    pins: PinDir,
-    tmp: TempDir,
+/// fw up on the server veth of a fresh namespace pair, with `up_args`.
+fn rig_up(up_args: &[&str]) -> Rig {
+    let rig = Rig::new(PREFIX);
+    rig.up(up_args);
+    rig
 }
 
-impl Rig {
-    fn new(up_args: &[&str]) -> Rig {
-        require_root();
-        let pair = Netns::pair(PREFIX);
-        let pins = PinDir::new();
-        let rig = Rig {
-            pair,
-            pins,
-            tmp: TempDir::new(),
-        };
-        let mut args = vec!["up", rig.pair.srv_veth()];
-        args.extend_from_slice(up_args);
-        rig.ok(&args);
-        rig
-    }
-
-    fn srv(&self) -> IpAddr {
-        self.pair.srv_v4().into()
-    }
-
-    fn srv6(&self) -> IpAddr {
-        self.pair.srv_v6().into()
-    }
-
-    fn fw<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        fw_cmd(self.pair.srv_path(), &self.pins, args)
-    }
-
-    /// Runs fw, asserts success, returns stdout.
-    #[track_caller]
-    fn ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
-        let out = self.fw(args);
-        assert!(
-            out.status.success(),
-            "fw {}: {}",
-            show(args),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn ports_json(&self) -> String {
-        self.ok(&["ports", "--json"])
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["stats", "--json"])).expect("stats JSON")
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
-    }
-
-    fn connect(&self, port: u16) -> Outcome {
-        tcp_connect(self.pair.cli_path(), self.srv(), port, T)
-    }
-
-    /// A `nsenter … fw --pin-dir …` command to adjust (env, stdin, user).
-    fn command(&self) -> Command {
-        fw_command(self.pair.srv_path(), self.pins.path(), &[])
-    }
-
-    fn config(&self, name: &str, body: &str) -> PathBuf {
-        self.tmp.file(name, body)
-    }
+fn ports_json(rig: &Rig) -> String {
+    rig.ok(&["ports", "--json"])
 }
 
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // Best effort; the pin dir and namespaces are removed by their guards.
-        let _ = self.fw(&["down"]);
-    }
+fn connect(rig: &Rig, port: u16) -> Outcome {
+    tcp_connect(rig.pair.cli_path(), rig.srv(), port, T)
 }
 
 /// `setpriv` arguments that make fw run as nobody.
@@ -110,53 +43,6 @@ const AS_NOBODY: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups"]
 /// `setpriv` arguments that make fw root without CAP_DAC_OVERRIDE (file
 /// modes then apply to it).
 const NO_DAC_OVERRIDE: &[&str] = &["--bounding-set=-dac_override", "--inh-caps=-dac_override"];
-
-/// `nsenter --net=NS [setpriv SETPRIV...] fw --pin-dir PINS`.
-fn fw_command(ns: &Path, pins: &Path, setpriv: &[&str]) -> Command {
-    let mut c = command("nsenter");
-    c.arg(format!("--net={}", ns.display())).arg("--");
-    if !setpriv.is_empty() {
-        c.arg("setpriv").args(setpriv);
-    }
-    c.arg(fw_bin()).arg("--pin-dir").arg(pins);
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A directory for config files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let d = std::env::temp_dir().join(format!("fw-control-test-{}-{n}", std::process::id()));
-        fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-
-    fn file(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.0.join(name);
-        fs::write(&p, body).expect("write config");
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Waits for `child` at most `limit` (killing it then) and collects its output.
 fn wait_child(mut child: Child, limit: Duration, what: &str) -> Output {
@@ -178,23 +64,14 @@ fn wait_child(mut child: Child, limit: Duration, what: &str) -> Output {
     }
 }
 
-/// Polls `f` every 50 ms for at most `limit`.
-fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn allow_and_deny_change_real_traffic_at_once() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let any: IpAddr = "::".parse().expect("addr");
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener");
     let _udp = spawn_udp_echo(rig.pair.srv_path(), any, 5353).expect("udp echo");
 
-    let before = rig.connect(8080);
+    let before = connect(&rig, 8080);
     assert!(
         before.is_host_unreachable(),
         "8080 is closed by the seed: {before}"
@@ -242,7 +119,7 @@ fn allow_and_deny_change_real_traffic_at_once() {
         let mut s = TcpStream::connect_timeout(&(srv, 8080).into(), T).expect("connect 8080");
         s.set_read_timeout(Some(T)).expect("timeout");
         echo_rounds(&mut s, 3, "before deny");
-        let ports = rig.ports_json();
+        let ports = ports_json(&rig);
         let out = rig.fw(&["deny", "tcp", "8080"]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "guard refuses: {err}");
@@ -253,7 +130,7 @@ fn allow_and_deny_change_real_traffic_at_once() {
             err.contains("keep working"),
             "explains what a deny does: {err}"
         );
-        assert_eq!(rig.ports_json(), ports, "refused deny changes nothing");
+        assert_eq!(ports_json(&rig), ports, "refused deny changes nothing");
         echo_rounds(&mut s, 3, "after refusal");
 
         assert_eq!(
@@ -280,7 +157,7 @@ fn allow_and_deny_change_real_traffic_at_once() {
 
 #[test]
 fn ports_view_is_compact_and_stable() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     rig.ok(&["allow", "tcp", "8000-8010", "8011", "443"]);
     rig.ok(&[
         "allow",
@@ -296,7 +173,7 @@ fn ports_view_is_compact_and_stable() {
         rig.ok(&["ports"]),
         "tcp: 22 80 443 8000-8011\ntcp: 8443 from 198.51.100.0/24 2001:db8::/32\nudp: (none)\n"
     );
-    let j: serde_json::Value = serde_json::from_str(&rig.ports_json()).expect("JSON");
+    let j: serde_json::Value = serde_json::from_str(&ports_json(&rig)).expect("JSON");
     assert_eq!(
         j,
         serde_json::json!({
@@ -308,11 +185,11 @@ fn ports_view_is_compact_and_stable() {
             "udp": []
         })
     );
-    assert_eq!(rig.ports_json(), rig.ports_json(), "stable");
+    assert_eq!(ports_json(&rig), ports_json(&rig), "stable");
     // Source restriction on real traffic: the client (192.0.2.2) is not in it.
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8443)
         .expect("listener");
-    let o = rig.connect(8443);
+    let o = connect(&rig, 8443);
     assert!(
         o.is_host_unreachable(),
         "8443 only from 198.51.100.0/24: {o}"
@@ -322,37 +199,34 @@ fn ports_view_is_compact_and_stable() {
         out,
         "tcp 8443: now open only from 192.0.2.0/24 198.51.100.0/24 2001:db8::/32\n"
     );
-    assert_eq!(rig.connect(8443), Outcome::Connected);
+    assert_eq!(connect(&rig, 8443), Outcome::Connected);
 }
 
 #[test]
 fn guard_protects_the_ssh_session_port() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     rig.ok(&["allow", "tcp", "2222"]);
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
     // The session's server address is the server namespace's own.
-    let mut cmd = rig.command();
-    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222")
-        .args(["deny", "tcp", "2000-3000"]);
+    let mut cmd = rig.command(&["deny", "tcp", "2000-3000"]);
+    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222");
     let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("refusing to close tcp 2222"), "{err}");
     assert!(err.contains("SSH_CONNECTION"), "{err}");
     assert!(err.contains("fw deny tcp 2000-3000 --force"), "{err}");
-    assert_eq!(rig.ports_json(), ports, "policy untouched");
+    assert_eq!(ports_json(&rig), ports, "policy untouched");
 
     // A session that arrives in another namespace is not this one's business.
-    let mut cmd = rig.command();
-    cmd.env("SSH_CONNECTION", "198.51.100.7 50000 198.51.100.1 22")
-        .args(["deny", "tcp", "22"]);
+    let mut cmd = rig.command(&["deny", "tcp", "22"]);
+    cmd.env("SSH_CONNECTION", "198.51.100.7 50000 198.51.100.1 22");
     let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
     assert!(out.status.success(), "{}", text(&out.stderr));
     rig.ok(&["allow", "tcp", "22"]);
 
-    let mut cmd = rig.command();
-    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222")
-        .args(["deny", "tcp", "2222", "--force"]);
+    let mut cmd = rig.command(&["deny", "tcp", "2222", "--force"]);
+    cmd.env("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 2222");
     let out = output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs");
     assert!(
         out.status.success(),
@@ -408,21 +282,20 @@ fn as_ssh_session(rig: &Rig, client: &str, server: IpAddr, args: &[&str]) -> Out
 
 /// [`as_ssh_session`] to the server's `port`.
 fn as_ssh_session_on(rig: &Rig, client: &str, server: IpAddr, port: u16, args: &[&str]) -> Output {
-    let mut cmd = rig.command();
-    cmd.env("SSH_CONNECTION", format!("{client} 50022 {server} {port}"))
-        .args(args);
+    let mut cmd = rig.command(args);
+    cmd.env("SSH_CONNECTION", format!("{client} 50022 {server} {port}"));
     output_with_timeout(&mut cmd, Duration::from_secs(30)).expect("fw runs")
 }
 
 #[test]
 fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let (srv6, _) = add_peer_addresses(&rig);
     let _ssh =
         spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
-    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = rig.file("narrow.toml", NARROW_22);
     let narrow = narrow.to_str().expect("path");
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
 
     let out = as_ssh_session(&rig, OUTSIDE, srv6, &["apply", narrow]);
     let err = text(&out.stderr);
@@ -442,7 +315,7 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
         text(&out.stdout).is_empty(),
         "no summary of a refused apply"
     );
-    assert_eq!(rig.ports_json(), ports, "refused apply changes nothing");
+    assert_eq!(ports_json(&rig), ports, "refused apply changes nothing");
 
     // On probation too; the advice is not the command just refused.
     let out = as_ssh_session(&rig, OUTSIDE, srv6, &["apply", narrow, "--confirm", "30"]);
@@ -463,7 +336,7 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
         "says why: {err}"
     );
     assert_eq!(
-        rig.ports_json(),
+        ports_json(&rig),
         ports,
         "refused apply --confirm changes nothing"
     );
@@ -484,7 +357,7 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
     // A session from inside the new sources keeps its way in: applied.
     let out = as_ssh_session(&rig, INSIDE, srv6, &["apply", narrow]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let seed = rig.config("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
+    let seed = rig.file("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
     rig.ok(&["apply", seed.to_str().expect("path")]);
 
     // --force goes through, and then the outside address is refused.
@@ -503,7 +376,7 @@ fn apply_narrowing_sources_is_refused_while_the_ssh_session_is_outside_them() {
 fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
     // `fw up IFACE2 --config FILE` on a running fw replaces the running
     // policy as `fw apply FILE` does: it must not be a way around the guard.
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let (srv6, _) = add_peer_addresses(&rig);
     let _ssh =
         spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
@@ -531,10 +404,10 @@ fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
             .status
             .success());
     }
-    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = rig.file("narrow.toml", NARROW_22);
     let narrow = narrow.to_str().expect("path");
-    let ports = rig.ports_json();
-    let status = rig.status();
+    let ports = ports_json(&rig);
+    let status = rig.json(&["status", "--json"]);
 
     let out = as_ssh_session(&rig, OUTSIDE, srv6, &["up", "fwctlx0", "--config", narrow]);
     let err = text(&out.stderr);
@@ -545,9 +418,9 @@ fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
     );
     assert!(err.contains("SSH_CONNECTION"), "{err}");
     assert!(err.contains("Add --force to `fw up`"), "{err}");
-    assert_eq!(rig.ports_json(), ports, "policy untouched");
+    assert_eq!(ports_json(&rig), ports, "policy untouched");
     assert_eq!(
-        rig.status()["interfaces"],
+        rig.json(&["status", "--json"])["interfaces"],
         status["interfaces"],
         "no interface attached by a refused up"
     );
@@ -560,7 +433,7 @@ fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
         &["up", "fwctlx0", "--config", narrow, "--force"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_ne!(rig.ports_json(), ports, "the file's policy runs");
+    assert_ne!(ports_json(&rig), ports, "the file's policy runs");
     let o = tcp_connect(rig.pair.cli_path(), srv6, 22, T);
     assert!(o.is_host_unreachable(), "a new session from {OUTSIDE}: {o}");
     rig.ok(&["down", "fwctlx0"]);
@@ -568,13 +441,13 @@ fn a_second_fw_up_with_a_config_is_judged_by_the_guard_too() {
 
 #[test]
 fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_established() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let (srv6, srv4) = add_peer_addresses(&rig);
     let _ssh =
         spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 22).expect("listener");
-    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = rig.file("narrow.toml", NARROW_22);
     let narrow = narrow.to_str().expect("path");
-    let seed = rig.config("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
+    let seed = rig.file("seed.toml", "[ports]\ntcp = [22, 80]\nudp = [80]\n");
     let seed = seed.to_str().expect("path");
 
     // A flow from inside the new sources: the apply goes through.
@@ -593,7 +466,7 @@ fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_establis
         let mut s = TcpStream::connect_timeout(&(srv6, 22).into(), T).expect("connect");
         s.set_read_timeout(Some(T)).expect("timeout");
         echo_rounds(&mut s, 2, "outside");
-        let ports = rig.ports_json();
+        let ports = ports_json(&rig);
         let out = rig.fw(&["apply", narrow]);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "refused: {err}");
@@ -607,7 +480,7 @@ fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_establis
         );
         assert!(err.contains("[2001:db8:1::2]:"), "names the peer: {err}");
         assert!(err.contains("--force"), "says what to do: {err}");
-        assert_eq!(rig.ports_json(), ports, "refused apply changes nothing");
+        assert_eq!(ports_json(&rig), ports, "refused apply changes nothing");
         let out = rig.fw(&["deny", "tcp", "22"]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
 
@@ -627,8 +500,8 @@ fn apply_narrowing_sources_is_refused_while_a_flow_from_outside_them_is_establis
 
 #[test]
 fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
-    let rig = Rig::new(&[]);
-    let st = rig.status();
+    let rig = rig_up(&[]);
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["source_prefixes_used"], 0, "{st}");
     assert_eq!(st["source_prefixes_max"], 65536, "the default: {st}");
     let out = rig.ok(&["allow", "tcp", "10000-19999", "--from", "198.51.100.0/24"]);
@@ -639,7 +512,7 @@ fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
     );
     // The same list on another port shares the set.
     rig.ok(&["allow", "udp", "5000", "--from", "198.51.100.0/24"]);
-    let st = rig.status();
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["source_prefixes_used"], 1, "{st}");
     assert_eq!(st["source_sets"], 1, "{st}");
     let text_status = rig.ok(&["status"]);
@@ -657,7 +530,7 @@ fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
         args.push(format!("10.{}.{}.0/24", i / 256, i % 256));
     }
     assert_eq!(rig.ok(&args), "opened tcp 8443\n");
-    let j: serde_json::Value = serde_json::from_str(&rig.ports_json()).expect("json");
+    let j: serde_json::Value = serde_json::from_str(&ports_json(&rig)).expect("json");
     let from = j["tcp"]
         .as_array()
         .expect("tcp")
@@ -666,7 +539,7 @@ fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
         .and_then(|r| r["from"].as_array())
         .map(Vec::len);
     assert_eq!(from, Some(10_240), "every prefix is there");
-    let st = rig.status();
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["source_prefixes_used"], 10_241, "{st}");
     assert_eq!(st["source_sets"], 2, "{st}");
 }
@@ -681,16 +554,16 @@ fn prefixes(k: u32, n: u32) -> String {
 
 #[test]
 fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
-    let tmp = TempDir::new();
-    let small = tmp.file(
+    let tmp = TempDir::new("control-test");
+    let small = tmp.write(
         "small.toml",
         "[ports]\ntcp = [22, 80]\nudp = [80]\n[capacity]\nsource_prefixes = 64\n",
     );
-    let rig = Rig::new(&["--config", small.to_str().expect("path")]);
-    let st = rig.status();
+    let rig = rig_up(&["--config", small.to_str().expect("path")]);
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["source_prefixes_max"], 64, "sized at load: {st}");
     rig.ok(&["allow", "tcp", "443", "--from", "198.51.100.0/24"]);
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
 
     // 64 new entries with 1 in use: one too many.
     let mut args: Vec<String> = ["allow", "tcp", "8000-8999"].map(String::from).to_vec();
@@ -708,7 +581,7 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
     assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
-    assert_eq!(rig.ports_json(), ports, "nothing changed");
+    assert_eq!(ports_json(&rig), ports, "nothing changed");
 
     // A valid file (it sizes its own map large enough) that the running
     // map cannot hold: refused before the summary, nothing closed.
@@ -720,7 +593,7 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
             prefixes(p * 256, 256)
         ));
     }
-    let big = rig.config("big.toml", &body);
+    let big = rig.file("big.toml", &body);
     let big = big.to_str().expect("path");
     let out = rig.fw(&["apply", big]);
     let err = text(&out.stderr);
@@ -732,15 +605,15 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
         "no \"opened\" line: {}",
         text(&out.stdout)
     );
-    assert_eq!(rig.ports_json(), ports, "nothing changed");
-    let st = rig.status();
+    assert_eq!(ports_json(&rig), ports, "nothing changed");
+    let st = rig.json(&["status", "--json"]);
     assert!(st["interrupted_apply"].is_null(), "no half apply: {st}");
     assert_eq!(st["source_prefixes_used"], 1, "{st}");
 
     // Loaded with the file's own size, the same file goes in whole.
     rig.ok(&["down"]);
     rig.ok(&["up", rig.pair.srv_veth(), "--config", big]);
-    let st = rig.status();
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["source_prefixes_used"], 51_200, "{st}");
     assert_eq!(st["source_sets"], 200, "{st}");
     let ports = rig.ok(&["ports"]);
@@ -758,14 +631,14 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
 
 #[test]
 fn check_validates_as_apply_does_and_touches_nothing() {
-    let tmp = TempDir::new();
-    let small = tmp.file(
+    let tmp = TempDir::new("control-test");
+    let small = tmp.write(
         "small.toml",
         "[ports]\ntcp = [22, 80]\nudp = [80]\n[capacity]\nsource_prefixes = 64\n",
     );
     let small = small.to_str().expect("path");
     // 65 prefixes: more than a map of 64 holds, fine for one of 65536.
-    let big = tmp.file(
+    let big = tmp.write(
         "big.toml",
         &format!(
             "[ports]\ntcp = [22]\n[[sources]]\nproto = \"tcp\"\nport = 8000\nfrom = [{}]\n",
@@ -773,7 +646,7 @@ fn check_validates_as_apply_does_and_touches_nothing() {
         ),
     );
     let big = big.to_str().expect("path");
-    let own = tmp.file(
+    let own = tmp.write(
         "own.toml",
         &format!(
             "[ports]\n[capacity]\nsource_prefixes = 16\n[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [{}]\n",
@@ -781,7 +654,7 @@ fn check_validates_as_apply_does_and_touches_nothing() {
         ),
     );
     let own = own.to_str().expect("path");
-    let good = tmp.file("good.toml", "[ports]\ntcp = [22, 9000]\nudp = [80]\n");
+    let good = tmp.write("good.toml", "[ports]\ntcp = [22, 9000]\nudp = [80]\n");
     let good = good.to_str().expect("path");
 
     // Not loaded: checked on its own, as `fw up --config` would load it.
@@ -816,9 +689,9 @@ fn check_validates_as_apply_does_and_touches_nothing() {
     drop(pair);
 
     // Loaded with a map of 64: the running capacity decides, as for apply.
-    let rig = Rig::new(&["--config", small]);
-    let ports = rig.ports_json();
-    let status = rig.status();
+    let rig = rig_up(&["--config", small]);
+    let ports = ports_json(&rig);
+    let status = rig.json(&["status", "--json"]);
     let mtime = |p: &str| fs::metadata(p).and_then(|m| m.modified()).expect("mtime");
     let before = (mtime(small), mtime(good), read(Path::new(good)));
     let out = rig.fw(&["check", big]);
@@ -861,8 +734,8 @@ fn check_validates_as_apply_does_and_touches_nothing() {
          `fw up`); the running map keeps 64\n",
         "the notes apply gives"
     );
-    assert_eq!(rig.ports_json(), ports, "check changes no map");
-    let after = rig.status();
+    assert_eq!(ports_json(&rig), ports, "check changes no map");
+    let after = rig.json(&["status", "--json"]);
     assert_eq!(after["config"], status["config"], "nor the recorded file");
     assert!(after["interrupted_apply"].is_null(), "{after}");
     assert_eq!(
@@ -877,7 +750,7 @@ fn check_validates_as_apply_does_and_touches_nothing() {
 
     // The lockout guard, as apply: the SSH session outside the new sources.
     let (srv6, _) = add_peer_addresses(&rig);
-    let narrow = rig.config("narrow.toml", NARROW_22);
+    let narrow = rig.file("narrow.toml", NARROW_22);
     let narrow = narrow.to_str().expect("path");
     let out = as_ssh_session(&rig, OUTSIDE, srv6, &["check", narrow]);
     let err = text(&out.stderr);
@@ -901,15 +774,15 @@ fn check_validates_as_apply_does_and_touches_nothing() {
         "{}",
         text(&out.stdout)
     );
-    assert_eq!(rig.ports_json(), ports, "check --force changes nothing");
+    assert_eq!(ports_json(&rig), ports, "check --force changes nothing");
 }
 
 #[test]
 fn apply_swaps_policy_and_reject_settings() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 9000)
         .expect("listener");
-    let f = rig.config(
+    let f = rig.file(
         "new.toml",
         "[ports]\ntcp = [22, \"9000-9001\"]\nudp = []\n[reject]\nwith = \"port-unreachable\"\nrate = 50\n",
     );
@@ -922,12 +795,12 @@ fn apply_swaps_policy_and_reject_settings() {
         "{out}"
     );
     assert_eq!(rig.ok(&["ports"]), "tcp: 22 9000-9001\nudp: (none)\n");
-    let st = rig.status();
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(st["reject_with"], "port-unreachable", "{st}");
     assert_eq!(st["reject_rate"], 50, "{st}");
-    assert_eq!(rig.connect(9000), Outcome::Connected);
+    assert_eq!(connect(&rig, 9000), Outcome::Connected);
     assert_eq!(
-        rig.connect(80),
+        connect(&rig, 80),
         Outcome::Refused,
         "port-unreachable: ECONNREFUSED"
     );
@@ -944,26 +817,24 @@ const OPEN_8080: &str = "[ports]\ntcp = [22, 80, 8080]\nudp = [80]\n";
 
 #[test]
 fn apply_confirm_rolls_back_unless_confirmed() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8080)
         .expect("listener");
-    let f = rig.config("open8080.toml", OPEN_8080);
-    let old = rig.ports_json();
+    let f = rig.file("open8080.toml", OPEN_8080);
+    let old = ports_json(&rig);
     let start = Instant::now();
+    // Its stdin is closed: end of input at once, not a confirmation.
     let child = rig
-        .command()
-        .args(["apply", f.to_str().expect("path"), "--confirm", "3"])
-        .stdin(Stdio::null()) // end of input at once: not a confirmation
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .command(&["apply", f.to_str().expect("path"), "--confirm", "3"])
         .spawn()
         .expect("spawn fw apply");
     let pid = child.id() as libc::pid_t;
-    wait_until(Duration::from_secs(10), "the new config to be live", || {
-        rig.ports_json() != old
-    });
+    assert!(
+        wait_until(Duration::from_secs(10), || { ports_json(&rig) != old }),
+        "timed out waiting for the new config to be live"
+    );
     assert_eq!(
-        rig.connect(8080),
+        connect(&rig, 8080),
         Outcome::Connected,
         "the new config is live during the countdown"
     );
@@ -983,13 +854,13 @@ fn apply_confirm_rolls_back_unless_confirmed() {
     );
     assert!(so.contains("rolling back in"), "countdown shown: {so}");
     assert!(se.contains("not confirmed within 3s: rolled back"), "{se}");
-    assert_eq!(rig.ports_json(), old, "old policy restored");
+    assert_eq!(ports_json(&rig), old, "old policy restored");
     assert_eq!(
-        rig.status()["config"]["file"],
+        rig.json(&["status", "--json"])["config"]["file"],
         serde_json::Value::Null,
         "and the file fw ran before (none)"
     );
-    let o = rig.connect(8080);
+    let o = connect(&rig, 8080);
     assert!(o.is_host_unreachable(), "8080 closed again: {o}");
     assert!(
         !pending_dir(&fw_user::kernel::pins::PinDir::new(rig.pins.path())).exists(),
@@ -1006,23 +877,20 @@ fn apply_confirm_rolls_back_unless_confirmed() {
 
 #[test]
 fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 8080)
         .expect("listener");
-    let f = rig.config("open8080.toml", OPEN_8080);
-    let old = rig.ports_json();
+    let f = rig.file("open8080.toml", OPEN_8080);
+    let old = ports_json(&rig);
     let child = rig
-        .command()
-        .args(["apply", f.to_str().expect("path"), "--confirm", "30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .command(&["apply", f.to_str().expect("path"), "--confirm", "30"])
         .spawn()
         .expect("spawn fw apply");
-    wait_until(Duration::from_secs(10), "the new config to be live", || {
-        rig.ports_json() != old
-    });
-    let new = rig.ports_json();
+    assert!(
+        wait_until(Duration::from_secs(10), || { ports_json(&rig) != old }),
+        "timed out waiting for the new config to be live"
+    );
+    let new = ports_json(&rig);
     // A second probation while one runs is refused, before anything changes.
     let out = rig.fw(&["apply", f.to_str().expect("path"), "--confirm", "5"]);
     assert_eq!(out.status.code(), Some(1));
@@ -1045,13 +913,13 @@ fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
         "{so}"
     );
     assert!(so.contains("stdin is not a terminal"), "{so}");
-    assert_eq!(rig.ports_json(), new, "new policy kept");
+    assert_eq!(ports_json(&rig), new, "new policy kept");
     assert_eq!(
-        rig.status()["config"]["file"],
+        rig.json(&["status", "--json"])["config"]["file"],
         fs::canonicalize(&f).expect("path").to_str().expect("path"),
         "changes are written to the applied file now"
     );
-    assert_eq!(rig.connect(8080), Outcome::Connected);
+    assert_eq!(connect(&rig, 8080), Outcome::Connected);
     let out = rig.fw(&["confirm"]);
     assert_eq!(out.status.code(), Some(1), "nothing pending any more");
 }
@@ -1059,7 +927,7 @@ fn apply_confirm_is_kept_when_confirmed_from_another_shell() {
 /// Runs `fw apply --confirm SECS` with a terminal as stdin, types `input`
 /// into it once the new config is live, and returns the output.
 fn apply_on_terminal(rig: &Rig, file: &Path, secs: &str, input: &[u8]) -> Output {
-    let old = rig.ports_json();
+    let old = ports_json(rig);
     let (mut master, slave) = pty();
     let tty = fs::OpenOptions::new()
         .read(true)
@@ -1067,16 +935,14 @@ fn apply_on_terminal(rig: &Rig, file: &Path, secs: &str, input: &[u8]) -> Output
         .open(&slave)
         .expect("open pty slave");
     let child = rig
-        .command()
-        .args(["apply", file.to_str().expect("path"), "--confirm", secs])
+        .command(&["apply", file.to_str().expect("path"), "--confirm", secs])
         .stdin(Stdio::from(tty))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn fw apply");
-    wait_until(Duration::from_secs(10), "the new config to be live", || {
-        rig.ports_json() != old
-    });
+    assert!(
+        wait_until(Duration::from_secs(10), || ports_json(rig) != old),
+        "timed out waiting for the new config to be live"
+    );
     master.write_all(input).expect("type into the terminal");
     let out = wait_child(child, Duration::from_secs(20), "fw apply on a terminal");
     drop(master);
@@ -1085,32 +951,32 @@ fn apply_on_terminal(rig: &Rig, file: &Path, secs: &str, input: &[u8]) -> Output
 
 #[test]
 fn apply_confirm_on_the_terminal_enter_confirms_eof_does_not() {
-    let rig = Rig::new(&[]);
-    let f = rig.config("open8080.toml", OPEN_8080);
-    let old = rig.ports_json();
+    let rig = rig_up(&[]);
+    let f = rig.file("open8080.toml", OPEN_8080);
+    let old = ports_json(&rig);
     // Ctrl-D at the start of a line: end of input, not a confirmation.
     let out = apply_on_terminal(&rig, &f, "2", b"\x04");
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{so}{}", text(&out.stderr));
     assert!(so.contains("end of input is not a confirmation"), "{so}");
-    assert_eq!(rig.ports_json(), old, "rolled back");
+    assert_eq!(ports_json(&rig), old, "rolled back");
     // Enter confirms.
     let out = apply_on_terminal(&rig, &f, "30", b"\n");
     let so = text(&out.stdout);
     assert!(out.status.success(), "{so}{}", text(&out.stderr));
     assert!(so.contains("press Enter here"), "{so}");
     assert!(so.contains("confirmed (Enter)"), "{so}");
-    assert_ne!(rig.ports_json(), old, "kept");
+    assert_ne!(ports_json(&rig), old, "kept");
 }
 
 #[test]
 fn dry_run_counts_would_reject_while_passing() {
-    let rig = Rig::new(&["--dry-run"]);
+    let rig = rig_up(&["--dry-run"]);
     let any: IpAddr = "::".parse().expect("addr");
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener");
     let _udp = spawn_udp_echo(rig.pair.srv_path(), any, 5353).expect("udp echo");
-    assert_eq!(rig.status()["dry_run"], true);
-    let before = rig.stats();
+    assert_eq!(rig.json(&["status", "--json"])["dry_run"], true);
+    let before = rig.json(&["stats", "--json"]);
     for addr in [rig.srv(), rig.srv6()] {
         assert_eq!(
             tcp_connect(rig.pair.cli_path(), addr, 8080, T),
@@ -1123,7 +989,7 @@ fn dry_run_counts_would_reject_while_passing() {
             "dry run passes udp {addr}"
         );
     }
-    let after = rig.stats();
+    let after = rig.json(&["stats", "--json"]);
     let would = reason_packets(&after, "would_reject") - reason_packets(&before, "would_reject");
     assert!(
         would >= 4,
@@ -1135,12 +1001,12 @@ fn dry_run_counts_would_reject_while_passing() {
         "nothing rejected: {after}"
     );
     // Dry run off (the seed config): the same probes are rejected now.
-    let seed = rig.config("seed.toml", SEED);
+    let seed = rig.file("seed.toml", SEED);
     let out = rig.ok(&["apply", seed.to_str().expect("path")]);
     assert!(out.contains("dry run off"), "{out}");
-    let o = rig.connect(8080);
+    let o = connect(&rig, 8080);
     assert!(o.is_host_unreachable(), "{o}");
-    assert!(reason_packets(&rig.stats(), "reject") >= 1);
+    assert!(reason_packets(&rig.json(&["stats", "--json"]), "reject") >= 1);
 }
 
 #[test]
@@ -1148,8 +1014,8 @@ fn dry_run_from_the_config_file() {
     require_root();
     let pair = Netns::pair(PREFIX);
     let pins = PinDir::new();
-    let tmp = TempDir::new();
-    let f = tmp.file(
+    let tmp = TempDir::new("control-test");
+    let f = tmp.write(
         "dry.toml",
         &format!(
             "interfaces = [\"{}\"]\ndry_run = true\n{SEED}",
@@ -1201,9 +1067,9 @@ fn bad_nobody(args: &[&str], needle: impl Into<String>) -> Bad {
 
 #[test]
 fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     rig.ok(&["allow", "tcp", "8080", "9000-9010"]);
-    let cfg = |name: &str, body: &str| rig.config(name, body).to_string_lossy().into_owned();
+    let cfg = |name: &str, body: &str| rig.file(name, body).to_string_lossy().into_owned();
     let broken = cfg("broken.toml", "[ports\ntcp = [22]\n");
     let unknown = cfg("unknown.toml", "[ports]\ntcp = [22]\nsctp = [9]\n");
     let unknown_top = cfg("unknown-top.toml", "colour = \"red\"\n");
@@ -1235,12 +1101,7 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             prefixes(0, 17)
         ),
     );
-    let missing = rig
-        .tmp
-        .0
-        .join("missing.toml")
-        .to_string_lossy()
-        .into_owned();
+    let missing = rig.tmp.join("missing.toml");
     let sources_only = cfg(
         "sources-only.toml",
         "[[sources]]\nproto = \"tcp\"\nport = 22\nfrom = [\"198.51.100.0/24\"]\n",
@@ -1270,12 +1131,7 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         "interfaces = [\"eth0\", \"a/b\"]\n[ports]\n",
     );
     let not_config = cfg("notes.txt", "just some notes, not TOML\n");
-    let no_dir = rig
-        .tmp
-        .0
-        .join("no/such/dir/fw.toml")
-        .to_string_lossy()
-        .into_owned();
+    let no_dir = rig.tmp.join("no/such/dir/fw.toml");
     let veth = rig.pair.srv_veth().to_string();
 
     let table = [
@@ -1495,8 +1351,8 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         })
         .collect();
     assert!(checks.len() > 20, "the table has apply rows to check");
-    let ports = rig.ports_json();
-    let status = rig.status();
+    let ports = ports_json(&rig);
+    let status = rig.json(&["status", "--json"]);
     for b in table.iter().chain(&checks) {
         let setpriv = if b.as_nobody { AS_NOBODY } else { &[] };
         let mut cmd = fw_command(rig.pair.srv_path(), rig.pins.path(), setpriv);
@@ -1527,13 +1383,13 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             b.args.join(" ")
         );
         assert_eq!(
-            rig.ports_json(),
+            ports_json(&rig),
             ports,
             "fw {}{who} left the policy untouched",
             b.args.join(" ")
         );
     }
-    let after = rig.status();
+    let after = rig.json(&["status", "--json"]);
     assert_eq!(after["reject_with"], status["reject_with"]);
     assert_eq!(after["interfaces"], status["interfaces"]);
     assert_eq!(after["config"], status["config"], "no config file recorded");
@@ -1550,8 +1406,8 @@ fn commands_say_when_fw_is_not_loaded() {
     require_root();
     let pair = Netns::pair(PREFIX);
     let pins = PinDir::new();
-    let tmp = TempDir::new();
-    let f = tmp.file("seed.toml", SEED);
+    let tmp = TempDir::new("control-test");
+    let f = tmp.write("seed.toml", SEED);
     for args in [
         vec!["ports"],
         vec!["stats"],
@@ -1575,15 +1431,15 @@ fn commands_say_when_fw_is_not_loaded() {
 
 #[test]
 fn stale_pins_of_another_layout_are_refused() {
-    let rig = Rig::new(&[]);
-    let ports = rig.ports_json();
+    let rig = rig_up(&[]);
+    let ports = ports_json(&rig);
     let maps =
         FwMaps::open(&fw_user::kernel::pins::PinDir::new(rig.pins.path())).expect("open maps");
     let good = maps.meta().expect("meta");
     let mut stale = good;
     stale.layout_version = good.layout_version + 100;
     maps.set_meta(&stale).expect("write META");
-    let f = rig.config("seed.toml", SEED);
+    let f = rig.file("seed.toml", SEED);
     for args in [
         vec!["ports"],
         vec!["status"],
@@ -1609,7 +1465,7 @@ fn stale_pins_of_another_layout_are_refused() {
     }
     maps.set_meta(&good).expect("restore META");
     assert_eq!(
-        rig.ports_json(),
+        ports_json(&rig),
         ports,
         "policy untouched by refused commands"
     );
@@ -1703,8 +1559,8 @@ fn version_help_and_man_page_follow_the_conventions() {
         }
     }
     // The man page, built from the same definitions, renders and names every subcommand.
-    let tmp = TempDir::new();
-    let page = tmp.file("fw.8", &run(&["man"]));
+    let tmp = TempDir::new("control-test");
+    let page = tmp.write("fw.8", &run(&["man"]));
     let out = Command::new("man")
         .arg("-l")
         .arg(&page)
@@ -1745,33 +1601,21 @@ fn shipped_config_is_the_seed_policy() {
 /// A seed config with comments, as an operator keeps one.
 const SEED_COMMENTED: &str = "# my firewall\n[ports]\ntcp = [22, 80]   # ssh, web\nudp = [80]\n\n# answers\n[reject]\nwith = \"host-unreachable\"\n";
 
-impl Rig {
-    /// fw up on the server veth with `--config` of a file `name` (made,
-    /// with its directories, in the rig's temp dir) holding `body`.
-    fn with_file(name: &str, body: &str) -> (Rig, PathBuf) {
-        require_root();
-        let rig = Rig {
-            pair: Netns::pair(PREFIX),
-            pins: PinDir::new(),
-            tmp: TempDir::new(),
-        };
-        let path = rig.tmp.0.join(name);
-        fs::create_dir_all(path.parent().expect("parent")).expect("config dir");
-        fs::write(&path, body).expect("write config");
-        let path = fs::canonicalize(&path).expect("canonical path");
-        rig.ok(&[
-            "up",
-            rig.pair.srv_veth(),
-            "--config",
-            path.to_str().expect("path"),
-        ]);
-        (rig, path)
-    }
+/// fw up on the server veth with `--config` of a file `name` (made, with
+/// its directories, in the rig's temp dir) holding `body`.
+fn rig_with_file(name: &str, body: &str) -> (Rig, PathBuf) {
+    let rig = Rig::new(PREFIX);
+    let path = rig.tmp.path().join(name);
+    fs::create_dir_all(path.parent().expect("parent")).expect("config dir");
+    fs::write(&path, body).expect("write config");
+    let path = fs::canonicalize(&path).expect("canonical path");
+    rig.up(&["--config", path.to_str().expect("path")]);
+    (rig, path)
+}
 
-    /// `fw status --json`'s report on the config file.
-    fn config_state(&self) -> serde_json::Value {
-        self.status()["config"].clone()
-    }
+/// `fw status --json`'s report on the config file.
+fn config_state(rig: &Rig) -> serde_json::Value {
+    rig.json(&["status", "--json"])["config"].clone()
 }
 
 /// fw's stderr without the lines saying it waited for fw's lock (other
@@ -1802,7 +1646,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let contrib = read(&fw_testkit::workspace_dir().join("contrib/fw.toml"));
-    let (rig, f) = Rig::with_file("fw.toml", &contrib);
+    let (rig, f) = rig_with_file("fw.toml", &contrib);
     let fs_ = f.to_str().expect("path");
     // An operator's file: its mode and owner must survive the rewrite.
     fs::set_permissions(&f, fs::Permissions::from_mode(0o640)).expect("chmod");
@@ -1829,7 +1673,11 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
     let md = fs::metadata(&f).expect("stat");
     assert_eq!(md.mode() & 0o7777, 0o640, "mode kept");
     assert_eq!((md.uid(), md.gid()), (65534, 65534), "owner kept");
-    assert_eq!(names_in(&rig.tmp.0), ["fw.toml"], "no temporary file left");
+    assert_eq!(
+        names_in(rig.tmp.path()),
+        ["fw.toml"],
+        "no temporary file left"
+    );
 
     // fw down; fw up --config: the changes are back, on real traffic.
     let ports = "tcp: 22 80 8080\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n";
@@ -1837,7 +1685,7 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
     rig.ok(&["down"]);
     rig.ok(&["up", rig.pair.srv_veth(), "--config", fs_]);
     assert_eq!(rig.ok(&["ports"]), ports);
-    assert_eq!(rig.connect(8080), Outcome::Connected);
+    assert_eq!(connect(&rig, 8080), Outcome::Connected);
     // `systemctl reload fw` is `fw apply FILE`: it keeps them too.
     rig.ok(&["allow", "tcp", "8081"]);
     let out = rig.ok(&["apply", fs_]);
@@ -1846,8 +1694,8 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
         rig.ok(&["ports"]),
         "tcp: 22 80 8080-8081\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n"
     );
-    assert_eq!(rig.connect(8080), Outcome::Connected);
-    assert_eq!(rig.config_state()["in_sync"], true);
+    assert_eq!(connect(&rig, 8080), Outcome::Connected);
+    assert_eq!(config_state(&rig)["in_sync"], true);
 }
 
 /// `fw deny PROTO PORT --from CIDR` removes one source (as `ufw delete`
@@ -1857,14 +1705,14 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
 #[test]
 fn deny_from_removes_one_source_and_the_last_closes_the_port() {
     let body = "[ports]\ntcp = [22, 80]\nudp = [80]\n\n# the admin port\n[[sources]]\nproto = \"tcp\"\nport = 2222\nfrom = [\"192.0.2.0/24\", \"2001:db8::/64\"]\n";
-    let (rig, f) = Rig::with_file("fw.toml", body);
+    let (rig, f) = rig_with_file("fw.toml", body);
     let fs_ = f.to_str().expect("path");
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 2222)
         .expect("listener");
     let connect6 = || tcp_connect(rig.pair.cli_path(), rig.srv6(), 2222, T);
-    assert_eq!(rig.connect(2222), Outcome::Connected);
+    assert_eq!(connect(&rig, 2222), Outcome::Connected);
     assert_eq!(connect6(), Outcome::Connected);
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
     let from_ssh = |client: &str, server: IpAddr, args: &[&str]| {
         as_ssh_session_on(&rig, client, server, 2222, args)
     };
@@ -1903,7 +1751,7 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
             text(&out.stderr)
         );
         assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
-        assert_eq!(rig.ports_json(), ports, "fw {args:?} changed nothing");
+        assert_eq!(ports_json(&rig), ports, "fw {args:?} changed nothing");
         assert_eq!(read(&f), body, "fw {args:?} left the file");
     }
     // The guard: an SSH session from the prefix being removed.
@@ -1923,7 +1771,7 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
         err.contains("`fw deny tcp 2222 --from 192.0.2.0/24 --force`"),
         "{err}"
     );
-    assert_eq!(rig.ports_json(), ports, "refused: nothing changed");
+    assert_eq!(ports_json(&rig), ports, "refused: nothing changed");
     assert_eq!(read(&f), body);
 
     // From a session the change does not touch: narrowed, written back.
@@ -1942,7 +1790,7 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
         rig.ok(&["ports"]),
         "tcp: 22 80\ntcp: 2222 from 2001:db8::/64\nudp: 80\n"
     );
-    assert!(rig.connect(2222).is_host_unreachable(), "v4 is out now");
+    assert!(connect(&rig, 2222).is_host_unreachable(), "v4 is out now");
     assert_eq!(connect6(), Outcome::Connected, "v6 is still in");
 
     // The last source: the port closes, which the guard guards as a deny.
@@ -1975,12 +1823,12 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
         now.starts_with("[ports]\ntcp = [22, 80]\nudp = [80]\n"),
         "{now}"
     );
-    assert_eq!(rig.config_state()["in_sync"], true);
+    assert_eq!(config_state(&rig)["in_sync"], true);
 }
 
 #[test]
 fn runtime_changes_stay_out_of_the_file_and_show_as_drift() {
-    let (rig, f) = Rig::with_file("fw.toml", SEED_COMMENTED);
+    let (rig, f) = rig_with_file("fw.toml", SEED_COMMENTED);
     let p = f.to_str().expect("path");
     let _tcp = spawn_tcp_listener(rig.pair.srv_path(), "::".parse().expect("addr"), 9999)
         .expect("listener");
@@ -1995,7 +1843,7 @@ fn runtime_changes_stay_out_of_the_file_and_show_as_drift() {
         )
     );
     assert_eq!(read(&f), SEED_COMMENTED, "--runtime leaves the file alone");
-    assert_eq!(rig.connect(9999), Outcome::Connected);
+    assert_eq!(connect(&rig, 9999), Outcome::Connected);
 
     let st = rig.ok(&["status"]);
     assert!(
@@ -2006,7 +1854,7 @@ fn runtime_changes_stay_out_of_the_file_and_show_as_drift() {
         "{st}"
     );
     assert_eq!(
-        rig.config_state(),
+        config_state(&rig),
         serde_json::json!({"file": p, "in_sync": false, "edited_since_loaded": false,
             "differences": ["tcp 9999 open, the file closes it"], "error": null})
     );
@@ -2023,16 +1871,16 @@ fn runtime_changes_stay_out_of_the_file_and_show_as_drift() {
     );
     assert!(text(&out.stdout).contains("fw unloaded"));
     rig.ok(&["up", rig.pair.srv_veth(), "--config", p]);
-    let o = rig.connect(9999);
+    let o = connect(&rig, 9999);
     assert!(o.is_host_unreachable(), "the runtime change is gone: {o}");
-    assert_eq!(rig.config_state()["in_sync"], true);
+    assert_eq!(config_state(&rig)["in_sync"], true);
     let out = rig.fw(&["down"]);
     assert_eq!(stderr(&out), "", "in sync: nothing to warn about");
 }
 
 #[test]
 fn a_file_edited_by_hand_is_not_overwritten() {
-    let (rig, f) = Rig::with_file("fw.toml", SEED_COMMENTED);
+    let (rig, f) = rig_with_file("fw.toml", SEED_COMMENTED);
     let p = f.to_str().expect("path");
     // A comment added by hand is not a conflict: kept, and the change goes in.
     let commented = format!("{SEED_COMMENTED}# added by hand\n");
@@ -2043,7 +1891,7 @@ fn a_file_edited_by_hand_is_not_overwritten() {
     // A policy edit by hand is: refused, nothing changed anywhere.
     let hand = with_7000.replace("udp = [80]", "udp = [80, 53]");
     fs::write(&f, &hand).expect("edit");
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
     let out = rig.fw(&["allow", "tcp", "7002"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
@@ -2056,10 +1904,10 @@ fn a_file_edited_by_hand_is_not_overwritten() {
         )
     );
     assert_eq!(text(&out.stdout), "");
-    assert_eq!(rig.ports_json(), ports, "running policy untouched");
+    assert_eq!(ports_json(&rig), ports, "running policy untouched");
     assert_eq!(read(&f), hand, "the hand edit is kept");
     assert_eq!(
-        rig.config_state(),
+        config_state(&rig),
         serde_json::json!({"file": p, "in_sync": false, "edited_since_loaded": true,
             "differences": ["udp 53 closed, the file opens it"], "error": null})
     );
@@ -2088,7 +1936,7 @@ fn a_file_edited_by_hand_is_not_overwritten() {
 
 #[test]
 fn without_a_file_changes_say_they_are_not_saved_until_fw_save() {
-    let rig = Rig::new(&[]);
+    let rig = rig_up(&[]);
     let out = rig.fw(&["allow", "tcp", "8080"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "opened tcp 8080\n");
@@ -2104,12 +1952,12 @@ fn without_a_file_changes_say_they_are_not_saved_until_fw_save() {
         "{st}"
     );
     assert_eq!(
-        rig.config_state()["differences"],
+        config_state(&rig)["differences"],
         serde_json::json!(["tcp 8080 open, the seed policy closes it"])
     );
     // A backup elsewhere first: written, but not the file fw runs... until
     // fw runs none, `fw save FILE` makes FILE the one.
-    let f = rig.tmp.0.join("fw.toml");
+    let f = rig.tmp.path().join("fw.toml");
     let p = f.to_str().expect("path");
     assert_eq!(
         rig.ok(&["save", p]),
@@ -2117,7 +1965,7 @@ fn without_a_file_changes_say_they_are_not_saved_until_fw_save() {
             "{p} now holds the running policy\nlater `fw allow`/`fw deny` are written to it too\n"
         )
     );
-    let backup = rig.tmp.0.join("backup.toml");
+    let backup = rig.tmp.path().join("backup.toml");
     let b = backup.to_str().expect("path");
     assert_eq!(
         rig.ok(&["save", b]),
@@ -2138,7 +1986,7 @@ fn without_a_file_changes_say_they_are_not_saved_until_fw_save() {
         read(&backup).contains("tcp = [22, 80, 8080]\n"),
         "backup untouched"
     );
-    assert_eq!(rig.config_state()["in_sync"], true);
+    assert_eq!(config_state(&rig)["in_sync"], true);
 }
 
 #[test]
@@ -2147,12 +1995,12 @@ fn save_round_trips_through_apply_and_up() {
     let full = "# every key\ndry_run = true\n[ports]\ntcp = [22, \"8000-8002\"]\nudp = [53]\n\
          [[sources]]\nproto = \"tcp\"\nport = 443\nfrom = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n\
          [reject]\nwith = \"tcp-reset\"\nrate = 50\nburst = 70\n[conntrack]\nentries = 4096\n";
-    let (rig, f) = Rig::with_file("full.toml", full);
+    let (rig, f) = rig_with_file("full.toml", full);
     rig.ok(&["allow", "udp", "60000-60010", "--from", "192.0.2.0/24"]);
     rig.ok(&["deny", "tcp", "8001", "--runtime"]);
     let s1 = rig.ok(&["save"]);
-    let ports = rig.ports_json();
-    let saved = rig.config("saved.toml", &s1);
+    let ports = ports_json(&rig);
+    let saved = rig.file("saved.toml", &s1);
     let sp = saved.to_str().expect("path");
     let out = rig.ok(&["apply", sp]);
     assert_eq!(
@@ -2168,8 +2016,8 @@ fn save_round_trips_through_apply_and_up() {
     // No interface named: the saved file says where.
     rig.ok(&["up", "--config", sp]);
     assert_eq!(rig.ok(&["save"]), s1, "save, up --config, save: identical");
-    assert_eq!(rig.ports_json(), ports, "same policy");
-    let st = rig.status();
+    assert_eq!(ports_json(&rig), ports, "same policy");
+    let st = rig.json(&["status", "--json"]);
     assert_eq!(
         (
             &st["reject_with"],
@@ -2189,13 +2037,13 @@ fn save_round_trips_through_apply_and_up() {
         back,
         fw_user::model::config::Config::load(&saved).expect("loads")
     );
-    assert_eq!(names_in(&rig.tmp.0), ["full.toml", "saved.toml"]);
+    assert_eq!(names_in(rig.tmp.path()), ["full.toml", "saved.toml"]);
 }
 
 #[test]
 fn an_unwritable_config_refuses_the_change() {
     use std::os::unix::fs::PermissionsExt as _;
-    let (rig, f) = Rig::with_file("ro/fw.toml", SEED_COMMENTED);
+    let (rig, f) = rig_with_file("ro/fw.toml", SEED_COMMENTED);
     let p = f.to_str().expect("path");
     let dir = f.parent().expect("dir").to_path_buf();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).expect("chmod");
@@ -2204,7 +2052,7 @@ fn an_unwritable_config_refuses_the_change() {
         let mut c = fw_command(rig.pair.srv_path(), rig.pins.path(), NO_DAC_OVERRIDE);
         output_with_timeout(c.args(args), Duration::from_secs(30)).expect("fw runs")
     };
-    let ports = rig.ports_json();
+    let ports = ports_json(&rig);
     let out = fw_without_override(&["allow", "tcp", "8080"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(
@@ -2216,7 +2064,7 @@ fn an_unwritable_config_refuses_the_change() {
         )
     );
     assert_eq!(
-        rig.ports_json(),
+        ports_json(&rig),
         ports,
         "refused: the running policy is as it was"
     );
@@ -2224,7 +2072,7 @@ fn an_unwritable_config_refuses_the_change() {
     assert_eq!(names_in(&dir), ["fw.toml"]);
     let out = fw_without_override(&["allow", "tcp", "8080", "--runtime"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let o = rig.connect(8080);
+    let o = connect(&rig, 8080);
     assert!(!o.is_host_unreachable(), "8080 is open: {o}");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
 }

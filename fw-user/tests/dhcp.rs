@@ -13,10 +13,7 @@ mod support;
 use std::time::Duration;
 
 use fw_testkit::{fw_ok, fw_stats, reason_packets, require_root, seed, Netns, Pair, PinDir};
-use support::{
-    daemon::{wait_until, Daemon, TempDir},
-    rigs::sh,
-};
+use support::daemon::{wait_until, Daemon, TempDir};
 
 /// The DHCP server (the peer) and the pool it hands out.
 const SERVER_V4: &str = "198.51.100.1";
@@ -56,13 +53,10 @@ impl Lab {
         require_root();
         let pair = Netns::pair("fwdhcp");
         let (host, peer) = (pair.srv(), pair.cli());
-        sh(host, &["ip", "-4", "addr", "flush", "dev", pair.srv_veth()]);
-        sh(peer, &["ip", "-4", "addr", "flush", "dev", pair.cli_veth()]);
+        host.sh(&["ip", "-4", "addr", "flush", "dev", pair.srv_veth()]);
+        peer.sh(&["ip", "-4", "addr", "flush", "dev", pair.cli_veth()]);
         let server = format!("{SERVER_V4}/24");
-        sh(
-            peer,
-            &["ip", "addr", "add", &server, "dev", pair.cli_veth()],
-        );
+        peer.sh(&["ip", "addr", "add", &server, "dev", pair.cli_veth()]);
         // DHCPv6 runs between link-local addresses: wait until DAD is done.
         for (ns, dev) in [(host, pair.srv_veth()), (peer, pair.cli_veth())] {
             assert!(
@@ -257,13 +251,9 @@ impl Lab {
     /// flow either firewall knows).
     fn lose_unicast_renewals(&self, lose: bool) {
         let op = if lose { "-A" } else { "-D" };
-        sh(
-            self.host(),
-            &[
-                "iptables", op, "OUTPUT", "-d", SERVER_V4, "-p", "udp", "--dport", "67", "-j",
-                "DROP",
-            ],
-        );
+        self.host().sh(&[
+            "iptables", op, "OUTPUT", "-d", SERVER_V4, "-p", "udp", "--dport", "67", "-j", "DROP",
+        ]);
     }
 
     /// Packets the reference's final REJECT rule (`tool`: iptables or
@@ -445,8 +435,8 @@ fn dhcpv6_gets_no_lease_behind_the_reference_nor_fw() {
     assert!(!lab.dhcpv6_lease(V6_TRY), "reference: got a DHCPv6 lease");
     assert!(lab.advertised() > advertised, "{}", lab.dnsmasq_log());
     assert!(lab.reference_rejects("ip6tables") >= 1);
-    sh(lab.host(), &["ip6tables", "-F", "INPUT"]);
-    sh(lab.host(), &["iptables", "-F", "INPUT"]);
+    lab.host().sh(&["ip6tables", "-F", "INPUT"]);
+    lab.host().sh(&["iptables", "-F", "INPUT"]);
 
     lab.guard(Guard::Fw);
     let advertised = lab.advertised();

@@ -6,15 +6,12 @@ mod support;
 use std::{net::IpAddr, time::Duration};
 
 use fw_testkit::{
-    fw_cmd, fw_up, in_netns, require_root, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir,
+    in_netns, require_root, seed, spawn_tcp_listener, spawn_udp_echo, Pair, Rig, Server,
 };
 use support::{
     probes::{self, Ends, Kind},
     raw::{self, Answer, RawPort},
-    rigs::sh,
 };
-
-use fw_testkit::seed;
 
 const CASES: &[Kind] = &[
     Kind::Syn(22),
@@ -37,13 +34,11 @@ const CASES: &[Kind] = &[
     Kind::LoopbackSource(53),
 ];
 
-enum Guard {
-    Iptables,
-    Fw(PinDir),
-}
-
-fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
-    let pair = Netns::pair("fwdf");
+/// A rig with the listeners and the seed policy: fw's (`fw`) or the
+/// iptables/ip6tables ruleset's.
+fn rig(fw: bool) -> (Rig, Vec<Server>) {
+    let rig = Rig::new("fwdf");
+    let pair = &rig.pair;
     let any6: IpAddr = "::".parse().expect("addr");
     let servers = vec![
         spawn_tcp_listener(pair.srv_path(), any6, 22).expect("listener 22"),
@@ -52,17 +47,18 @@ fn rig(fw: bool) -> (Pair, Guard, Vec<fw_testkit::Server>) {
         spawn_udp_echo(pair.srv_path(), any6, 80).expect("udp 80"),
         spawn_udp_echo(pair.srv_path(), any6, 53).expect("udp 53"),
     ];
-    let guard = if fw {
-        Guard::Fw(fw_up(&pair, &[]))
+    if fw {
+        rig.up(&[]);
     } else {
         // The kernel rate-limits ICMP errors per peer; fw's bucket is global
         // (a named difference): take the per-peer limit out of the comparison.
-        sh(pair.srv(), &["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
-        sh(pair.srv(), &["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"]);
+        pair.srv()
+            .sh(&["sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"]);
+        pair.srv()
+            .sh(&["sysctl", "-qw", "net.ipv6.icmp.ratelimit=0"]);
         seed::apply_iptables(pair.srv()).expect("seed iptables ruleset");
-        Guard::Iptables
-    };
-    (pair, guard, servers)
+    }
+    (rig, servers)
 }
 
 /// Sends every case from the client; returns what came back for each.
@@ -111,20 +107,13 @@ fn run(pair: &Pair) -> Vec<(String, Answer)> {
 fn seed_policy_matches_iptables() {
     require_root();
     let reference = {
-        let (pair, _g, _s) = rig(false);
-        run(&pair)
+        let (rig, _s) = rig(false);
+        run(&rig.pair)
     };
     let fw = {
-        let (pair, g, _s) = rig(true);
-        let r = run(&pair);
-        if let Guard::Fw(pins) = &g {
-            let out = fw_cmd(pair.srv_path(), pins, ["down"]);
-            assert!(
-                out.status.success(),
-                "fw down: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let (rig, _s) = rig(true);
+        let r = run(&rig.pair);
+        rig.ok(&["down"]);
         r
     };
     let mut report = String::new();

@@ -6,7 +6,6 @@
 //! Run as root: `cargo test --release -p fw-user --test faults -- --test-threads=1`
 //! (`FW_FAULTS_SEED` varies the kill points).
 mod common;
-mod fault_rig;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,21 +17,23 @@ use std::{
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use common::{flow_key, TCX_NEXT};
-use fault_rig::{kill_after, links_to, path_str, prog_alive, text, timed, Rig, Rng};
 use fw_common::{IfaceMeta, PROG_EGRESS};
 use fw_testkit::{
+    kill_after, links_to,
     packet::{Fam, Packet},
-    spawn_tcp_listener, tcp_connect, tcp_session, Outcome,
+    path_str, prog_alive, run_ok, spawn_tcp_listener, tcp_connect, tcp_session, text, timed,
+    Outcome, Rig, Rng,
 };
 
 const T: Duration = Duration::from_secs(2);
+const PREFIX: &str = "fwflt";
 
 /// The default seed of the kill points.
 const KILL_SEED: u64 = 20_241_125;
 
 #[test]
 fn fw_up_twice_is_refused_and_changes_nothing() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let first = rig.up(&[]);
     assert!(
         !first.contains("repaired"),
@@ -73,7 +74,7 @@ fn fw_up_twice_is_refused_and_changes_nothing() {
 
 #[test]
 fn fw_down_with_nothing_loaded_says_so_and_succeeds() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     // Exit 0: the wanted state (nothing loaded) holds.
     let out = rig.ok(&["down"]);
     assert_eq!(out, "fw is not loaded; nothing to do\n");
@@ -92,7 +93,7 @@ fn fw_down_with_nothing_loaded_says_so_and_succeeds() {
 
 #[test]
 fn interface_deleted_while_attached() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let d1 = rig.extra_iface("a");
     let veth = rig.veth().to_string();
     rig.ok(&["up", veth.as_str(), d1.as_str()]);
@@ -131,7 +132,7 @@ fn interface_deleted_while_attached() {
 
 #[test]
 fn interface_made_again_can_be_brought_up_again() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let d = rig.extra_iface("r");
     rig.ok(&["up", d.as_str()]);
     rig.del_link(&d);
@@ -167,7 +168,7 @@ fn forget_iface(rig: &Rig, dev: &str) {
 #[test]
 fn links_without_a_meta_entry_are_reported_and_repaired() {
     for next in ["up", "down"] {
-        let rig = Rig::new();
+        let rig = Rig::new(PREFIX);
         let veth = rig.veth().to_string();
         rig.up(&[]);
         let ids = rig.prog_ids();
@@ -201,7 +202,7 @@ fn links_without_a_meta_entry_are_reported_and_repaired() {
 #[test]
 fn meta_entries_without_links_are_reported_and_repaired() {
     for next in ["up", "down"] {
-        let rig = Rig::new();
+        let rig = Rig::new(PREFIX);
         let veth = rig.veth().to_string();
         rig.up(&[]);
         let ids = rig.prog_ids();
@@ -235,7 +236,7 @@ fn meta_entries_without_links_are_reported_and_repaired() {
 #[test]
 fn pins_without_meta_are_reported_and_removed() {
     for next in ["up", "down"] {
-        let rig = Rig::new();
+        let rig = Rig::new(PREFIX);
         let veth = rig.veth().to_string();
         rig.up(&[]);
         let ids = rig.prog_ids();
@@ -286,7 +287,7 @@ fn state_of(st: &serde_json::Value, veth: &str) -> String {
 
 #[test]
 fn killed_fw_up_or_down_leaves_a_state_the_next_command_repairs() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let veth = rig.veth().to_string();
     let mut rng = Rng::from_env("FW_FAULTS_SEED", KILL_SEED);
     let (_, up_time) = timed(|| rig.up(&[]));
@@ -353,7 +354,7 @@ const SEED: &str = "[ports]\ntcp = [22, 80]\nudp = [80]\n";
 
 #[test]
 fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let wide = rig.file("wide.toml", WIDE);
     let seed = rig.file("seed.toml", SEED);
@@ -432,7 +433,7 @@ fn killed_fw_apply_is_reported_and_the_next_apply_finishes_it() {
 
 #[test]
 fn killed_fw_apply_confirm_is_reported() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let wide = path_str(&rig.file("wide.toml", WIDE));
     let seed_ports = rig.ok(&["ports", "--json"]);
@@ -509,7 +510,7 @@ fn killed_fw_apply_confirm_is_reported() {
 fn prog_helpers_see_the_kernel() {
     // The checks above rest on these: a loaded fw's programs are alive and
     // held by one link each; after `fw down` they are gone.
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let ids = rig.prog_ids();
     assert!(
@@ -532,7 +533,7 @@ fn full_conntrack_table_evicts_the_oldest_and_fw_keeps_answering() {
     const ENTRIES: u32 = 1024;
     const FLOWS: u32 = 10 * ENTRIES;
     const CHUNK: u32 = 512;
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let cfg = rig.file(
         "small.toml",
         &format!("{SEED}[conntrack]\nentries = {ENTRIES}\n"),
@@ -673,7 +674,7 @@ fn all_at_once(rig: &Rig, batch: &[Vec<String>]) -> Vec<std::process::Output> {
 
 #[test]
 fn concurrent_commands_take_turns_and_lose_nothing() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let mut ifaces = vec![rig.veth().to_string()];
     for tag in ["p", "q", "r"] {
         ifaces.push(rig.extra_iface(tag));
@@ -730,7 +731,7 @@ fn concurrent_commands_take_turns_and_lose_nothing() {
 
 #[test]
 fn a_held_lock_makes_changes_wait_then_fail_and_reads_go_on() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let before = rig.ok(&["ports", "--json"]);
     let held = fw_user::ops::lock::exclusive(Duration::from_secs(5)).expect("take the lock");
@@ -780,7 +781,7 @@ fn make_hole(rig: &Rig, problem: &str, ifindex: u32) {
     let ids = rig.prog_ids();
     let detach = |prog: u32| {
         let link = rig.link_of(prog).to_string();
-        fault_rig::run(fw_testkit::command("bpftool").args(["link", "detach", "id", &link]));
+        run_ok(fw_testkit::command("bpftool").args(["link", "detach", "id", &link]));
     };
     match problem {
         "ingress_link_missing" => fs::remove_file(pins.xdp_link(ifindex)).expect("rm xdp link"),
@@ -796,7 +797,7 @@ fn make_hole(rig: &Rig, problem: &str, ifindex: u32) {
 
 #[test]
 fn status_says_degraded_for_every_hole_and_exits_3() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let veth = rig.veth().to_string();
     let any: IpAddr = "::".parse().expect("addr");
     let _closed = spawn_tcp_listener(rig.pair.srv_path(), any, 8080).expect("listener 8080");
@@ -854,7 +855,7 @@ fn status_says_degraded_for_every_hole_and_exits_3() {
 
 #[test]
 fn another_fw_up_counts_no_conntrack_evictions() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let any: IpAddr = "::".parse().expect("addr");
     let _ssh = spawn_tcp_listener(rig.pair.srv_path(), any, 22).expect("listener 22");
     let srv: IpAddr = rig.pair.srv_v4().into();

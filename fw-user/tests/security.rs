@@ -6,7 +6,6 @@
 //! ports/status/stats as nobody; the rest is here.)
 //!
 //! Run as root: `cargo test --release -p fw-user --test security -- --test-threads=1`.
-mod fault_rig;
 
 use std::{
     fs,
@@ -17,8 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fault_rig::{path_str, run, text, Rig};
-use fw_testkit::{command, fw_bin, output_with_timeout, Bpffs, PinDir};
+use fw_testkit::{
+    command, fw_bin, output_with_timeout, path_str, run_ok, text, Bpffs, PinDir, Rig,
+};
+
+const PREFIX: &str = "fwflt";
 use fw_user::kernel::rundir::pending_dir;
 
 const NOBODY: u32 = 65534;
@@ -80,7 +82,7 @@ fn pins_are_root_only_even_under_a_loose_umask() {
     // A bpffs of the test's own, world-writable (bpffs's default mode), so
     // that only the modes fw gives its pins keep others out.
     let bpffs = Bpffs::mount(0o1777).expect("a bpffs of the test's own");
-    let rig = Rig::with_pins(PinDir::under(bpffs.path()));
+    let rig = Rig::with_pins(PREFIX, PinDir::under(bpffs.path()));
     // umask 000: fw must not rely on the caller's umask. And a /run of its
     // own (a tmpfs in a private mount namespace), so fw makes /run/fw and
     // its lock afresh, as on a fresh machine, while the lock that other fw
@@ -101,7 +103,7 @@ fn pins_are_root_only_even_under_a_loose_umask() {
     .arg("--pin-dir")
     .arg(rig.pins.path())
     .args(["up", rig.veth()]);
-    let out = run(&mut c);
+    let out = run_ok(&mut c);
     let modes: Vec<&str> = out.lines().filter(|l| l.contains(" /run/fw")).collect();
     assert_eq!(
         modes,
@@ -140,7 +142,7 @@ fn a_pin_dir_someone_else_made_is_refused() {
     // the pin dir first and would own what fw pins in it. The test makes
     // that mount itself.
     let bpffs = Bpffs::mount(0o1777).expect("a bpffs of the test's own");
-    let rig = Rig::with_pins(PinDir::under(bpffs.path()));
+    let rig = Rig::with_pins(PREFIX, PinDir::under(bpffs.path()));
     let pins = path_str(rig.pins.path());
     let out = nobody_sh(&format!("mkdir -m 0777 {pins}"));
     assert!(
@@ -180,7 +182,7 @@ fn a_pin_dir_someone_else_made_is_refused() {
 
 #[test]
 fn apply_confirm_state_is_root_only() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let cfg = rig.file("open.toml", "[ports]\ntcp = [22, 80, 9999]\nudp = [80]\n");
     let child = rig
@@ -215,7 +217,7 @@ fn apply_confirm_state_is_root_only() {
 
 #[test]
 fn the_exporter_listens_on_loopback_by_default() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let mut child = rig.command(&["exporter"]).spawn().expect("spawn exporter");
     let stderr = child.stderr.take().expect("stderr");
@@ -224,7 +226,7 @@ fn the_exporter_listens_on_loopback_by_default() {
         .next()
         .expect("a line")
         .expect("read");
-    let sockets = run(rig.pair.srv().command("ss").arg("-Htlnp"));
+    let sockets = run_ok(rig.pair.srv().command("ss").arg("-Htlnp"));
     child.kill().expect("stop the exporter");
     child.wait().expect("wait");
     assert!(line.contains("serving http://127.0.0.1:"), "{line}");
@@ -248,7 +250,7 @@ fn case(args: &[&str], needle: &'static str) -> Case {
 
 #[test]
 fn non_root_is_refused_before_anything_changes() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     let cfg = path_str(&rig.file("open.toml", "[ports]\ntcp = [22, 80, 9999]\n"));
     let veth = rig.veth().to_string();
     let needs_root = "needs root";
@@ -379,7 +381,7 @@ fn non_root_is_refused_before_anything_changes() {
 
 #[test]
 fn a_non_root_exporter_says_it_cannot_read_fw() {
-    let rig = Rig::new();
+    let rig = Rig::new(PREFIX);
     rig.up(&[]);
     let out = output_with_timeout(
         &mut as_nobody(&rig, &["exporter", "--listen", "127.0.0.1:0"]),

@@ -21,9 +21,9 @@ use std::{
 };
 
 use fw_testkit::{
-    command, fw_bin, fw_cmd, fw_ok, fw_stats, fw_up, in_netns,
+    command, fw_bin, fw_cmd, in_netns,
     packet::{Fam, Packet, Tcp, L4, SYN},
-    reason_packets, require_root, Netns, Pair, PinDir,
+    reason_packets, require_root, run_ok, Netns, Pair, PinDir, Rig,
 };
 use fw_user::{
     kernel::{maps::FwMaps, pins},
@@ -45,82 +45,50 @@ const ICMP_LEN: u64 = 14 + 20 + 8 + 8;
 const EXPORTER: &str = "127.0.0.1:9788";
 
 /// A namespace pair with fw up on the server veth and nothing else talking.
-struct Rig {
-    pair: Pair,
-    pins: PinDir,
-    _client_xdp: Option<fw_user::rig::RigProgram>,
+fn rig() -> Rig {
+    let rig = Rig::new(PREFIX);
+    quiet(&rig.pair);
+    rig.up(&[]);
+    rig
 }
 
-impl Rig {
-    fn new() -> Rig {
-        require_root();
-        let pair = Netns::pair(PREFIX);
-        quiet(&pair);
-        // XDP_TX replies (fw's ICMP errors) reach the client's stack only if
-        // its veth runs an XDP program; newer testkits attach one themselves.
-        let client_xdp = if pair.has_client_xdp() {
-            None
-        } else {
-            let cv = pair.cli_veth().to_string();
-            Some(
-                in_netns(pair.cli_path(), move || fw_user::rig::attach(&cv, false))
-                    .expect("enter the client namespace")
-                    .expect("rig_pass on the client veth"),
-            )
-        };
-        let pins = fw_up(&pair, &[]);
-        Rig {
-            pair,
-            pins,
-            _client_xdp: client_xdp,
+/// `fw ARGS` in the server namespace, in the background.
+fn spawn_fw(rig: &Rig, args: &[&str]) -> Bg {
+    Bg::spawn(rig.command(args))
+}
+
+/// `fw exporter` on its default address, serving.
+fn exporter(rig: &Rig) -> Bg {
+    let bg = spawn_fw(rig, &["exporter"]);
+    bg.wait_for(
+        &format!("serving http://{EXPORTER}/metrics"),
+        Duration::from_secs(10),
+    );
+    bg
+}
+
+fn stats(rig: &Rig) -> serde_json::Value {
+    rig.json(&["stats", "--json"])
+}
+
+/// Sends N packets of each kind from the client and waits until fw
+/// counted them all (and a little longer, so a stray extra would show).
+fn send_traffic(rig: &Rig, before: &serde_json::Value) {
+    send_raw(rig.pair.cli_path(), &traffic());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = stats(rig);
+        let d = |r| reason_packets(&now, r) - reason_packets(before, r);
+        if d("port") >= 2 * N && d("reject") >= 3 * N {
+            break;
         }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        fw_stats(self.pair.srv_path(), &self.pins)
-    }
-
-    /// `fw ARGS` in the server namespace, asserting success.
-    fn ok(&self, args: &[&str]) -> String {
-        fw_ok(self.pair.srv_path(), &self.pins, args)
-    }
-
-    /// `fw ARGS` in the server namespace, in the background.
-    fn spawn_fw(&self, args: &[&str]) -> Bg {
-        let mut cmd = self.pair.srv().command(&fw_bin().to_string_lossy());
-        cmd.arg("--pin-dir").arg(self.pins.path()).args(args);
-        Bg::spawn(cmd)
-    }
-
-    /// `fw exporter` on its default address, serving.
-    fn exporter(&self) -> Bg {
-        let bg = self.spawn_fw(&["exporter"]);
-        bg.wait_for(
-            &format!("serving http://{EXPORTER}/metrics"),
-            Duration::from_secs(10),
+        assert!(
+            Instant::now() < deadline,
+            "fw did not count the traffic: {now}"
         );
-        bg
+        thread::sleep(Duration::from_millis(100));
     }
-
-    /// Sends N packets of each kind from the client and waits until fw
-    /// counted them all (and a little longer, so a stray extra would show).
-    fn send_traffic(&self, before: &serde_json::Value) {
-        send_raw(self.pair.cli_path(), &traffic());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let now = self.stats();
-            let d = |r| reason_packets(&now, r) - reason_packets(before, r);
-            if d("port") >= 2 * N && d("reject") >= 3 * N {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fw did not count the traffic: {now}"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        thread::sleep(Duration::from_millis(300));
-    }
+    thread::sleep(Duration::from_millis(300));
 }
 
 /// Static neighbours (no ARP) and no IPv6 (no NDP, MLD, router
@@ -133,7 +101,7 @@ fn quiet(pair: &Pair) {
         (pair.srv_ns(), pair.cli_v4(), &cli_mac, pair.srv_veth()),
     ] {
         let a = addr.to_string();
-        run(command("ip").args([
+        run_ok(command("ip").args([
             "-n",
             ns,
             "neigh",
@@ -148,26 +116,16 @@ fn quiet(pair: &Pair) {
         ]));
     }
     let key = format!("net.ipv6.conf.{}.disable_ipv6=1", pair.cli_veth());
-    run(pair.cli().command("sysctl").args(["-q", "-w", &key]));
+    run_ok(pair.cli().command("sysctl").args(["-q", "-w", &key]));
 }
 
 fn mac(ns: &Netns, dev: &str) -> String {
-    let out = run(command("ip").args(["-n", ns.name(), "-o", "link", "show", "dev", dev]));
+    let out = run_ok(command("ip").args(["-n", ns.name(), "-o", "link", "show", "dev", dev]));
     out.split_whitespace()
         .skip_while(|w| *w != "link/ether")
         .nth(1)
         .unwrap_or_else(|| panic!("no MAC for {dev} in {out}"))
         .to_string()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = fw_testkit::output_with_timeout(cmd, Duration::from_secs(20)).expect("run");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One kind of packet the client sends.
@@ -533,14 +491,14 @@ fn scrape(pair: &Pair) -> Scrape {
 
 #[test]
 fn stats_and_metrics_count_every_packet_exactly() {
-    let rig = Rig::new();
+    let rig = rig();
     let sv = rig.pair.srv_veth();
-    let mut exporter = rig.exporter();
+    let mut exporter = exporter(&rig);
     let m0 = scrape(&rig.pair);
-    let s0 = rig.stats();
+    let s0 = stats(&rig);
 
-    rig.send_traffic(&s0);
-    let s1 = rig.stats();
+    send_traffic(&rig, &s0);
+    let s1 = stats(&rig);
     let m1 = scrape(&rig.pair);
 
     for (reason, (p, b)) in expected_reasons() {
@@ -653,12 +611,12 @@ fn stats_and_metrics_count_every_packet_exactly() {
 /// whole range (both ends included) add up in that one series.
 #[test]
 fn every_udp_port_open_keeps_stats_and_metrics_small() {
-    let rig = Rig::new();
+    let rig = rig();
     rig.ok(&["allow", "udp", "1-65535"]);
     assert!(rig.ok(&["ports"]).contains("udp: 1-65535\n"));
-    let mut exporter = rig.exporter();
+    let mut exporter = exporter(&rig);
     let m0 = scrape(&rig.pair);
-    let s0 = rig.stats();
+    let s0 = stats(&rig);
     let dports = [1u16, 80, 5000, 65535];
     let packets: Vec<(Kind, u16, Vec<u8>)> = dports
         .iter()
@@ -672,12 +630,12 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
     send_raw(rig.pair.cli_path(), &packets);
     let n = dports.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while reason_packets(&rig.stats(), "port") - reason_packets(&s0, "port") < n + 1 {
+    while reason_packets(&stats(&rig), "port") - reason_packets(&s0, "port") < n + 1 {
         assert!(Instant::now() < deadline, "fw did not count the traffic");
         thread::sleep(Duration::from_millis(100));
     }
     let m1 = scrape(&rig.pair);
-    let s1 = rig.stats();
+    let s1 = stats(&rig);
 
     let all = [("proto", "udp"), ("ports", "1-65535")];
     assert_eq!(
@@ -742,14 +700,14 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
 /// like `ufw status verbose` / `iptables -L -v -n`, in text and JSON.
 #[test]
 fn status_verbose_lists_every_rule_with_its_counters() {
-    let rig = Rig::new();
+    let rig = rig();
     rig.ok(&["allow", "tcp", "8000-8010", "--from", "198.51.100.0/24"]);
     rig.ok(&["allow", "tcp", "8000-8010", "--from", "2001:db8::/32"]);
     let verbose = || -> serde_json::Value {
         serde_json::from_str(&rig.ok(&["status", "--verbose", "--json"])).expect("status JSON")
     };
     let v0 = verbose();
-    let s0 = rig.stats();
+    let s0 = stats(&rig);
     assert!(
         serde_json::from_str::<serde_json::Value>(&rig.ok(&["status", "--json"]))
             .expect("status JSON")
@@ -757,7 +715,7 @@ fn status_verbose_lists_every_rule_with_its_counters() {
             .is_none(),
         "plain status has no rules"
     );
-    rig.send_traffic(&s0);
+    send_traffic(&rig, &s0);
     let v1 = verbose();
     let rules = &v1["rules"];
     let d = &rules["default"];
@@ -874,19 +832,22 @@ fn status_verbose_lists_every_rule_with_its_counters() {
 
 #[test]
 fn log_json_shows_each_rejected_flow() {
-    let rig = Rig::new();
+    let rig = rig();
     let k = 3 * N;
-    let mut log = rig.spawn_fw(&[
-        "log",
-        "--json",
-        "--count",
-        &k.to_string(),
-        "--timeout",
-        "20",
-    ]);
+    let mut log = spawn_fw(
+        &rig,
+        &[
+            "log",
+            "--json",
+            "--count",
+            &k.to_string(),
+            "--timeout",
+            "20",
+        ],
+    );
     log.wait_for("fw log: following events", Duration::from_secs(10));
-    let s0 = rig.stats();
-    rig.send_traffic(&s0);
+    let s0 = stats(&rig);
+    send_traffic(&rig, &s0);
     let st = log.wait(Duration::from_secs(25));
     assert!(st.success(), "fw log exit {st}:\n{}", log.all());
 
@@ -931,7 +892,7 @@ fn log_json_shows_each_rejected_flow() {
     assert_eq!(seen, want);
 
     // Text lines, and --count not reached by --timeout is an error.
-    let mut text = rig.spawn_fw(&["log", "--count", "1", "--timeout", "20"]);
+    let mut text = spawn_fw(&rig, &["log", "--count", "1", "--timeout", "20"]);
     text.wait_for("fw log: following events", Duration::from_secs(10));
     send_raw(rig.pair.cli_path(), &traffic()[5..6]); // one SYN to 8080
     assert!(
@@ -1006,13 +967,13 @@ fn numbers(row: &str) -> Vec<String> {
 
 #[test]
 fn top_shows_reasons_ports_and_sources_of_real_traffic() {
-    let rig = Rig::new();
+    let rig = rig();
     let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
     let mut events = EventReader::open(&maps, false).expect("events");
     let mut model = TopModel::new();
     model.observe(Stats::collect(&maps).expect("stats"), 1.0);
     let t0 = Instant::now();
-    rig.send_traffic(&rig.stats());
+    send_traffic(&rig, &stats(&rig));
     model.observe(
         Stats::collect(&maps).expect("stats"),
         t0.elapsed().as_secs_f64(),
@@ -1160,7 +1121,7 @@ fn foreground_logs_kernel_messages_and_detaches_on_sigterm() {
     assert!(out.contains("fw unloaded"), "{out}");
     assert!(!pins.path().exists(), "pins left behind");
     let link =
-        run(command("ip").args(["-n", pair.srv_ns(), "link", "show", "dev", pair.srv_veth()]));
+        run_ok(command("ip").args(["-n", pair.srv_ns(), "link", "show", "dev", pair.srv_veth()]));
     assert!(!link.contains("xdp"), "XDP still attached: {link}");
 }
 
@@ -1235,7 +1196,7 @@ fn with_closed_stdout(rig: &Rig, args: &[&str], while_running: impl Fn()) -> (Op
 
 #[test]
 fn a_closed_stdout_ends_every_command_quietly() {
-    let rig = Rig::new();
+    let rig = rig();
     let nothing = || {};
     for args in [
         &["stats"][..],
@@ -1287,13 +1248,16 @@ fn watch_lines(bg: &Bg) -> Vec<serde_json::Value> {
 
 #[test]
 fn log_and_stats_watch_follow_fw_across_a_reload() {
-    let rig = Rig::new();
+    let rig = rig();
     let (before, after) = (3 * N, N);
     let count = (before + after).to_string();
-    let mut log = rig.spawn_fw(&["log", "--json", "--count", &count, "--timeout", "40"]);
+    let mut log = spawn_fw(
+        &rig,
+        &["log", "--json", "--count", &count, "--timeout", "40"],
+    );
     log.wait_for("fw log: following events", Duration::from_secs(10));
-    let mut watch = rig.spawn_fw(&["stats", "--watch", "0.2", "--json"]);
-    rig.send_traffic(&rig.stats());
+    let mut watch = spawn_fw(&rig, &["stats", "--watch", "0.2", "--json"]);
+    send_traffic(&rig, &stats(&rig));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !watch_lines(&watch)
         .iter()
@@ -1378,7 +1342,7 @@ fn log_and_stats_watch_follow_fw_across_a_reload() {
 
 #[test]
 fn top_follows_fw_across_a_reload() {
-    let rig = Rig::new();
+    let rig = rig();
     let maps = FwMaps::open(&pins::PinDir::new(rig.pins.path())).expect("open maps");
     let mut model = TopModel::new();
     let mut feed = Feed::open(&maps, &mut model).expect("fw top's feed");
@@ -1406,7 +1370,7 @@ fn top_follows_fw_across_a_reload() {
     until(&mut model, &mut feed, "reload notice", &|m| {
         notice(m, "loaded again")
     });
-    rig.send_traffic(&rig.stats());
+    send_traffic(&rig, &stats(&rig));
     let total = |m: &TopModel, r: &str| m.reasons.iter().find(|x| x.reason == r).map(|x| x.total);
     // Counters are read once per refresh, events drained on every update:
     // wait for both rather than assume they land in the same tick.
@@ -1427,7 +1391,7 @@ fn top_follows_fw_across_a_reload() {
 
 #[test]
 fn top_on_a_terminal_survives_a_reload_and_quits_on_q() {
-    let rig = Rig::new();
+    let rig = rig();
     let (mut master, slave) = fw_testkit::pty();
     let tty = || {
         std::fs::OpenOptions::new()

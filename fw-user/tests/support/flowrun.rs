@@ -11,7 +11,7 @@ use super::{
     corpus::Env,
     flows::FlowCase,
     pipeline::SETTLE,
-    rigs::{Rig, Snmp},
+    rigs::{Snmp, Twin},
     wire::{answer, probe_keys, Wire},
 };
 
@@ -20,10 +20,11 @@ const CAPTURE: Duration = Duration::from_millis(300);
 /// Settle time of a case run alone (its counter is read after it).
 const ALONE: Duration = Duration::from_millis(40);
 
-pub fn run(rig: &Rig, cases: &[FlowCase]) -> Vec<BTreeSet<String>> {
+pub fn run(twin: &Twin, cases: &[FlowCase]) -> Vec<BTreeSet<String>> {
+    let rig = &twin.rig;
     let env = Env {
-        cli_mac: rig.cli_mac,
-        srv_mac: rig.srv_mac,
+        cli_mac: twin.cli_mac,
+        srv_mac: twin.srv_mac,
     };
     let mut snmp = Snmp::open(rig.pair.srv_path());
     let iface = rig.pair.cli_veth().to_string();

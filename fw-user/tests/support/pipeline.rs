@@ -10,7 +10,7 @@ use fw_testkit::in_netns;
 
 use super::{
     corpus::Case,
-    rigs::Rig,
+    rigs::Twin,
     wire::{answer, probe_keys, Key, Wire},
 };
 
@@ -54,7 +54,8 @@ pub fn key_map(cases: &[Case]) -> (HashMap<Key, usize>, Vec<String>) {
 }
 
 /// Sends `cases` from the rig's client veth and classifies the answers.
-pub fn run(rig: &Rig, cases: &[Case]) -> Seen {
+pub fn run(twin: &Twin, cases: &[Case]) -> Seen {
+    let rig = &twin.rig;
     let (keys, _) = key_map(cases);
     let iface = rig.pair.cli_veth().to_string();
     in_netns(rig.pair.cli_path(), move || {

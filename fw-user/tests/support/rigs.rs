@@ -5,14 +5,12 @@ use std::{
     fs::File,
     io::{Read, Seek, Write},
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use fw_testkit::{
-    fw_cmd, in_netns, seed, spawn_tcp_listener, spawn_udp_echo, Netns, Pair, PinDir, Server,
-};
+use fw_testkit::{in_netns, seed, spawn_tcp_listener, spawn_udp_echo, Netns, Rig, Server};
 
 use super::raw;
 
@@ -74,40 +72,14 @@ const SYSCTLS: &[&str] = &[
     "net.ipv4.ping_group_range=0 0",
 ];
 
-pub struct Rig {
+/// One of the two rigs: a [`Rig`] whose server runs `side`'s policy, its
+/// listeners, and both veth ends' MACs.
+pub struct Twin {
     pub side: Side,
-    pub pair: Pair,
-    pub pins: Option<PinDir>,
+    pub rig: Rig,
     pub srv_mac: [u8; 6],
     pub cli_mac: [u8; 6],
     _servers: Vec<Server>,
-    config: Option<PathBuf>,
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(pins) = &self.pins {
-            let _ = fw_cmd(self.pair.srv_path(), pins, ["down"]);
-        }
-        if let Some(c) = &self.config {
-            let _ = std::fs::remove_file(c);
-        }
-    }
-}
-
-/// Runs `args` in `ns`, panicking with its stderr on failure.
-pub fn sh(ns: &Netns, args: &[&str]) {
-    let out = ns
-        .command(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("command runs");
-    assert!(
-        out.status.success(),
-        "{args:?} in {}: {}",
-        ns.name(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Runs `ip -batch -` in `ns` with `lines` on stdin.
@@ -172,13 +144,14 @@ fn mac_text(m: [u8; 6]) -> String {
         .join(":")
 }
 
-impl Rig {
+impl Twin {
     /// A fresh pair with listeners, sysctls, permanent neighbor entries for
     /// `neighbors` (the probes' source addresses, all on the client veth's
     /// MAC: the client stack does not own them, so it stays silent) and the
     /// policy of `side`.
-    pub fn build(side: Side, prefix: &str, neighbors: &[IpAddr]) -> Rig {
-        let pair = Netns::pair(prefix);
+    pub fn build(side: Side, prefix: &str, neighbors: &[IpAddr]) -> Twin {
+        let rig = Rig::new(prefix);
+        let pair = &rig.pair;
         let any6: IpAddr = "::".parse().expect("addr");
         let mut servers = Vec::new();
         for p in [22, 80, 8080] {
@@ -188,7 +161,7 @@ impl Rig {
             servers.push(spawn_udp_echo(pair.srv_path(), any6, p).expect("udp echo"));
         }
         for s in SYSCTLS {
-            sh(pair.srv(), &["sysctl", "-qw", s]);
+            pair.srv().sh(&["sysctl", "-qw", s]);
         }
         let srv_mac = mac_in(pair.srv_path(), pair.srv_veth());
         let cli_mac = mac_in(pair.cli_path(), pair.cli_veth());
@@ -202,20 +175,18 @@ impl Rig {
         }
         ip_batch(pair.srv(), &batch);
         wait_dad(pair.srv(), pair.srv_veth());
-        let mut rig = Rig {
+        let twin = Twin {
             side,
-            pair,
-            pins: None,
+            rig,
             srv_mac,
             cli_mac,
             _servers: servers,
-            config: None,
         };
         match side {
-            Side::Iptables => rig.iptables(),
-            Side::Fw => rig.fw_up(),
+            Side::Iptables => twin.iptables(),
+            Side::Fw => twin.fw_up(),
         }
-        rig
+        twin
     }
 
     fn iptables(&self) {
@@ -227,45 +198,19 @@ impl Rig {
             for r in head.iter().chain(EXTRA_RULES).chain([last]) {
                 let mut a = vec![tool];
                 a.extend(r.split(' '));
-                sh(self.pair.srv(), &a);
+                self.rig.pair.srv().sh(&a);
             }
         }
     }
 
-    fn fw_up(&mut self) {
-        let path = std::env::temp_dir().join(format!(
-            "fw-conformance-{}-{}.toml",
-            std::process::id(),
-            self.pair.srv_ns()
-        ));
-        std::fs::write(
-            &path,
+    fn fw_up(&self) {
+        let cfg = self.rig.file(
+            "fw.toml",
             "[ports]\ntcp = [22, 80, 8000]\nudp = [80, 8000]\n\
              [reject]\nrate = 100000\nburst = 100000\n",
-        )
-        .expect("write fw config");
-        let pins = PinDir::new();
-        let cfg = path.to_str().expect("utf-8 path");
-        let out = fw_cmd(
-            self.pair.srv_path(),
-            &pins,
-            ["up", self.pair.srv_veth(), "--config", cfg],
         );
-        assert!(
-            out.status.success(),
-            "fw up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.pins = Some(pins);
-        self.config = Some(path);
-    }
-
-    /// `fw stats --json` (fw rig only).
-    pub fn fw_stats(&self) -> serde_json::Value {
-        let pins = self.pins.as_ref().expect("fw rig");
-        let out = fw_cmd(self.pair.srv_path(), pins, ["stats", "--json"]);
-        assert!(out.status.success(), "fw stats");
-        serde_json::from_slice(&out.stdout).expect("stats json")
+        self.rig
+            .up(&["--config", cfg.to_str().expect("utf-8 path")]);
     }
 }
 

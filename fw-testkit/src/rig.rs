@@ -1,63 +1,75 @@
-//! The rig of the fault tests: a namespace pair, a pin dir, config files,
-//! and ways to look at what the kernel holds (programs alive, links).
-#![allow(dead_code)]
-
+//! The rig of the namespace tests: a [`Pair`], a pin dir and a temp dir
+//! for config files; `fw` runs in the server namespace with that pin dir.
+//! Nothing is up until a test says so ([`Rig::up`]); on drop fw is taken
+//! down and every file it left is removed.
 use std::{
     ffi::OsStr,
-    fs,
+    net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use fw_common::{PROG_EGRESS, PROG_INGRESS};
-use fw_testkit::{command, fw_bin, fw_cmd, require_root, Netns, Pair, PinDir};
 use fw_user::kernel::maps::FwMaps;
 
-pub const PREFIX: &str = "fwflt";
+use crate::{
+    cmd::{command, run_ok, show, text},
+    fw::{fw_cmd, fw_command, PinDir},
+    netns::{Netns, Pair},
+    probe::in_netns,
+    require_root,
+    tmp::TempDir,
+};
 
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A namespace pair and a pin dir; nothing is up until a test says so.
+/// A namespace pair, a pin dir and a temp dir.
 pub struct Rig {
     pub pair: Pair,
     pub pins: PinDir,
-    tmp: PathBuf,
+    pub tmp: TempDir,
 }
 
-static N: AtomicU32 = AtomicU32::new(0);
-
 impl Rig {
-    pub fn new() -> Rig {
-        require_root();
-        Rig::with_pins(PinDir::new())
+    /// A fresh pair named after `prefix` (its leftovers swept first).
+    pub fn new(prefix: &str) -> Rig {
+        Rig::with_pins(prefix, PinDir::new())
     }
 
-    /// A rig whose pin dir is `pins` (e.g. on a [`fw_testkit::Bpffs`]).
-    pub fn with_pins(pins: PinDir) -> Rig {
+    /// A rig whose pin dir is `pins` (e.g. on a [`crate::Bpffs`]).
+    pub fn with_pins(prefix: &str, pins: PinDir) -> Rig {
         require_root();
-        let pair = Netns::pair(PREFIX);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let tmp = std::env::temp_dir().join(format!("fw-faults-{}-{n}", std::process::id()));
-        fs::create_dir_all(&tmp).expect("temp dir");
-        Rig { pair, pins, tmp }
+        Rig {
+            pair: Netns::pair(prefix),
+            pins,
+            tmp: TempDir::new(prefix),
+        }
     }
 
     /// `fw up <server veth>` plus `args`, asserting success.
+    #[track_caller]
     pub fn up(&self, args: &[&str]) -> String {
         let mut a = vec!["up", self.pair.srv_veth()];
         a.extend_from_slice(args);
         self.ok(&a)
     }
 
+    /// The server veth (the interface fw runs on).
     pub fn veth(&self) -> &str {
         self.pair.srv_veth()
     }
 
+    /// The server's IPv4 address.
+    pub fn srv(&self) -> IpAddr {
+        self.pair.srv_v4().into()
+    }
+
+    /// The server's IPv6 address.
+    pub fn srv6(&self) -> IpAddr {
+        self.pair.srv_v6().into()
+    }
+
+    /// Runs fw with `args`, whatever its exit status.
     pub fn fw<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         fw_cmd(self.pair.srv_path(), &self.pins, args)
     }
@@ -95,6 +107,14 @@ impl Rig {
             show(args)
         );
         err
+    }
+
+    /// Runs fw (asserting success) and parses its stdout as JSON.
+    #[track_caller]
+    pub fn json<S: AsRef<OsStr>>(&self, args: &[S]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("fw {}: not JSON: {e}: {out}", show(args)))
     }
 
     /// `fw status --json`, parsed. It exits 0, or 3 exactly when it says
@@ -138,43 +158,35 @@ impl Rig {
         shown
     }
 
-    /// The id of the one BPF link that holds program `prog`.
-    pub fn link_of(&self, prog: u32) -> u32 {
-        let out = run(command("bpftool").args(["link", "show"]));
-        let want = format!("prog {prog}");
-        out.lines()
-            .filter(|l| l.split("  ").any(|f| f.trim() == want) || l.trim_end().ends_with(&want))
-            .find_map(|l| l.split(':').next()?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no link holds program {prog}:\n{out}"))
+    /// fw with `args` in the server namespace, to spawn (and kill), stdin
+    /// closed, stdout and stderr piped.
+    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        self.command_as(&[], args)
     }
 
-    /// A command running fw in the server namespace (to spawn and kill).
-    pub fn command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
-        let mut c = command("nsenter");
-        c.arg(format!("--net={}", self.pair.srv_path().display()))
-            .arg("--")
-            .arg(fw_bin())
-            .arg("--pin-dir")
-            .arg(self.pins.path())
-            .args(args)
+    /// Like [`Rig::command`], run through `setpriv` with `setpriv`'s
+    /// arguments (another user, fewer capabilities).
+    pub fn command_as<S: AsRef<OsStr>>(&self, setpriv: &[&str], args: &[S]) -> Command {
+        let mut c = fw_command(self.pair.srv_path(), self.pins.path(), setpriv);
+        c.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         c
     }
 
+    /// Writes `body` to `name` in the rig's temp dir; returns the path.
+    pub fn file(&self, name: &str, body: &str) -> PathBuf {
+        self.tmp.write(name, body)
+    }
+
+    /// The pin dir as fw-user's library names it.
     pub fn lib_pins(&self) -> fw_user::kernel::pins::PinDir {
         fw_user::kernel::pins::PinDir::new(self.pins.path())
     }
 
     pub fn maps(&self) -> FwMaps {
         FwMaps::open(&self.lib_pins()).unwrap_or_else(|e| panic!("opening fw's maps: {e}"))
-    }
-
-    pub fn file(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.tmp.join(name);
-        fs::write(&p, body).expect("write file");
-        p
     }
 
     /// Ids of the programs pinned right now (none when nothing is pinned).
@@ -186,29 +198,46 @@ impl Rig {
             .collect()
     }
 
+    /// The id of the one BPF link that holds program `prog`.
+    pub fn link_of(&self, prog: u32) -> u32 {
+        let out = run_ok(command("bpftool").args(["link", "show"]));
+        let want = format!("prog {prog}");
+        out.lines()
+            .filter(|l| l.split("  ").any(|f| f.trim() == want) || l.trim_end().ends_with(&want))
+            .find_map(|l| l.split(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no link holds program {prog}:\n{out}"))
+    }
+
     /// Another interface in the server namespace (one end of a veth pair
     /// whose both ends stay there; this kernel has no dummy driver).
     pub fn extra_iface(&self, tag: &str) -> String {
         let id = std::process::id() % 10000;
         let (name, peer) = (format!("fwfx{id}{tag}"), format!("fwfy{id}{tag}"));
         let ns = self.pair.srv_ns();
-        run(command("ip").args([
+        run_ok(command("ip").args([
             "-n", ns, "link", "add", &name, "type", "veth", "peer", "name", &peer,
         ]));
         for dev in [&name, &peer] {
-            run(command("ip").args(["-n", ns, "link", "set", dev, "up"]));
+            run_ok(command("ip").args(["-n", ns, "link", "set", dev, "up"]));
         }
         name
     }
 
     pub fn del_link(&self, name: &str) {
-        run(command("ip").args(["-n", self.pair.srv_ns(), "link", "del", name]));
+        run_ok(command("ip").args(["-n", self.pair.srv_ns(), "link", "del", name]));
     }
 
     /// The interface's XDP program id as `ip link` shows it.
     pub fn xdp_prog(&self, dev: &str) -> Option<u32> {
-        let out =
-            run(command("ip").args(["-n", self.pair.srv_ns(), "-d", "link", "show", "dev", dev]));
+        let out = run_ok(command("ip").args([
+            "-n",
+            self.pair.srv_ns(),
+            "-d",
+            "link",
+            "show",
+            "dev",
+            dev,
+        ]));
         let at = out.find("prog/xdp id ")?;
         out[at + 12..].split_whitespace().next()?.parse().ok()
     }
@@ -216,7 +245,7 @@ impl Rig {
     /// Program ids on `dev`'s tcx egress hook (Debian's bpftool predates tcx).
     pub fn tcx_egress(&self, dev: &str) -> Vec<u32> {
         let dev = dev.to_string();
-        fw_testkit::in_netns(self.pair.srv_path(), move || {
+        in_netns(self.pair.srv_path(), move || {
             aya::programs::SchedClassifier::query_tcx(&dev, aya::programs::tc::TcAttachType::Egress)
                 .map(|(_, progs)| progs.iter().map(|p| p.id()).collect::<Vec<u32>>())
                 .unwrap_or_default()
@@ -268,27 +297,12 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        // Best effort; the pin dir and namespaces are removed by their guards.
+        // Best effort; the pin dir, temp dir and namespaces are removed by
+        // their guards.
         let _ = self.fw(&["down"]);
-        let _ = fs::remove_dir_all(&self.tmp);
         // What a killed `fw apply` of this (unique) pin dir left under /run/fw.
-        let _ = fs::remove_dir_all(fw_user::kernel::rundir::pending_dir(&self.lib_pins()));
+        let _ = std::fs::remove_dir_all(fw_user::kernel::rundir::pending_dir(&self.lib_pins()));
     }
-}
-
-pub fn show<S: AsRef<OsStr>>(args: &[S]) -> String {
-    args.iter()
-        .map(|a| a.as_ref().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-#[track_caller]
-pub fn run(cmd: &mut Command) -> String {
-    let out = fw_testkit::output_with_timeout(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out.stderr));
-    text(&out.stdout)
 }
 
 /// The program `id` is still loaded.
@@ -314,50 +328,7 @@ pub fn links_to(id: u32) -> usize {
         .count()
 }
 
-/// Spawns `cmd`, SIGKILLs it after `delay` (if still running), and returns
-/// whether it had finished by itself, with its output.
-pub fn kill_after(mut cmd: Command, delay: Duration) -> (bool, Output) {
-    let child: Child = cmd.spawn().expect("spawn fw");
-    let pid = child.id() as libc::pid_t;
-    thread::sleep(delay);
-    let mut child = child;
-    let finished = child.try_wait().expect("try_wait").is_some();
-    if !finished {
-        // SAFETY: kill(2) on our own child (nsenter exec'd fw: same pid).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    (finished, child.wait_with_output().expect("wait"))
-}
-
-/// A small deterministic generator for kill delays (seed printed by tests).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn from_env(var: &str, default: u64) -> Rng {
-        let seed = std::env::var(var)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(default);
-        eprintln!("{var}={seed}");
-        Rng(seed.max(1))
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-}
-
-/// Wall time of `f`.
-pub fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let v = f();
-    (v, t.elapsed())
-}
-
+/// `p` as a string, for command lines.
 pub fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
