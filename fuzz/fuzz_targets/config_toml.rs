@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use fw_user::config::Config;
+use fw_policy::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! text that parses to the same range.
 #![no_main]
 
-use fw_user::policy::PortRange;
+use fw_policy::policy::PortRange;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! back as text that parses to the same prefix.
 #![no_main]
 
-use fw_user::policy::parse_prefix;
+use fw_policy::policy::parse_prefix;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,6 +3,11 @@ use std::{io, path::PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// What is wrong with a config, a value, a file (fw-policy's errors,
+    /// I/O included).
+    #[error(transparent)]
+    Model(#[from] fw_policy::Error),
+
     #[error(
         "`{0}` needs root (uid 0; capabilities such as CAP_BPF, CAP_NET_ADMIN and \
          CAP_SYS_ADMIN are not enough): run it as root, e.g. with sudo"
@@ -91,39 +96,6 @@ pub enum Error {
         source: Box<aya::programs::links::LinkError>,
     },
 
-    #[error("{what}")]
-    Io {
-        what: String,
-        #[source]
-        source: io::Error,
-    },
-
-    #[error("invalid {what} `{input}`: {reason}")]
-    Invalid {
-        what: &'static str,
-        input: String,
-        reason: String,
-    },
-
-    #[error("config {path}: {reason}")]
-    Config { path: PathBuf, reason: String },
-
-    /// A value refused after parsing, where it is in the file.
-    #[error("config {path}:{line}:{column}: {entry}: {reason}")]
-    ConfigAt {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        /// Where in the config, like `sources[1].from[0]`.
-        entry: String,
-        reason: String,
-    },
-
-    /// The config file fw writes changes back to cannot take this one;
-    /// nothing was changed.
-    #[error("{0}")]
-    NotSaved(String),
-
     #[error("only {shown} of the {wanted} events asked for (--count) arrived within {secs} s (--timeout)")]
     TooFewEvents { shown: u64, wanted: u64, secs: f64 },
 
@@ -136,10 +108,6 @@ pub enum Error {
 
     #[error("cannot read fw's state under {path} ({detail}): run as root, e.g. with sudo")]
     NoAccess { path: PathBuf, detail: String },
-
-    /// `fw deny ... --from` named a source a port does not have.
-    #[error("{0}")]
-    NoSuchSource(String),
 
     /// The lockout guard refused a change; the text explains what and why.
     #[error("{0}")]
@@ -195,14 +163,6 @@ pub enum Error {
     #[error("{0}")]
     Block(String),
 
-    /// A bad line in a block set file; nothing was changed.
-    #[error("{}:{line}: {reason}; nothing was changed", path.display())]
-    SetFile {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
-
     #[error("nothing to confirm: no `fw apply --confirm` is waiting (pin dir {0})")]
     NothingPending(PathBuf),
 
@@ -215,10 +175,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Error::Io {
-            what: what.into(),
-            source,
-        }
+        fw_policy::Error::io(what, source).into()
     }
 
     pub fn invalid(
@@ -226,11 +183,12 @@ impl Error {
         input: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Error::Invalid {
-            what,
-            input: input.into(),
-            reason: reason.into(),
-        }
+        fw_policy::Error::invalid(what, input, reason).into()
+    }
+
+    /// The config file fw writes changes back to cannot take this one.
+    pub fn not_saved(why: String) -> Self {
+        fw_policy::Error::NotSaved(why).into()
     }
 
     pub fn map(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> Self {

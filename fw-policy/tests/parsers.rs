@@ -3,23 +3,22 @@
 //! source prefixes (`--from`), the TOML config. Any input parses or is
 //! refused with an error, never a panic; what parses round-trips.
 //!
-//! `cargo test --release -p fw-user --test parsers` (no root needed).
+//! `cargo test --release -p fw-policy --test parsers` (no root, and no BPF
+//! toolchain, needed).
 use std::{
     net::{Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
-use fw_user::{
-    model::{
-        config::{Config, MAX_RATE},
-        policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
-    },
-    ops::persist::edit_text,
+use fw_policy::{
+    config::{Config, MAX_RATE},
+    edit::edit_text,
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use proptest::{collection::vec, prelude::*, sample::select};
 
-fn from_toml(text: &str) -> fw_user::Result<Config> {
+fn from_toml(text: &str) -> fw_policy::Result<Config> {
     Config::from_toml(text, Path::new("prop.toml"))
 }
 
@@ -289,12 +288,12 @@ fn config() -> impl Strategy<Value = Config> {
         1..=MAX_RATE,
         1024u32..=16_777_216,
         // At least the 8 x 3 entries the rules can need.
-        24u32..=*fw_user::model::config::SOURCE_PREFIXES.end(),
+        24u32..=*fw_policy::config::SOURCE_PREFIXES.end(),
         vec(iface_name(), 0..3),
         any::<bool>(),
         any::<bool>(),
         reject_with(),
-        fw_user::model::config::BLOCK_PREFIXES,
+        fw_policy::config::BLOCK_PREFIXES,
     )
         .prop_map(
             |(

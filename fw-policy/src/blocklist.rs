@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::{
     error::{Error, Result},
-    model::policy::parse_prefix,
+    policy::parse_prefix,
 };
 
 /// The set `fw block` uses without `--set`.

@@ -10,11 +10,9 @@ use fw_common::{ConfigFile, CONFIG_PATH_MAX};
 use serde::Serialize;
 
 use crate::{
+    config::Config,
     error::{Error, Result},
-    model::{
-        config::Config,
-        policy::{collapse, PortRange, Proto},
-    },
+    policy::{collapse, PortRange, Proto},
 };
 
 /// FNV-1a: stable across builds and runs, unlike std's hasher; enough to

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
-    model::policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
 };
 
 /// Highest reject rate fw accepts (keeps the kernel's token math in range).
@@ -313,7 +313,7 @@ impl Config {
             )));
         }
         for (i, name) in file.interfaces.iter().enumerate() {
-            crate::model::names::check_name(name.get_ref())
+            crate::names::check_name(name.get_ref())
                 .map_err(|e| at(name.span(), format!("interfaces[{i}]"), e))?;
         }
         cfg.interfaces = file
