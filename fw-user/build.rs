@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
             name: pkg.name.as_str(),
             root_dir: root.as_str(),
             // The rig programs only when fw-user is built with its `rig`
-            // feature (its tests, `cargo xtask bench`).
+            // feature (`cargo xtask bench`).
             features: if std::env::var_os("CARGO_FEATURE_RIG").is_some() {
                 &["rig"]
             } else {
