@@ -213,7 +213,7 @@ enum Cmd {
     },
     /// Close ports, or remove sources from them; established flows continue.
     #[command(
-        after_help = "Examples:\n  fw deny tcp 80\n  fw deny udp 5000-5010\n  fw deny tcp 22 --from 198.51.100.0/24\n  fw deny tcp 22 --force"
+        after_help = "Examples:\n  fw deny tcp 80\n  fw deny tcp 22 --from 198.51.100.0/24\n  fw deny tcp 22 --force"
     )]
     Deny {
         /// Protocol: tcp or udp.
