@@ -88,6 +88,11 @@ fn structured_frames() {
     let seen = reason_totals(&vs);
     eprintln!("fuzz structured: packets per reason {seen:?}");
     for (r, n) in seen {
+        // No variant loads a blocklist yet (the verdict tests in block.rs
+        // cover `blocked`), so no frame can reach it here.
+        if r == Reason::Blocked {
+            continue;
+        }
         assert!(
             n > 0,
             "no structured frame was counted as {}: the generator misses a path",
