@@ -22,6 +22,7 @@ const BPF_NOEXIST: u64 = 1;
 fn bump(stat: u32) {
     if let Some(c) = CT_STATS.get_ptr_mut(stat) {
         // Per-CPU value: no other writer.
+        // SAFETY: a per-CPU array value, valid for the program run.
         unsafe { *c += 1 };
     }
 }
@@ -87,7 +88,10 @@ fn tcp_valid(p: &Pkt) -> bool {
 #[inline(always)]
 fn addr(a: &[u8; 16]) -> [u8; 16] {
     let w = a.as_ptr() as *const u64;
+    // SAFETY: `a` is 16 readable bytes, 8-byte aligned (a field of the
+    // align(8) `Pkt`): two aligned u64 loads stay inside it.
     let words = unsafe { [w.read_volatile(), w.add(1).read_volatile()] };
+    // SAFETY: [u64; 2] and [u8; 16] have the same size; every bit pattern is a valid [u8; 16].
     unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) }
 }
 
@@ -147,6 +151,7 @@ fn live(cfg: &Config, v: &FlowValue, now: u64) -> bool {
 /// Whether `key` is a live flow (used for RELATED).
 #[inline(always)]
 pub fn known(cfg: &Config, key: &FlowKey, now: u64) -> bool {
+    // SAFETY: the reference is only read within this run, before any update of the entry.
     match unsafe { CONNTRACK.get(key) } {
         Some(v) => live(cfg, v, now),
         None => false,
@@ -205,6 +210,7 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
     let Some(v) = CONNTRACK.get_ptr_mut(&key) else {
         return false;
     };
+    // SAFETY: a map value pointer from a successful lookup, valid for the program run.
     let v = unsafe { &mut *v };
     if !live(cfg, v, now) {
         return false;
@@ -278,6 +284,7 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
     }
     let key = egress_key(p);
     if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
+        // SAFETY: a map value pointer from a successful lookup, valid for the program run.
         let v = unsafe { &mut *v };
         // The host's first answer to the peer's SYN is a RST: the flow is
         // over (netfilter deletes such an entry at once).

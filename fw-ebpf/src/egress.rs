@@ -25,10 +25,12 @@ pub fn run(ctx: &TcContext) -> i32 {
     let Some(p) = PKT.get_ptr_mut(0) else {
         return TCX_NEXT;
     };
+    // SAFETY: the per-CPU scratch value, valid for the program run; no other reference to it.
     let p = unsafe { &mut *p };
     if let Parsed::Ip = parse::parse(ctx, p) {
         if p.has_l4() {
             if let Some(cfg) = CONFIG.get(0) {
+                // SAFETY: a helper without arguments, always callable from TC.
                 conntrack::egress(cfg, p, unsafe { bpf_ktime_get_coarse_ns() });
             }
         }

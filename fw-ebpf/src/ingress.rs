@@ -20,16 +20,19 @@ use crate::{
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let len = ctx.len() as u32;
+    // SAFETY: ctx.ctx is the kernel's xdp_md, valid for the program run.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
     // Userspace writes the config before attaching; without it fw is not set up.
     let Some(cfg) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
+    // SAFETY: a helper without arguments, always callable from XDP.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let slot = counters::iface_slot(ifindex);
     let Some(p) = PKT.get_ptr_mut(0) else {
         return xdp_action::XDP_PASS;
     };
+    // SAFETY: the per-CPU scratch value, valid for the program run; no other reference to it.
     let p = unsafe { &mut *p };
     match parse::parse(ctx, p) {
         Parsed::Ip => {}

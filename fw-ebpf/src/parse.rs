@@ -79,6 +79,8 @@ impl Pkt {
         // as a byte loop in a subprogram). All-zero is a valid empty `Pkt`.
         let w = self as *mut Pkt as *mut u64;
         for i in 0..core::mem::size_of::<Pkt>() / 8 {
+            // SAFETY: i < size_of::<Pkt>() / 8 and `Pkt` is align(8): an aligned
+            // word inside `self`, which we hold mutably.
             unsafe { w.add(i).write_volatile(0) };
         }
     }
