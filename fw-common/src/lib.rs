@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -384,7 +384,16 @@ pub const CT_F_OUTBOUND: u8 = 1;
 pub const CT_F_REPLIED: u8 = 2;
 /// Put in by userspace from the socket table at `fw up`.
 pub const CT_F_SEEDED: u8 = 4;
+/// `FlowValue.host_isn` holds the sequence number of the host's SYN-ACK
+/// (an unconfirmed inbound TCP flow): the peer's ACK of `host_isn + 1`
+/// proves it saw that SYN-ACK, which a spoofed source cannot.
+pub const CT_F_SYNACK: u8 = 8;
 
+/// A conntrack entry. The same value in both tables: `CONNTRACK` holds
+/// confirmed flows (traffic went both ways in a way a spoofed source
+/// cannot produce, or the host started the flow), `CT_UNCONFIRMED` the
+/// flows nobody has answered yet (a SYN, a first datagram), so no inbound
+/// flood displaces a confirmed flow.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowValue {
@@ -392,7 +401,9 @@ pub struct FlowValue {
     pub last_seen_ns: u64,
     pub state: u8,
     pub flags: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// With `CT_F_SYNACK`: the sequence number of the host's SYN-ACK.
+    pub host_isn: u32,
 }
 
 pub const fn ct_state_name(state: u8) -> &'static str {
@@ -426,19 +437,45 @@ pub const fn ct_timeout_ns(cfg: &Config, state: u8, flags: u8) -> u64 {
     }
 }
 
-/// `CT_STATS` indexes (per-CPU u64 counters). With the keys in the table
-/// they give the LRU evictions exactly: evicted = created + seeded −
-/// deleted − keys present.
-/// Entries the kernel side created (new keys only).
+/// `CT_STATS` indexes (per-CPU u64 counters). With the keys in each table
+/// they give its LRU evictions exactly: confirmed evicted = created +
+/// seeded − deleted − flushed − keys present; unconfirmed evicted =
+/// u_created − u_deleted − u_flushed − keys present.
+/// Confirmed entries the kernel side created (new keys only; promotions
+/// included).
 pub const CT_STAT_CREATED: u32 = 0;
-/// Entries the kernel side deleted (a flow refused by a RST).
+/// Confirmed entries the kernel side deleted (a flow refused by a RST).
 pub const CT_STAT_DELETED: u32 = 1;
 /// Entries userspace seeded from the socket table (written on CPU 0 only).
 pub const CT_STAT_SEEDED: u32 = 2;
-pub const CT_STAT_ENTRIES: u32 = 3;
+/// Unconfirmed entries the kernel side created (new keys only).
+pub const CT_STAT_U_CREATED: u32 = 3;
+/// Unconfirmed entries the kernel side deleted: refused by a RST, or
+/// moved to the confirmed table (promotions included).
+pub const CT_STAT_U_DELETED: u32 = 4;
+/// Unconfirmed flows moved to the confirmed table.
+pub const CT_STAT_PROMOTED: u32 = 5;
+/// Confirmed entries userspace deleted (`fw conntrack --flush`; CPU 0 only).
+pub const CT_STAT_FLUSHED: u32 = 6;
+/// Unconfirmed entries userspace deleted (CPU 0 only).
+pub const CT_STAT_U_FLUSHED: u32 = 7;
+pub const CT_STAT_ENTRIES: u32 = 8;
 
-/// Default conntrack table size.
+/// Default conntrack table size (confirmed flows, `[conntrack] entries`).
 pub const CT_DEFAULT_ENTRIES: u32 = 262_144;
+/// Smallest unconfirmed table.
+pub const CT_UNCONFIRMED_MIN: u32 = 1024;
+
+/// Size of the unconfirmed table when `[conntrack] unconfirmed_entries` is
+/// not given: a quarter of the confirmed table, at least 1024.
+pub const fn ct_unconfirmed_default(entries: u32) -> u32 {
+    let q = entries / 4;
+    if q < CT_UNCONFIRMED_MIN {
+        CT_UNCONFIRMED_MIN
+    } else {
+        q
+    }
+}
 
 /// Fragment tracking: the first fragment's verdict, looked up by later ones.
 #[repr(C, align(8))]
@@ -520,7 +557,8 @@ pub struct Meta {
     pub reject_rate: u64,
     pub reject_burst: u64,
     pub ct_entries: u32,
-    pub _pad: u32,
+    /// Size of the unconfirmed table (`CT_UNCONFIRMED`).
+    pub ct_unconfirmed_entries: u32,
     pub ifaces: [IfaceMeta; MAX_IFACES],
 }
 
@@ -533,7 +571,7 @@ impl Default for Meta {
             reject_rate: 0,
             reject_burst: 0,
             ct_entries: 0,
-            _pad: 0,
+            ct_unconfirmed_entries: 0,
             ifaces: [IfaceMeta::default(); MAX_IFACES],
         }
     }
@@ -584,6 +622,7 @@ pub mod maps {
     pub const CONFIG: &str = "CONFIG";
     pub const RATE_STATE: &str = "RATE_STATE";
     pub const CONNTRACK: &str = "CONNTRACK";
+    pub const CT_UNCONFIRMED: &str = "CT_UNCONFIRMED";
     pub const FRAGS: &str = "FRAGS";
     pub const EVENTS: &str = "EVENTS";
     pub const META: &str = "META";
@@ -594,7 +633,7 @@ pub mod maps {
     pub const BLOCK_SETS: &str = "BLOCK_SETS";
     /// The maps fw pins (the per-CPU scratch maps of the programs are not
     /// state and stay unpinned).
-    pub const PINNED: [&str; 16] = [
+    pub const PINNED: [&str; 17] = [
         COUNTERS,
         IFACE_SLOT,
         PORTS,
@@ -603,6 +642,7 @@ pub mod maps {
         CONFIG,
         RATE_STATE,
         CONNTRACK,
+        CT_UNCONFIRMED,
         FRAGS,
         EVENTS,
         CT_STATS,

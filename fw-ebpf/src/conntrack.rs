@@ -1,17 +1,27 @@
-//! fw's own connection tracking (the seed's ESTABLISHED,RELATED rule).
+//! fw's own connection tracking (the seed's ESTABLISHED,RELATED rule), in
+//! two tables so no inbound flood can displace a confirmed flow.
 //!
-//! Entries are keyed by the flow as seen on ingress (`src` = the peer). The
-//! egress program creates them for flows the host starts; the ingress program
-//! for new flows its policy accepts. An expired entry counts as absent.
+//! Entries are keyed by the flow as seen on ingress (`src` = the peer).
+//! `CONNTRACK` holds confirmed flows: the host started them (a SYN, a
+//! datagram, an echo request going out), or the peer proved it sees the
+//! host's answers (it acknowledged the host's SYN-ACK, or the host sent it
+//! data, which only a connected socket does), or they were seeded at `fw
+//! up`. `CT_UNCONFIRMED` holds the rest: a SYN or a first datagram the
+//! policy accepted, the host's SYN-ACK or bare ACK on a flow fw did not
+//! know. A flood of new flows (spoofed SYNs: the host answers each with a
+//! SYN-ACK, but the spoofer never sees it) churns the unconfirmed table
+//! only. Inbound TCP segments other than a SYN that match no flow record
+//! nothing. An expired entry counts as absent. A lookup tries the
+//! confirmed table first.
 use fw_common::{
-    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_ICMP,
-    CT_STAT_CREATED, CT_STAT_DELETED, CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED,
-    CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
-    IPPROTO_UDP,
+    ct_timeout_ns, Config, FlowKey, FlowValue, CT_F_OUTBOUND, CT_F_REPLIED, CT_F_SYNACK, CT_ICMP,
+    CT_STAT_CREATED, CT_STAT_DELETED, CT_STAT_PROMOTED, CT_STAT_U_CREATED, CT_STAT_U_DELETED,
+    CT_TCP_CLOSED, CT_TCP_CLOSING, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 
 use crate::{
-    maps::{CONNTRACK, CT_STATS},
+    maps::{CONNTRACK, CT_STATS, CT_UNCONFIRMED},
     parse::{is_echo, is_echo_request, is_icmp, Pkt, Quoted, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
@@ -21,13 +31,14 @@ const BPF_NOEXIST: u64 = 1;
 #[inline(always)]
 fn bump(stat: u32) {
     if let Some(c) = CT_STATS.get_ptr_mut(stat) {
-        // Per-CPU value: no other writer.
-        // SAFETY: a per-CPU array value, valid for the program run.
+        // SAFETY: a per-CPU array value, valid for the program run; no
+        // other writer on this CPU.
         unsafe { *c += 1 };
     }
 }
 
-/// Stores `v` under `key`, counting the key if it is new.
+/// Stores `v` under `key` in the confirmed table, counting the key if it
+/// is new.
 #[inline(always)]
 fn store(key: &FlowKey, v: &FlowValue) {
     if CONNTRACK.insert(key, v, BPF_NOEXIST).is_ok() {
@@ -38,11 +49,36 @@ fn store(key: &FlowKey, v: &FlowValue) {
     }
 }
 
+/// Stores `v` under `key` in the unconfirmed table, counting new keys.
+#[inline(always)]
+fn store_unconfirmed(key: &FlowKey, v: &FlowValue) {
+    if CT_UNCONFIRMED.insert(key, v, BPF_NOEXIST).is_ok() {
+        bump(CT_STAT_U_CREATED);
+    } else {
+        let _ = CT_UNCONFIRMED.insert(key, v, 0);
+    }
+}
+
 #[inline(always)]
 fn delete(key: &FlowKey) {
     if CONNTRACK.remove(key).is_ok() {
         bump(CT_STAT_DELETED);
     }
+}
+
+#[inline(always)]
+fn delete_unconfirmed(key: &FlowKey) {
+    if CT_UNCONFIRMED.remove(key).is_ok() {
+        bump(CT_STAT_U_DELETED);
+    }
+}
+
+/// Moves an unconfirmed flow to the confirmed table, as `v`.
+#[inline(always)]
+fn promote(key: &FlowKey, v: &FlowValue) {
+    store(key, v);
+    delete_unconfirmed(key);
+    bump(CT_STAT_PROMOTED);
 }
 
 /// Refresh `last_seen` at most this often: saves a cache-line write per packet.
@@ -148,11 +184,17 @@ fn live(cfg: &Config, v: &FlowValue, now: u64) -> bool {
     now.saturating_sub(v.last_seen_ns) <= ct_timeout_ns(cfg, v.state, v.flags)
 }
 
-/// Whether `key` is a live flow (used for RELATED).
+/// Whether `key` is a live flow of either table (used for RELATED).
 #[inline(always)]
 pub fn known(cfg: &Config, key: &FlowKey, now: u64) -> bool {
-    // SAFETY: the reference is only read within this run, before any update of the entry.
-    match unsafe { CONNTRACK.get(key) } {
+    // SAFETY: the value is read at once, while the program runs.
+    if let Some(v) = unsafe { CONNTRACK.get(key) } {
+        if live(cfg, v, now) {
+            return true;
+        }
+    }
+    // SAFETY: as above.
+    match unsafe { CT_UNCONFIRMED.get(key) } {
         Some(v) => live(cfg, v, now),
         None => false,
     }
@@ -199,43 +241,39 @@ fn tcp_transition_valid(v: &FlowValue, f: u8) -> bool {
     }
 }
 
-/// Ingress lookup: true when the packet belongs to a live flow (ESTABLISHED),
-/// refreshing the entry.
+/// What an inbound packet does to the entry of its flow.
+enum Inbound {
+    /// Part of the flow (ESTABLISHED); the entry is updated.
+    Pass,
+    /// Part of the flow, which it ends: delete the entry.
+    PassDelete,
+    /// Not part of this flow: the policy decides.
+    Decline,
+}
+
+/// An inbound packet on the live entry `v` of its flow.
 #[inline(always)]
-pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
-    if !tracked_proto(p) || (p.proto == IPPROTO_TCP && !tcp_valid(p)) {
-        return false;
-    }
-    let key = ingress_key(p);
-    let Some(v) = CONNTRACK.get_ptr_mut(&key) else {
-        return false;
-    };
-    // SAFETY: a map value pointer from a successful lookup, valid for the program run.
-    let v = unsafe { &mut *v };
-    if !live(cfg, v, now) {
-        return false;
-    }
+fn inbound(p: &Pkt, v: &mut FlowValue, now: u64) -> Inbound {
     let mut state = v.state;
     if p.proto == IPPROTO_TCP {
         let f = p.tcp_flags;
         // A fresh SYN on a closed flow is a new connection: policy decides.
         let pure_syn = f & (TCP_SYN | TCP_ACK) == TCP_SYN;
         if pure_syn && (state == CT_TCP_CLOSED || state == CT_TCP_CLOSING) {
-            return false;
+            return Inbound::Decline;
         }
         if !tcp_transition_valid(v, f) {
-            return false;
+            return Inbound::Decline;
         }
         // The first answer to the host's SYN is a RST: the flow is over
         // (netfilter deletes such an entry at once).
         if v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == CT_F_OUTBOUND && f & TCP_RST != 0 {
-            delete(&key);
-            return true;
+            return Inbound::PassDelete;
         }
         state = next_tcp_state(state, f, true);
     } else if is_echo_request(p.proto, p.icmp_type) {
         // Our own echo id reused by the peer as a request: not a reply.
-        return false;
+        return Inbound::Decline;
     }
     let mut flags = v.flags;
     if flags & CT_F_OUTBOUND != 0 {
@@ -246,22 +284,89 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> bool {
         v.flags = flags;
         v.last_seen_ns = now;
     }
-    true
+    Inbound::Pass
 }
 
-/// Records a new inbound flow the policy accepted.
+/// What the conntrack lookup made of an inbound packet.
+pub enum Track {
+    /// Part of a live flow: ESTABLISHED.
+    Known,
+    /// Not part of a flow; `shadowed`: the confirmed table holds an entry
+    /// under its key all the same (expired, closed, or one the packet does
+    /// not fit), which a new flow recorded for it replaces.
+    New { shadowed: bool },
+}
+
+/// Ingress lookup: whether the packet belongs to a live flow (ESTABLISHED),
+/// refreshing its entry. An inbound TCP segment that acknowledges the
+/// host's SYN-ACK confirms its flow.
 #[inline(always)]
-pub fn accept_new(p: &Pkt, now: u64) {
+pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> Track {
+    if !tracked_proto(p) || (p.proto == IPPROTO_TCP && !tcp_valid(p)) {
+        return Track::New { shadowed: false };
+    }
+    let key = ingress_key(p);
+    let mut shadowed = false;
+    if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
+        // SAFETY: a value of the map, valid while the program runs; the
+        // fields written are plain integers (a racing CPU's write to the
+        // same entry is as benign as netfilter's per-packet refreshes).
+        let v = unsafe { &mut *v };
+        if live(cfg, v, now) {
+            match inbound(p, v, now) {
+                Inbound::Pass => return Track::Known,
+                Inbound::PassDelete => {
+                    delete(&key);
+                    return Track::Known;
+                }
+                Inbound::Decline => {}
+            }
+        }
+        shadowed = true;
+    }
+    if let Some(v) = CT_UNCONFIRMED.get_ptr_mut(&key) {
+        // SAFETY: as above.
+        let v = unsafe { &mut *v };
+        if live(cfg, v, now) {
+            // The peer acknowledges the host's SYN-ACK: it sees the host's
+            // answers, which a spoofed source does not.
+            let confirms = p.proto == IPPROTO_TCP
+                && v.flags & CT_F_SYNACK != 0
+                && p.tcp_flags & (TCP_SYN | TCP_RST | TCP_ACK) == TCP_ACK
+                && p.tcp_ack == v.host_isn.wrapping_add(1);
+            match inbound(p, v, now) {
+                Inbound::Pass => {
+                    if confirms {
+                        let mut c = *v;
+                        c.last_seen_ns = now;
+                        promote(&key, &c);
+                    }
+                    return Track::Known;
+                }
+                Inbound::PassDelete => {
+                    delete_unconfirmed(&key);
+                    return Track::Known;
+                }
+                Inbound::Decline => {}
+            }
+        }
+    }
+    Track::New { shadowed }
+}
+
+/// Records a new inbound flow the policy accepted, as unconfirmed: a SYN
+/// or a UDP datagram. Any other TCP segment that matched no flow (an ACK,
+/// FIN or RST out of state) records nothing: a flood of them costs no
+/// entry. The host's own answer records such a flow if it is one.
+#[inline(always)]
+pub fn accept_new(p: &Pkt, now: u64, shadowed: bool) {
     let state = match p.proto {
         IPPROTO_TCP => {
-            if p.tcp_flags & TCP_RST != 0 || !tcp_valid(p) {
+            // tcp_valid takes no SYN together with FIN or RST.
+            if p.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN || !tcp_valid(p) {
                 return;
             }
-            if p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-                CT_TCP_SYN_RECV
-            } else {
-                CT_TCP_ESTABLISHED
-            }
+            CT_TCP_SYN_RECV
         }
         IPPROTO_UDP => CT_UDP,
         _ => return,
@@ -271,12 +376,81 @@ pub fn accept_new(p: &Pkt, now: u64) {
         last_seen_ns: now,
         state,
         flags: 0,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        host_isn: 0,
     };
-    store(&ingress_key(p), &v);
+    let key = ingress_key(p);
+    if shadowed {
+        // The new flow replaces what the confirmed table held under its key.
+        delete(&key);
+    }
+    store_unconfirmed(&key, &v);
 }
 
-/// Egress: create or refresh the entry of the flow a host packet belongs to.
+/// What a host packet does to the entry of its flow.
+enum Outbound {
+    /// Updated.
+    Done,
+    /// The flow is over: delete the entry.
+    Delete,
+    /// Expired, or a new flow starting over it: make a fresh entry.
+    Stale,
+}
+
+/// A host packet on the entry `v` of its flow.
+#[inline(always)]
+fn outbound(cfg: &Config, p: &Pkt, v: &mut FlowValue, now: u64) -> Outbound {
+    // The host's first answer to the peer's SYN is a RST: the flow is
+    // over (netfilter deletes such an entry at once).
+    if p.proto == IPPROTO_TCP
+        && p.tcp_flags & TCP_RST != 0
+        && v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == 0
+    {
+        return Outbound::Delete;
+    }
+    let pure_syn = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    if !live(cfg, v, now) || (pure_syn && matches!(v.state, CT_TCP_CLOSED | CT_TCP_CLOSING)) {
+        return Outbound::Stale;
+    }
+    let state = if p.proto == IPPROTO_TCP {
+        next_tcp_state(v.state, p.tcp_flags, false)
+    } else {
+        v.state
+    };
+    let mut flags = v.flags;
+    if flags & CT_F_OUTBOUND == 0 {
+        flags |= CT_F_REPLIED;
+    }
+    if state != v.state || flags != v.flags || now.saturating_sub(v.last_seen_ns) > REFRESH_NS {
+        v.state = state;
+        v.flags = flags;
+        v.last_seen_ns = now;
+    }
+    Outbound::Done
+}
+
+/// Whether a host packet confirms its flow: a datagram (UDP has no
+/// handshake: an answer is all there is), an echo request, or a TCP
+/// segment only a connected socket sends (a SYN of its own, data, a FIN).
+/// A SYN-ACK answers any SYN, spoofed ones too, and a bare ACK may be a
+/// half-open connection's answer to a segment out of its window.
+#[inline(always)]
+fn host_confirms(p: &Pkt) -> bool {
+    if p.proto != IPPROTO_TCP {
+        return true;
+    }
+    let f = p.tcp_flags;
+    if f & TCP_RST != 0 {
+        return false;
+    }
+    if f & TCP_SYN != 0 {
+        return f & TCP_ACK == 0;
+    }
+    p.tcp_payload != 0 || f & TCP_FIN != 0
+}
+
+/// Egress: create or refresh the entry of the flow a host packet belongs
+/// to, confirming it when the packet says the flow is real.
 #[inline(always)]
 pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
     if !tracked_proto(p) {
@@ -284,37 +458,38 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
     }
     let key = egress_key(p);
     if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
-        // SAFETY: a map value pointer from a successful lookup, valid for the program run.
-        let v = unsafe { &mut *v };
-        // The host's first answer to the peer's SYN is a RST: the flow is
-        // over (netfilter deletes such an entry at once).
-        if p.proto == IPPROTO_TCP
-            && p.tcp_flags & TCP_RST != 0
-            && v.flags & (CT_F_OUTBOUND | CT_F_REPLIED) == 0
-        {
-            delete(&key);
-            return;
+        // SAFETY: a value of the map, valid while the program runs.
+        match outbound(cfg, p, unsafe { &mut *v }, now) {
+            Outbound::Done => return,
+            Outbound::Delete => {
+                delete(&key);
+                return;
+            }
+            Outbound::Stale => {}
         }
-        let pure_syn = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-        if live(cfg, v, now) && !(pure_syn && matches!(v.state, CT_TCP_CLOSED | CT_TCP_CLOSING)) {
-            let state = if p.proto == IPPROTO_TCP {
-                next_tcp_state(v.state, p.tcp_flags, false)
-            } else {
-                v.state
-            };
-            let mut flags = v.flags;
-            if flags & CT_F_OUTBOUND == 0 {
-                flags |= CT_F_REPLIED;
+    }
+    let synack = p.proto == IPPROTO_TCP && p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK;
+    if let Some(v) = CT_UNCONFIRMED.get_ptr_mut(&key) {
+        // SAFETY: as above.
+        let v = unsafe { &mut *v };
+        match outbound(cfg, p, v, now) {
+            Outbound::Done => {
+                if synack {
+                    v.flags |= CT_F_SYNACK;
+                    v.host_isn = p.tcp_seq;
+                }
+                if host_confirms(p) {
+                    let mut c = *v;
+                    c.last_seen_ns = now;
+                    promote(&key, &c);
+                }
+                return;
             }
-            if state != v.state
-                || flags != v.flags
-                || now.saturating_sub(v.last_seen_ns) > REFRESH_NS
-            {
-                v.state = state;
-                v.flags = flags;
-                v.last_seen_ns = now;
+            Outbound::Delete => {
+                delete_unconfirmed(&key);
+                return;
             }
-            return;
+            Outbound::Stale => {}
         }
     }
     let state = match p.proto {
@@ -342,12 +517,23 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
             CT_ICMP
         }
     };
-    let v = FlowValue {
+    let mut v = FlowValue {
         created_ns: now,
         last_seen_ns: now,
         state,
         flags: CT_F_OUTBOUND,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        host_isn: 0,
     };
-    store(&key, &v);
+    if host_confirms(p) {
+        store(&key, &v);
+    } else {
+        // A SYN-ACK or a bare ACK of a flow fw does not know (its
+        // unconfirmed entry was displaced, or it began before fw).
+        if synack {
+            v.flags |= CT_F_SYNACK;
+            v.host_isn = p.tcp_seq;
+        }
+        store_unconfirmed(&key, &v);
+    }
 }

@@ -112,9 +112,10 @@ enum Judged {
 
 #[inline(always)]
 fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
-    if conntrack::ingress(cfg, p, now) {
-        return Judged::Done(xdp_action::XDP_PASS, Reason::Established);
-    }
+    let shadowed = match conntrack::ingress(cfg, p, now) {
+        conntrack::Track::Known => return Judged::Done(xdp_action::XDP_PASS, Reason::Established),
+        conntrack::Track::New { shadowed } => shadowed,
+    };
     if is_icmp(p) {
         if is_related_candidate(p.proto, p.icmp_type) {
             if let Some(q) = parse::quoted(ctx, p) {
@@ -129,7 +130,7 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
     }
     if let Some(idx) = policy::allowed(p) {
         counters::count_port(idx);
-        conntrack::accept_new(p, now);
+        conntrack::accept_new(p, now, shadowed);
         return Judged::Done(xdp_action::XDP_PASS, Reason::Port);
     }
     // After conntrack and the ports: a unicast renewal's answer to the

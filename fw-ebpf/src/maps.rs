@@ -8,8 +8,8 @@ use aya_ebpf::{
 use fw_common::{
     BlockSet, BlockValue, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey,
     FragValue, Meta, SrcKey, BLOCK_DEFAULT_ENTRIES, BLOCK_MAX_SETS, COUNTER_ENTRIES,
-    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, EVENTS_BYTES, FRAG_ENTRIES, MAX_IFINDEX, PORT_ENTRIES,
-    SRC_DEFAULT_ENTRIES,
+    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, CT_UNCONFIRMED_MIN, EVENTS_BYTES, FRAG_ENTRIES,
+    MAX_IFINDEX, PORT_ENTRIES, SRC_DEFAULT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -64,9 +64,19 @@ pub static RATE_STATE: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(2, 0)
 #[map]
 pub static REJECT_BUCKET: Array<Bucket> = Array::with_max_entries(1, 0);
 
+/// Confirmed flows: the host started them, answered them in a way a
+/// spoofed source cannot bring about (a TCP handshake the peer completed),
+/// or they were there at `fw up`. Sized at load by `[conntrack] entries`.
 #[map]
 pub static CONNTRACK: LruHashMap<FlowKey, FlowValue> =
     LruHashMap::with_max_entries(CT_DEFAULT_ENTRIES, 0);
+
+/// Unconfirmed flows (a SYN or a datagram nobody answered yet): a flood of
+/// new flows churns this table only. Sized at load by `[conntrack]
+/// unconfirmed_entries`.
+#[map]
+pub static CT_UNCONFIRMED: LruHashMap<FlowKey, FlowValue> =
+    LruHashMap::with_max_entries(CT_UNCONFIRMED_MIN, 0);
 
 /// Conntrack bookkeeping (`CT_STAT_*`), so userspace can count evictions.
 #[map]

@@ -20,7 +20,12 @@ pub struct Config {
     /// ICMP errors (or RSTs) per second, all CPUs together.
     pub reject_rate: u64,
     pub reject_burst: u64,
+    /// Size of the confirmed conntrack table (`[conntrack] entries`).
     pub conntrack_entries: u32,
+    /// Size of the unconfirmed conntrack table (`[conntrack]
+    /// unconfirmed_entries`; without it a quarter of `entries`, at least
+    /// 1024).
+    pub conntrack_unconfirmed_entries: u32,
     /// Size of the source-prefix map (`[capacity] source_prefixes`).
     pub source_prefixes: u32,
     pub interfaces: Vec<String>,
@@ -41,6 +46,9 @@ impl Default for Config {
             reject_rate: 1000,
             reject_burst: 1000,
             conntrack_entries: fw_common::CT_DEFAULT_ENTRIES,
+            conntrack_unconfirmed_entries: fw_common::ct_unconfirmed_default(
+                fw_common::CT_DEFAULT_ENTRIES,
+            ),
             source_prefixes: fw_common::SRC_DEFAULT_ENTRIES,
             interfaces: Vec::new(),
             dry_run: false,
@@ -104,6 +112,7 @@ struct Reject {
 #[serde(deny_unknown_fields)]
 struct Conntrack {
     entries: Option<Spanned<u32>>,
+    unconfirmed_entries: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +279,22 @@ impl Config {
             )?;
             cfg.conntrack_entries = *n.get_ref();
         }
+        cfg.conntrack_unconfirmed_entries =
+            fw_common::ct_unconfirmed_default(cfg.conntrack_entries);
+        if let Some(n) = file
+            .conntrack
+            .as_ref()
+            .and_then(|c| c.unconfirmed_entries.as_ref())
+        {
+            within(
+                n.span(),
+                u64::from(*n.get_ref()),
+                "conntrack.unconfirmed_entries",
+                u64::from(fw_common::CT_UNCONFIRMED_MIN)..=16_777_216,
+                "",
+            )?;
+            cfg.conntrack_unconfirmed_entries = *n.get_ref();
+        }
         // A `[capacity]` key within its bounds.
         let capacity = |key: &str,
                         v: Option<&Spanned<u32>>,
@@ -377,7 +402,11 @@ impl Config {
             self.reject_rate,
             self.reject_burst
         );
-        let _ = writeln!(out, "\n[conntrack]\nentries = {}", self.conntrack_entries);
+        let _ = writeln!(
+            out,
+            "\n[conntrack]\nentries = {}\nunconfirmed_entries = {}",
+            self.conntrack_entries, self.conntrack_unconfirmed_entries
+        );
         let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
         let _ = writeln!(out, "\n[block]\nwith = \"{}\"", self.block_with.name());
         let _ = writeln!(

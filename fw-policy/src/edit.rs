@@ -80,6 +80,18 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
         let t = sub_table(root, "conntrack");
         set_value(t, "entries", Value::from(to.conntrack_entries as i64));
     }
+    if from.conntrack_unconfirmed_entries != to.conntrack_unconfirmed_entries {
+        let t = sub_table(root, "conntrack");
+        // Left out while it is what `entries` gives anyway.
+        let derived = fw_common::ct_unconfirmed_default(to.conntrack_entries);
+        if t.contains_key("unconfirmed_entries") || to.conntrack_unconfirmed_entries != derived {
+            set_value(
+                t,
+                "unconfirmed_entries",
+                Value::from(to.conntrack_unconfirmed_entries as i64),
+            );
+        }
+    }
     if from.source_prefixes != to.source_prefixes {
         let t = sub_table(root, "capacity");
         set_value(t, "source_prefixes", Value::from(to.source_prefixes as i64));

@@ -254,6 +254,12 @@ pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
             running.conntrack_entries, file.conntrack_entries
         ));
     }
+    if file.conntrack_unconfirmed_entries != running.conntrack_unconfirmed_entries {
+        out.push(format!(
+            "unconfirmed conntrack entries {}, {what} says {} (from the next load on)",
+            running.conntrack_unconfirmed_entries, file.conntrack_unconfirmed_entries
+        ));
+    }
     if file.block_with != running.block_with {
         out.push(format!(
             "blocked sources answered with {}, {what} says {}",

@@ -294,6 +294,8 @@ fn config() -> impl Strategy<Value = Config> {
         any::<bool>(),
         reject_with(),
         fw_policy::config::BLOCK_PREFIXES,
+        // `[conntrack] unconfirmed_entries`, or what `entries` gives.
+        proptest::option::of(1024u32..=16_777_216),
     )
         .prop_map(
             |(
@@ -308,6 +310,7 @@ fn config() -> impl Strategy<Value = Config> {
                 dhcp_client,
                 block_with,
                 block_prefixes,
+                unconfirmed,
             )| {
                 let mut policy = Policy::default();
                 for (proto, r, nets) in rules {
@@ -319,6 +322,8 @@ fn config() -> impl Strategy<Value = Config> {
                     reject_rate,
                     reject_burst,
                     conntrack_entries,
+                    conntrack_unconfirmed_entries: unconfirmed
+                        .unwrap_or(fw_common::ct_unconfirmed_default(conntrack_entries)),
                     source_prefixes,
                     interfaces,
                     dry_run,

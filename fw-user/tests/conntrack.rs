@@ -293,6 +293,10 @@ fn conntrack_lists_filters_and_flushes_sparing_the_session() {
     }
     let all = listed(&pair, &pins, &[]);
     assert_eq!(all.len(), 5, "3 tcp + 2 udp: {all:?}");
+    assert!(
+        all.iter().all(|r| r["confirmed"] == true),
+        "answered flows are confirmed: {all:?}"
+    );
 
     // The table.
     let text = fw_ok(pair.srv_path(), &pins, ["conntrack"]);
@@ -320,12 +324,13 @@ fn conntrack_lists_filters_and_flushes_sparing_the_session() {
             ],
             "{row}"
         );
+        assert_eq!(f[5], "yes", "a completed handshake confirms: {row}");
         assert!(
-            f[5].ends_with('s') && f[5].len() <= 3,
+            f[6].ends_with('s') && f[6].len() <= 3,
             "age in seconds: {row}"
         );
         assert_eq!(
-            f[6], "4d23h",
+            f[7], "4d23h",
             "an established flow's 5 days, less a moment: {row}"
         );
     }
@@ -335,8 +340,9 @@ fn conntrack_lists_filters_and_flushes_sparing_the_session() {
         .unwrap_or_else(|| panic!("no v6 udp row:\n{text}"));
     let f: Vec<&str> = v6.split_whitespace().collect();
     assert_eq!(f[2], "[2001:db8::1]:5353", "{v6}");
+    assert_eq!(f[5], "yes", "an answered datagram confirms: {v6}");
     assert!(
-        f[6].starts_with("1m") || f[6].starts_with("2m") || f[6].ends_with('s'),
+        f[7].starts_with("1m") || f[7].starts_with("2m") || f[7].ends_with('s'),
         "a replied udp flow's 2 minutes: {v6}"
     );
 
@@ -362,7 +368,7 @@ fn conntrack_lists_filters_and_flushes_sparing_the_session() {
             &pins,
             ["conntrack", "--proto", "tcp", "--port", "5353"]
         ),
-        "proto  remote local state       origin      age expires\n0 entries\n"
+        "proto  remote local state       origin   confirmed    age expires\n0 entries\n"
     );
 
     // Bad input: message, exit code, nothing deleted.

@@ -14,13 +14,17 @@ use common::{
     now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use fw_common::{
-    FlowValue, Reason, CT_F_OUTBOUND, CT_TCP_ESTABLISHED, CT_TCP_SYN_SENT, CT_UDP, IPPROTO_TCP,
-    IPPROTO_UDP,
+    FlowKey, FlowValue, Reason, CT_F_OUTBOUND, CT_F_REPLIED, CT_F_SEEDED, CT_F_SYNACK,
+    CT_STAT_ENTRIES, CT_TCP_CLOSED, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
+    IPPROTO_TCP, IPPROTO_UDP,
 };
 use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
-use fw_user::model::{
-    config::Config,
-    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+use fw_user::{
+    kernel::maps::CtTable,
+    model::{
+        config::Config,
+        policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+    },
 };
 
 const SEC: u64 = 1_000_000_000;
@@ -1342,7 +1346,8 @@ fn expired_conntrack_entries_count_as_absent() {
         last_seen_ns: now - age,
         state,
         flags: CT_F_OUTBOUND,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        host_isn: 0,
     };
     for fam in Fam::ALL {
         // SYN sent 121 s ago (timeout 120 s): the SYN-ACK is not a reply any more.
@@ -1938,8 +1943,11 @@ fn tcp_transitions_netfilter_calls_invalid_go_to_the_policy() {
 #[test]
 fn a_rst_as_the_first_answer_ends_the_flow() {
     let fw = Fw::seed();
+    // In either table.
     let has = |fw: &Fw, fam: Fam, peer_port: u16, host_port: u16| {
-        fw.ct_entries().iter().any(|(k, _)| {
+        let mut all = fw.ct_entries();
+        all.extend(fw.ct_unconfirmed());
+        all.iter().any(|(k, _)| {
             k.proto == IPPROTO_TCP
                 && k.family == if fam == Fam::V4 { 4 } else { 6 }
                 && k.sport == peer_port
@@ -2191,5 +2199,424 @@ fn dhcp_client_replies_are_rejected_when_turned_off() {
             XDP_PASS,
             reason,
         );
+    }
+}
+
+/// CT_STATS deltas, by name, of the counters that moved.
+fn ct_delta(before: &[u64], after: &[u64]) -> Vec<(&'static str, u64)> {
+    const NAMES: [&str; CT_STAT_ENTRIES as usize] = [
+        "created",
+        "deleted",
+        "seeded",
+        "u_created",
+        "u_deleted",
+        "promoted",
+        "flushed",
+        "u_flushed",
+    ];
+    NAMES
+        .iter()
+        .zip(before.iter().zip(after))
+        .filter(|(_, (b, a))| a != b)
+        .map(|(n, (b, a))| (*n, a - b))
+        .collect()
+}
+
+#[test]
+fn new_inbound_flows_stay_unconfirmed_until_the_peer_proves_it_sees_the_host() {
+    const ISN: u32 = 0x7000_0000;
+    let fw = Fw::seed();
+    let get = |t, k: &FlowKey| fw.ct_get(t, k);
+    for fam in Fam::ALL {
+        // A SYN to an open port: recorded, unconfirmed.
+        let key = flow_key(fam, IPPROTO_TCP, 45100, 80);
+        let s0 = fw.ct_stats();
+        fw.expect(
+            &format!("{fam:?} syn to 80"),
+            &Packet::tcp(fam, 45100, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        assert!(
+            get(CtTable::Confirmed, &key).is_none(),
+            "{fam:?}: a SYN confirms nothing"
+        );
+        let v = get(CtTable::Unconfirmed, &key).expect("the SYN's entry");
+        assert_eq!((v.state, v.flags), (CT_TCP_SYN_RECV, 0), "{fam:?}");
+        // The host's SYN-ACK answers any SYN, a spoofed one too.
+        let synack = Packet::tcp(fam, 45100, 80, SYN | ACK).seq_ack(ISN, 0x1000_0001);
+        fw.egress(&synack.outbound().frame());
+        assert!(
+            get(CtTable::Confirmed, &key).is_none(),
+            "{fam:?}: a SYN-ACK confirms nothing"
+        );
+        let v = get(CtTable::Unconfirmed, &key).expect("entry after the SYN-ACK");
+        assert_eq!(
+            (v.flags, v.host_isn),
+            (CT_F_REPLIED | CT_F_SYNACK, ISN),
+            "{fam:?}: the SYN-ACK's sequence number is kept"
+        );
+        // A blind ACK (not of the SYN-ACK): part of the flow (fw tracks no
+        // sequence numbers), but no proof.
+        let blind = Packet::tcp(fam, 45100, 80, ACK).seq_ack(0x1000_0001, ISN ^ 0x5555);
+        fw.expect(
+            &format!("{fam:?} blind ack"),
+            &blind.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        assert!(
+            get(CtTable::Confirmed, &key).is_none(),
+            "{fam:?}: a blind ACK confirms nothing"
+        );
+        // The ACK of the SYN-ACK: confirmed.
+        let ack = Packet::tcp(fam, 45100, 80, ACK).seq_ack(0x1000_0001, ISN.wrapping_add(1));
+        fw.expect(
+            &format!("{fam:?} ack"),
+            &ack.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        let v = get(CtTable::Confirmed, &key).expect("confirmed by the ACK");
+        assert_eq!(v.state, CT_TCP_ESTABLISHED, "{fam:?}");
+        assert!(
+            get(CtTable::Unconfirmed, &key).is_none(),
+            "{fam:?}: moved, not copied"
+        );
+        let data = Packet::tcp(fam, 45100, 80, ACK | PSH)
+            .seq_ack(0x1000_0001, ISN.wrapping_add(1))
+            .payload(100);
+        fw.expect(
+            &format!("{fam:?} request"),
+            &data.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        assert_eq!(
+            ct_delta(&s0, &fw.ct_stats()),
+            [
+                ("created", 1),
+                ("u_created", 1),
+                ("u_deleted", 1),
+                ("promoted", 1)
+            ],
+            "{fam:?}: one flow, made unconfirmed and promoted"
+        );
+
+        // Data from the host confirms too (only a connected socket sends
+        // it): the peer's ACK may have been lost, or a cookie answered it.
+        let key = flow_key(fam, IPPROTO_TCP, 45101, 80);
+        fw.expect(
+            &format!("{fam:?} second syn"),
+            &Packet::tcp(fam, 45101, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.egress(&Packet::tcp(fam, 45101, 80, SYN | ACK).outbound().frame());
+        // A bare ACK from the host (a half-open connection answers a
+        // segment outside its window so) proves nothing.
+        fw.egress(&Packet::tcp(fam, 45101, 80, ACK).outbound().frame());
+        assert!(
+            get(CtTable::Confirmed, &key).is_none(),
+            "{fam:?}: a bare ACK confirms nothing"
+        );
+        fw.egress(
+            &Packet::tcp(fam, 45101, 80, ACK | PSH)
+                .payload(200)
+                .outbound()
+                .frame(),
+        );
+        assert!(
+            get(CtTable::Confirmed, &key).is_some(),
+            "{fam:?}: the host's data confirms"
+        );
+        assert!(get(CtTable::Unconfirmed, &key).is_none(), "{fam:?}");
+
+        // A datagram: unconfirmed until the host answers (UDP has no
+        // handshake: an answer is all there is).
+        let key = flow_key(fam, IPPROTO_UDP, 45102, 80);
+        fw.expect(
+            &format!("{fam:?} udp to 80"),
+            &Packet::udp(fam, 45102, 80).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let v = get(CtTable::Unconfirmed, &key).expect("the datagram's entry");
+        assert_eq!(v.state, CT_UDP, "{fam:?}");
+        fw.expect(
+            &format!("{fam:?} udp again"),
+            &Packet::udp(fam, 45102, 80).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        fw.egress(&Packet::udp(fam, 45102, 80).outbound().frame());
+        let v = get(CtTable::Confirmed, &key).expect("confirmed by the answer");
+        assert_eq!(v.flags, CT_F_REPLIED, "{fam:?}");
+        assert!(get(CtTable::Unconfirmed, &key).is_none(), "{fam:?}");
+
+        // What the host starts is confirmed at once.
+        let s0 = fw.ct_stats();
+        fw.egress(&Packet::tcp(fam, 443, 45103, SYN).outbound().frame());
+        fw.egress(&Packet::udp(fam, 53, 45104).outbound().frame());
+        fw.egress(&Packet::echo_request(fam, 0x4510).outbound().frame());
+        for (what, key) in [
+            ("syn", flow_key(fam, IPPROTO_TCP, 443, 45103)),
+            ("udp", flow_key(fam, IPPROTO_UDP, 53, 45104)),
+        ] {
+            let v = get(CtTable::Confirmed, &key).unwrap_or_else(|| panic!("{fam:?} {what}"));
+            assert_eq!(v.flags, CT_F_OUTBOUND, "{fam:?} {what}");
+        }
+        assert_eq!(
+            ct_delta(&s0, &fw.ct_stats()),
+            [("created", 3)],
+            "{fam:?}: three host flows, straight into the confirmed table"
+        );
+
+        // A flow fw did not know (its SYN's entry displaced): the host's
+        // SYN-ACK or bare ACK make an unconfirmed entry, its data a
+        // confirmed one.
+        fw.egress(
+            &Packet::tcp(fam, 45105, 80, SYN | ACK)
+                .seq_ack(ISN, 1)
+                .outbound()
+                .frame(),
+        );
+        let key = flow_key(fam, IPPROTO_TCP, 45105, 80);
+        let v = get(CtTable::Unconfirmed, &key).expect("SYN-ACK of an unknown flow");
+        assert_eq!(
+            (v.flags, v.host_isn),
+            (CT_F_OUTBOUND | CT_F_SYNACK, ISN),
+            "{fam:?}"
+        );
+        let ack = Packet::tcp(fam, 45105, 80, ACK).seq_ack(2, ISN.wrapping_add(1));
+        fw.expect(
+            &format!("{fam:?} its ack"),
+            &ack.frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        assert!(
+            get(CtTable::Confirmed, &key).is_some(),
+            "{fam:?}: confirmed by the ACK"
+        );
+        fw.egress(&Packet::tcp(fam, 45106, 80, ACK).outbound().frame());
+        assert!(get(CtTable::Unconfirmed, &flow_key(fam, IPPROTO_TCP, 45106, 80)).is_some());
+        fw.egress(
+            &Packet::tcp(fam, 45107, 80, ACK | PSH)
+                .payload(10)
+                .outbound()
+                .frame(),
+        );
+        assert!(get(CtTable::Confirmed, &flow_key(fam, IPPROTO_TCP, 45107, 80)).is_some());
+
+        // A new SYN over a closed confirmed flow replaces it.
+        let key = flow_key(fam, IPPROTO_TCP, 45108, 80);
+        let now = now_ns();
+        let closed = FlowValue {
+            created_ns: now,
+            last_seen_ns: now,
+            state: CT_TCP_CLOSED,
+            flags: CT_F_REPLIED,
+            _pad: [0; 2],
+            host_isn: 0,
+        };
+        fw.ct_insert(&key, &closed);
+        fw.expect(
+            &format!("{fam:?} syn over a closed flow"),
+            &Packet::tcp(fam, 45108, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        assert!(
+            get(CtTable::Confirmed, &key).is_none(),
+            "{fam:?}: the closed flow is gone"
+        );
+        let v = get(CtTable::Unconfirmed, &key).expect("the new flow");
+        assert_eq!(v.state, CT_TCP_SYN_RECV, "{fam:?}");
+    }
+}
+
+#[test]
+fn out_of_state_tcp_records_nothing() {
+    let fw = Fw::load(Config {
+        conntrack_entries: 1024,
+        conntrack_unconfirmed_entries: 1024,
+        ..Config::default()
+    });
+    // A confirmed flow and an unconfirmed one, to see that nothing evicts them.
+    let fam = Fam::V4;
+    fw.egress(&Packet::tcp(fam, 443, 45200, SYN).outbound().frame());
+    fw.expect(
+        "syn to 80",
+        &Packet::tcp(fam, 45201, 80, SYN).frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
+    let confirmed = fw.ct_entries();
+    let unconfirmed = fw.ct_unconfirmed();
+    assert_eq!((confirmed.len(), unconfirmed.len()), (1, 1));
+    let s0 = fw.ct_stats();
+    let before = fw.totals();
+    // Spoofed ACK, data, FIN, RST and SYN-ACK segments to open ports,
+    // three times the unconfirmed table's size of them.
+    let kinds: [(u8, usize); 6] = [
+        (ACK, 0),
+        (ACK | PSH, 64),
+        (FIN | ACK, 0),
+        (RST, 0),
+        (RST | ACK, 0),
+        (SYN | ACK, 0),
+    ];
+    let n = 3 * 1024;
+    for i in 0..n {
+        let (flags, payload) = kinds[i % kinds.len()];
+        let fam = if i % 2 == 0 { Fam::V4 } else { Fam::V6 };
+        let src: IpAddr = match fam {
+            Fam::V4 => Ipv4Addr::new(203, 0, 113, (i % 250) as u8 + 1).into(),
+            Fam::V6 => Ipv6Addr::new(0x2001, 0xdb8, 0x77, 0, 0, 0, 0, i as u16).into(),
+        };
+        let port = if i % 3 == 0 { 22 } else { 80 };
+        let pkt = Packet::tcp(fam, 20000 + (i / 250) as u16, port, flags)
+            .from(src)
+            .payload(payload);
+        let (action, _) = fw.ingress(&pkt.frame());
+        assert_eq!(action, XDP_PASS, "{fam:?} {} to {port}", flag_names(flags));
+    }
+    let after = fw.totals();
+    for r in Reason::ALL {
+        let d = after[r as usize].packets - before[r as usize].packets;
+        let want = if r == Reason::Port { n as u64 } else { 0 };
+        assert_eq!(d, want, "{} packets", r.name());
+    }
+    assert_eq!(
+        ct_delta(&s0, &fw.ct_stats()),
+        [],
+        "no entry made, none deleted"
+    );
+    assert_eq!(
+        fw.ct_entries(),
+        confirmed,
+        "the confirmed table is as it was"
+    );
+    assert_eq!(
+        fw.ct_unconfirmed(),
+        unconfirmed,
+        "the unconfirmed table too"
+    );
+    assert_eq!(fw.census(CtTable::Confirmed), (1, 0));
+    assert_eq!(fw.census(CtTable::Unconfirmed), (1, 0));
+}
+
+#[test]
+fn a_flood_of_new_flows_evicts_only_unconfirmed_entries() {
+    const ENTRIES: u32 = 1024;
+    let fw = Fw::load(Config {
+        conntrack_entries: ENTRIES,
+        conntrack_unconfirmed_entries: ENTRIES,
+        ..Config::default()
+    });
+    // Confirmed flows of every kind: the host's own, inbound ones whose
+    // peer completed the handshake, seeded ones (to a closed port).
+    let mut keys = Vec::new();
+    for i in 0..100u16 {
+        let fam = if i % 2 == 0 { Fam::V4 } else { Fam::V6 };
+        fw.egress(&Packet::tcp(fam, 443, 40000 + i, SYN).outbound().frame());
+        keys.push(flow_key(fam, IPPROTO_TCP, 443, 40000 + i));
+        let sport = 41000 + i;
+        fw.ingress(&Packet::tcp(fam, sport, 80, SYN).frame());
+        fw.egress(
+            &Packet::tcp(fam, sport, 80, SYN | ACK)
+                .seq_ack(i as u32 * 7, 1)
+                .outbound()
+                .frame(),
+        );
+        fw.ingress(
+            &Packet::tcp(fam, sport, 80, ACK)
+                .seq_ack(1, i as u32 * 7 + 1)
+                .frame(),
+        );
+        keys.push(flow_key(fam, IPPROTO_TCP, sport, 80));
+    }
+    let now = now_ns();
+    let seeded: Vec<(FlowKey, FlowValue)> = (0..50u16)
+        .map(|i| {
+            let v = FlowValue {
+                created_ns: now,
+                last_seen_ns: now,
+                state: CT_TCP_ESTABLISHED,
+                flags: CT_F_SEEDED | CT_F_REPLIED,
+                _pad: [0; 2],
+                host_isn: 0,
+            };
+            (flow_key(Fam::V4, IPPROTO_TCP, 42000 + i, 5432), v)
+        })
+        .collect();
+    fw.maps.conntrack_seed(&seeded).expect("seeding");
+    keys.extend(seeded.iter().map(|(k, _)| *k));
+    let confirmed = fw.ct_entries();
+    assert_eq!(confirmed.len(), keys.len(), "every flow confirmed");
+    assert!(fw.ct_unconfirmed().is_empty(), "{:?}", fw.ct_unconfirmed());
+
+    // Ten times the table of spoofed SYNs to port 80, each answered by the
+    // host's SYN-ACK as the stack does.
+    let s0 = fw.ct_stats();
+    let before = fw.totals();
+    let n = 10 * ENTRIES as usize;
+    for i in 0..n {
+        let fam = if i % 2 == 0 { Fam::V4 } else { Fam::V6 };
+        let src: IpAddr = match fam {
+            Fam::V4 => Ipv4Addr::new(198, 51, 100, (i % 250) as u8 + 1).into(),
+            Fam::V6 => Ipv6Addr::new(0x2001, 0xdb8, 0x66, 0, 0, 0, 0, (i % 250) as u16).into(),
+        };
+        let sport = 10000 + (i / 250) as u16;
+        let syn = Packet::tcp(fam, sport, 80, SYN).from(src);
+        let (action, _) = fw.ingress(&syn.frame());
+        assert_eq!(action, XDP_PASS, "flood SYN {i}");
+        let synack = Packet::tcp(fam, sport, 80, SYN | ACK)
+            .from(src)
+            .seq_ack(i as u32, 1);
+        fw.egress(&synack.outbound().frame());
+    }
+    let after = fw.totals();
+    assert_eq!(
+        after[Reason::Port as usize].packets - before[Reason::Port as usize].packets,
+        n as u64,
+        "every flood SYN is a new flow"
+    );
+    let d = ct_delta(&s0, &fw.ct_stats());
+    assert_eq!(
+        d,
+        [("u_created", n as u64)],
+        "flood SYNs make unconfirmed entries only"
+    );
+    let (present, evicted) = fw.census(CtTable::Unconfirmed);
+    assert!(present <= ENTRIES as u64, "{present} unconfirmed entries");
+    assert_eq!(
+        present + evicted,
+        n as u64,
+        "unconfirmed entries and evictions add up"
+    );
+    assert!(
+        evicted >= (n - ENTRIES as usize) as u64,
+        "evicted {evicted}"
+    );
+    assert_eq!(
+        fw.census(CtTable::Confirmed),
+        (keys.len() as u64, 0),
+        "no confirmed entry evicted"
+    );
+    assert_eq!(
+        fw.ct_entries(),
+        confirmed,
+        "the confirmed entries are untouched"
+    );
+    // And each confirmed flow's next packet is established.
+    for k in &keys {
+        let fam = if k.family == 4 { Fam::V4 } else { Fam::V6 };
+        let pkt = Packet::tcp(fam, k.sport, k.dport, ACK).payload(1);
+        let before = fw.totals()[Reason::Established as usize].packets;
+        let (action, _) = fw.ingress(&pkt.frame());
+        let after = fw.totals()[Reason::Established as usize].packets;
+        assert_eq!((action, after - before), (XDP_PASS, 1), "{k:?}");
     }
 }

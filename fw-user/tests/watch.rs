@@ -26,7 +26,10 @@ use fw_testkit::{
     reason_packets, require_root, run_ok, Netns, Pair, PinDir, Rig,
 };
 use fw_user::{
-    kernel::{maps::FwMaps, pins},
+    kernel::{
+        maps::{CtTable, FwMaps},
+        pins,
+    },
     watch::{
         events::EventReader,
         stats::Stats,
@@ -358,13 +361,17 @@ impl Drop for Bg {
 }
 
 /// Every metric family the exporter serves (README "Metrics").
-const FAMILIES: [&str; 9] = [
+const FAMILIES: [&str; 13] = [
     "fw_packets_total",
     "fw_bytes_total",
     "fw_port_new_flows_total",
     "fw_conntrack_entries",
     "fw_conntrack_capacity",
     "fw_conntrack_evictions_total",
+    "fw_conntrack_unconfirmed_entries",
+    "fw_conntrack_unconfirmed_capacity",
+    "fw_conntrack_unconfirmed_evictions_total",
+    "fw_conntrack_promotions_total",
     "fw_interface_attached",
     "fw_build_info",
     "fw_scrape_duration_seconds",
@@ -575,12 +582,28 @@ fn stats_and_metrics_count_every_packet_exactly() {
     maps.conntrack_insert(&key, &stale)
         .expect("insert an expired entry");
     let m2 = scrape(&rig.pair);
-    let ct = maps.conntrack_count().expect("count conntrack");
-    assert!(ct > N, "conntrack has {ct} entries");
+    // Nobody answered the datagrams: their flows wait in the unconfirmed
+    // table; the expired entry is in the confirmed one.
+    let ct = maps
+        .conntrack_count(CtTable::Confirmed)
+        .expect("count conntrack");
+    let unconfirmed = maps
+        .conntrack_count(CtTable::Unconfirmed)
+        .expect("count the unconfirmed table");
+    assert!(ct >= 1, "conntrack has {ct} entries");
+    assert!(
+        unconfirmed >= N,
+        "the unconfirmed table has {unconfirmed} entries"
+    );
     assert_eq!(
         m2.count("fw_conntrack_entries", &[]),
         ct - 1,
         "live entries"
+    );
+    assert_eq!(
+        m2.count("fw_conntrack_unconfirmed_entries", &[]),
+        unconfirmed,
+        "live unconfirmed entries"
     );
     let meta = maps.meta().expect("meta");
     assert_eq!(
@@ -592,6 +615,11 @@ fn stats_and_metrics_count_every_packet_exactly() {
         u64::from(fw_common::CT_DEFAULT_ENTRIES)
     );
     assert_eq!(m2.count("fw_conntrack_evictions_total", &[]), 0);
+    assert_eq!(
+        m2.count("fw_conntrack_unconfirmed_capacity", &[]),
+        u64::from(meta.ct_unconfirmed_entries)
+    );
+    assert_eq!(m2.count("fw_conntrack_unconfirmed_evictions_total", &[]), 0);
     // One gauge per interface fw is up on.
     assert_eq!(m2.count("fw_interface_attached", &[("interface", sv)]), 1);
     assert_eq!(m2.series("fw_interface_attached").len(), 1);
@@ -652,7 +680,7 @@ fn every_udp_port_open_keeps_stats_and_metrics_small() {
     assert_eq!(m1.series("fw_port_new_flows_total").len(), 3);
     let reasons = fw_common::Reason::ALL.len();
     assert!(
-        m1.samples.len() <= 2 * reasons + 3 + 6,
+        m1.samples.len() <= 2 * reasons + 3 + 10,
         "{} series",
         m1.samples.len()
     );

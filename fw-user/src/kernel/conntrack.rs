@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use crate::{
     error::Result,
-    kernel::{clock::kernel_now_ns, maps::FwMaps},
+    kernel::{
+        clock::kernel_now_ns,
+        maps::{CtTable, FwMaps},
+    },
 };
 
 fn bytes_addr(b: &[u8; 16], family: u8) -> IpAddr {
@@ -32,6 +35,9 @@ pub struct Row {
     pub state: &'static str,
     pub origin: &'static str,
     pub replied: bool,
+    /// In the confirmed table (traffic went both ways, or the host started
+    /// it); false: a SYN or a first datagram nobody answered yet.
+    pub confirmed: bool,
     pub age_secs: f64,
     pub expires_in_secs: f64,
 }
@@ -73,12 +79,22 @@ pub fn list(maps: &FwMaps) -> Result<Vec<Row>> {
     Ok(entries(maps)?.into_iter().map(|(_, r)| r).collect())
 }
 
-/// Live entries with their keys, oldest first.
+/// Live entries of both tables with their keys, oldest first.
 pub fn entries(maps: &FwMaps) -> Result<Vec<(FlowKey, Row)>> {
+    let mut rows = Vec::new();
+    for t in CtTable::ALL {
+        rows.extend(table_entries(maps, t)?);
+    }
+    rows.sort_by(|a, b| b.1.age_secs.total_cmp(&a.1.age_secs));
+    Ok(rows)
+}
+
+/// Live entries of `table` with their keys, in no order.
+pub fn table_entries(maps: &FwMaps, table: CtTable) -> Result<Vec<(FlowKey, Row)>> {
     let cfg: Config = maps.config()?;
     let now = kernel_now_ns();
-    let mut rows: Vec<(FlowKey, Row)> = maps
-        .conntrack_entries()?
+    let rows: Vec<(FlowKey, Row)> = maps
+        .table_entries(table)?
         .into_iter()
         .filter_map(|(k, v)| {
             if !is_live(&cfg, now, &v) {
@@ -108,12 +124,12 @@ pub fn entries(maps: &FwMaps) -> Result<Vec<(FlowKey, Row)>> {
                     "inbound"
                 },
                 replied: v.flags & CT_F_REPLIED != 0,
+                confirmed: table == CtTable::Confirmed,
                 age_secs: now.saturating_sub(v.created_ns) as f64 / 1e9,
                 expires_in_secs: (timeout - idle) as f64 / 1e9,
             };
             Some((k, row))
         })
         .collect();
-    rows.sort_by(|a, b| b.1.age_secs.total_cmp(&a.1.age_secs));
     Ok(rows)
 }

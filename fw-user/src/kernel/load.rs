@@ -28,6 +28,7 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
     pins.prepare()?;
     let mut ebpf: Ebpf = EbpfLoader::new()
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
+        .map_max_entries(names::CT_UNCONFIRMED, cfg.conntrack_unconfirmed_entries)
         .map_max_entries(names::ALLOW_SRC, cfg.source_prefixes)
         .map_max_entries(names::BLOCK_V4, cfg.block_prefixes)
         .map_max_entries(names::BLOCK_V6, cfg.block_prefixes)
@@ -61,6 +62,7 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
         reject_rate: cfg.reject_rate,
         reject_burst: cfg.reject_burst,
         ct_entries: cfg.conntrack_entries,
+        ct_unconfirmed_entries: cfg.conntrack_unconfirmed_entries,
         ..Meta::default()
     };
     let map = ebpf

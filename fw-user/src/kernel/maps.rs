@@ -31,7 +31,7 @@ use crate::{
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
 /// was made by another fw build.
-fn expected_layout() -> [(&'static str, u32, u32); 16] {
+fn expected_layout() -> [(&'static str, u32, u32); 17] {
     [
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
@@ -42,6 +42,11 @@ fn expected_layout() -> [(&'static str, u32, u32); 16] {
         (names::RATE_STATE, 4, size_of::<Bucket>() as u32),
         (
             names::CONNTRACK,
+            size_of::<FlowKey>() as u32,
+            size_of::<FlowValue>() as u32,
+        ),
+        (
+            names::CT_UNCONFIRMED,
             size_of::<FlowKey>() as u32,
             size_of::<FlowValue>() as u32,
         ),
@@ -62,6 +67,49 @@ fn expected_layout() -> [(&'static str, u32, u32); 16] {
 
 /// Counters of one interface slot, indexed by `Reason`.
 pub type SlotCounters = [Counter; REASON_COUNT];
+
+/// fw's two conntrack tables (see fw-ebpf's conntrack.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtTable {
+    /// `CONNTRACK`: flows traffic went both ways on, the host's own, seeded ones.
+    Confirmed,
+    /// `CT_UNCONFIRMED`: a SYN or a first datagram nobody answered yet.
+    Unconfirmed,
+}
+
+impl CtTable {
+    pub const ALL: [CtTable; 2] = [CtTable::Confirmed, CtTable::Unconfirmed];
+
+    /// The map's name.
+    pub fn map(self) -> &'static str {
+        match self {
+            CtTable::Confirmed => names::CONNTRACK,
+            CtTable::Unconfirmed => names::CT_UNCONFIRMED,
+        }
+    }
+
+    /// The `CT_STATS` counters of entries made, and of entries deleted.
+    fn stats(self) -> (&'static [u32], &'static [u32]) {
+        use fw_common::*;
+        match self {
+            CtTable::Confirmed => (
+                &[CT_STAT_CREATED, CT_STAT_SEEDED],
+                &[CT_STAT_DELETED, CT_STAT_FLUSHED],
+            ),
+            CtTable::Unconfirmed => (
+                &[CT_STAT_U_CREATED],
+                &[CT_STAT_U_DELETED, CT_STAT_U_FLUSHED],
+            ),
+        }
+    }
+
+    fn flushed_stat(self) -> u32 {
+        match self {
+            CtTable::Confirmed => fw_common::CT_STAT_FLUSHED,
+            CtTable::Unconfirmed => fw_common::CT_STAT_U_FLUSHED,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct FwMaps {
@@ -262,24 +310,25 @@ impl FwMaps {
         RingBuf::try_from(self.data(names::EVENTS)?).map_err(Error::map(names::EVENTS))
     }
 
-    /// Conntrack entries in the table (expired ones included) and those
-    /// that vanished without being deleted: the LRU evicted them to make
-    /// room (created + seeded − deleted − present). The creations are read
-    /// before the table and the deletions after it, so a flow made or
-    /// deleted meanwhile never shows as an eviction.
-    pub fn conntrack_census(&self) -> Result<(u64, u64)> {
-        self.census_around(|| self.conntrack_count())
+    /// Entries of `table` (expired ones included) and those that vanished
+    /// without being deleted: the LRU evicted them to make room (made −
+    /// deleted − present, see `fw_common::CT_STAT_CREATED`). The creations
+    /// are read before the table and the deletions after it, so a flow
+    /// made or deleted meanwhile never shows as an eviction.
+    pub fn conntrack_census(&self, table: CtTable) -> Result<(u64, u64)> {
+        self.census_around(table, || self.conntrack_count(table))
     }
 
     /// [`FwMaps::conntrack_census`] reading every value too: (entries in
     /// the table, those of them `live` accepts, evictions).
     pub fn conntrack_census_live(
         &self,
+        table: CtTable,
         live: impl Fn(&FlowValue) -> bool,
     ) -> Result<(u64, u64, u64)> {
         let mut n_live = 0;
-        let (present, evicted) = self.census_around(|| {
-            let all = self.conntrack_entries()?;
+        let (present, evicted) = self.census_around(table, || {
+            let all = self.table_entries(table)?;
             n_live = all.iter().filter(|(_, v)| live(v)).count() as u64;
             Ok(all.len() as u64)
         })?;
@@ -287,24 +336,38 @@ impl FwMaps {
     }
 
     /// Runs `walk` (which returns the keys present) between reading the
-    /// creations and the deletions; returns (present, evicted).
-    fn census_around(&self, walk: impl FnOnce() -> Result<u64>) -> Result<(u64, u64)> {
-        let stats = self.per_cpu::<u64>(names::CT_STATS)?;
-        let sum = |i: u32| -> Result<u64> {
-            let v = stats.get(&i, 0).map_err(Error::map(names::CT_STATS))?;
-            Ok(v.iter().sum())
+    /// creations and the deletions of `table`; returns (present, evicted).
+    fn census_around(
+        &self,
+        table: CtTable,
+        walk: impl FnOnce() -> Result<u64>,
+    ) -> Result<(u64, u64)> {
+        let (made, gone) = table.stats();
+        let sum_of = |idx: &[u32]| -> Result<u64> {
+            let mut n = 0u64;
+            for &i in idx {
+                n = n.wrapping_add(self.conntrack_stat(i)?);
+            }
+            Ok(n)
         };
-        let made = sum(fw_common::CT_STAT_CREATED)? + sum(fw_common::CT_STAT_SEEDED)?;
+        let made = sum_of(made)?;
         let present = walk()?;
-        let deleted = sum(fw_common::CT_STAT_DELETED)?;
+        let deleted = sum_of(gone)?;
         Ok((present, made.saturating_sub(deleted + present)))
     }
 
-    /// Records `n` entries seeded from userspace (CPU 0's slot: the kernel
-    /// side never writes this index, so nothing races).
-    fn conntrack_add_seeded(&self, n: u64) -> Result<()> {
+    /// One `CT_STATS` counter (`fw_common::CT_STAT_*`), summed over CPUs.
+    pub fn conntrack_stat(&self, idx: u32) -> Result<u64> {
+        let stats = self.per_cpu::<u64>(names::CT_STATS)?;
+        let v = stats.get(&idx, 0).map_err(Error::map(names::CT_STATS))?;
+        Ok(v.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+    }
+
+    /// Adds `n` to a counter only userspace writes (seeded, flushed), in
+    /// CPU 0's slot: the kernel side never writes these indexes, so
+    /// nothing races.
+    fn conntrack_add_user_stat(&self, idx: u32, n: u64) -> Result<()> {
         let mut stats = self.per_cpu::<u64>(names::CT_STATS)?;
-        let idx = fw_common::CT_STAT_SEEDED;
         let mut v: Vec<u64> = stats
             .get(&idx, 0)
             .map_err(Error::map(names::CT_STATS))?
@@ -321,14 +384,15 @@ impl FwMaps {
             .map_err(Error::map(names::CT_STATS))
     }
 
-    /// Seeds conntrack with `entries` (flows of the socket table). A flow
-    /// already tracked (a second `fw up` seeds again) is refreshed, not
-    /// counted: only new keys count as seeded, as the kernel side counts
-    /// only new keys as created, so evictions stay exact.
+    /// Seeds the confirmed table with `entries` (flows of the socket
+    /// table). A flow already tracked (a second `fw up` seeds again) is
+    /// refreshed, not counted: only new keys count as seeded, as the
+    /// kernel side counts only new keys as created, so evictions stay
+    /// exact.
     pub fn conntrack_seed(&self, entries: &[(FlowKey, FlowValue)]) -> Result<()> {
         /// BPF_NOEXIST: create only.
         const NOEXIST: u64 = 1;
-        let mut ct = self.conntrack()?;
+        let mut ct = self.table(CtTable::Confirmed)?;
         let mut new = 0;
         for (k, v) in entries {
             match ct.insert(k, v, NOEXIST) {
@@ -341,82 +405,102 @@ impl FwMaps {
                 Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
             }
         }
-        self.conntrack_add_seeded(new)
+        self.conntrack_add_user_stat(fw_common::CT_STAT_SEEDED, new)
     }
 
-    /// Number of conntrack entries (expired ones included), counting keys
+    /// Number of entries of `table` (expired ones included), counting keys
     /// only: cheaper than reading every value.
-    pub fn conntrack_count(&self) -> Result<u64> {
+    pub fn conntrack_count(&self, table: CtTable) -> Result<u64> {
         let mut n = 0;
-        for key in self.conntrack()?.keys() {
+        for key in self.table(table)?.keys() {
             match key {
                 Ok(_) => n += 1,
                 // Entries can vanish (LRU eviction) while we walk.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+                Err(e) => return Err(Error::map(table.map())(e)),
             }
         }
         Ok(n)
     }
 
-    fn conntrack(&self) -> Result<HashMap<MapData, FlowKey, FlowValue>> {
-        HashMap::try_from(self.data(names::CONNTRACK)?).map_err(Error::map(names::CONNTRACK))
+    fn table(&self, table: CtTable) -> Result<HashMap<MapData, FlowKey, FlowValue>> {
+        HashMap::try_from(self.data(table.map())?).map_err(Error::map(table.map()))
     }
 
-    /// Every conntrack entry (expired ones included; the kernel side treats
-    /// those as absent until the LRU reuses them).
+    /// Every entry of the confirmed table (expired ones included; the
+    /// kernel side treats those as absent until the LRU reuses them).
     pub fn conntrack_entries(&self) -> Result<Vec<(FlowKey, FlowValue)>> {
-        let ct = self.conntrack()?;
+        self.table_entries(CtTable::Confirmed)
+    }
+
+    /// Every entry of `table` (expired ones included).
+    pub fn table_entries(&self, table: CtTable) -> Result<Vec<(FlowKey, FlowValue)>> {
+        let ct = self.table(table)?;
         let mut out = Vec::new();
         for item in ct.iter() {
             match item {
                 Ok(kv) => out.push(kv),
                 // Entries can vanish (LRU eviction) while we walk.
                 Err(aya::maps::MapError::KeyNotFound) => continue,
-                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+                Err(e) => return Err(Error::map(table.map())(e)),
             }
         }
         Ok(out)
     }
 
-    /// Kernel memory charged to the conntrack table (from the map's fdinfo).
+    /// Kernel memory charged to both conntrack tables (from the maps'
+    /// fdinfo).
     pub fn conntrack_memlock(&self) -> Result<Option<u64>> {
-        use std::os::fd::{AsFd, AsRawFd};
-        let md = MapData::from_pin(self.pins.map(names::CONNTRACK))
-            .map_err(Error::map(names::CONNTRACK))?;
-        let fd = md.fd().as_fd().as_raw_fd();
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-            .map_err(|e| Error::io("reading the conntrack map's fdinfo", e))?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse().ok()))
+        let mut total = None;
+        for t in CtTable::ALL {
+            let md = MapData::from_pin(self.pins.map(t.map())).map_err(Error::map(t.map()))?;
+            if let Some(n) = memlock(&md, t.map())? {
+                total = Some(total.unwrap_or(0) + n);
+            }
+        }
+        Ok(total)
     }
 
+    /// Puts an entry into the confirmed table.
     pub fn conntrack_insert(&self, key: &FlowKey, value: &FlowValue) -> Result<()> {
-        self.conntrack()?
-            .insert(key, value, 0)
-            .map_err(Error::map(names::CONNTRACK))
+        self.table_insert(CtTable::Confirmed, key, value)
     }
 
-    /// Removes `keys`; returns how many were there (one gone meanwhile,
-    /// expired and reused or closed, is no error).
-    pub fn conntrack_remove_all(&self, keys: &[FlowKey]) -> Result<usize> {
-        let mut ct = self.conntrack()?;
+    /// Puts an entry into `table` (tests and benches).
+    pub fn table_insert(&self, table: CtTable, key: &FlowKey, value: &FlowValue) -> Result<()> {
+        self.table(table)?
+            .insert(key, value, 0)
+            .map_err(Error::map(table.map()))
+    }
+
+    /// Removes `keys` from `table`; returns how many were there (one gone
+    /// meanwhile, expired and reused or closed, is no error). Counted as
+    /// flushed, so they never show as evictions.
+    pub fn conntrack_remove_all(&self, table: CtTable, keys: &[FlowKey]) -> Result<usize> {
+        let mut ct = self.table(table)?;
         let mut n = 0;
+        let mut err = None;
         for k in keys {
             match ct.remove(k) {
                 Ok(()) => n += 1,
                 Err(aya::maps::MapError::SyscallError(e))
                     if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::map(names::CONNTRACK)(e)),
+                Err(e) => {
+                    err = Some(Error::map(table.map())(e));
+                    break;
+                }
             }
         }
-        Ok(n)
+        // Counted even when a removal failed halfway: those went.
+        self.conntrack_add_user_stat(table.flushed_stat(), n as u64)?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
     }
 
     pub fn conntrack_remove(&self, key: &FlowKey) -> Result<()> {
-        self.conntrack()?
+        self.table(CtTable::Confirmed)?
             .remove(key)
             .map_err(Error::map(names::CONNTRACK))
     }

@@ -38,6 +38,7 @@ pub fn config(maps: &FwMaps) -> Result<Config> {
         reject_rate: meta.reject_rate,
         reject_burst: meta.reject_burst,
         conntrack_entries: meta.ct_entries,
+        conntrack_unconfirmed_entries: meta.ct_unconfirmed_entries,
         source_prefixes: maps.source_capacity()?,
         interfaces: meta
             .ifaces

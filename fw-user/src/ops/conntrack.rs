@@ -14,7 +14,7 @@ use crate::{
     kernel::{
         clock::kernel_now_ns,
         conntrack::{entries, Filter, Row},
-        maps::FwMaps,
+        maps::{CtTable, FwMaps},
         sockets::FlowSocket,
         sys::require_root,
     },
@@ -70,7 +70,8 @@ pub fn entry_for(s: &FlowSocket, now: u64) -> Option<(FlowKey, FlowValue)> {
         last_seen_ns: now,
         state,
         flags: CT_F_SEEDED | CT_F_REPLIED,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        host_isn: 0,
     };
     Some((key, value))
 }
@@ -115,7 +116,7 @@ pub fn flush(maps: &FwMaps, filter: &Filter, force: bool) -> Result<Flushed> {
         guard::session_connections()
     };
     let mut kept = Vec::new();
-    let mut doomed = Vec::new();
+    let mut doomed: [Vec<FlowKey>; 2] = [Vec::new(), Vec::new()];
     for (key, row) in entries(maps)? {
         if !filter.matches(&row) {
             continue;
@@ -129,13 +130,13 @@ pub fn flush(maps: &FwMaps, filter: &Filter, force: bool) -> Result<Flushed> {
                 flow: row,
                 why: c.who.to_string(),
             }),
-            None => doomed.push(key),
+            None => doomed[usize::from(!row.confirmed)].push(key),
         }
     }
-    Ok(Flushed {
-        deleted: maps.conntrack_remove_all(&doomed)?,
-        kept,
-    })
+    let [confirmed, unconfirmed] = doomed;
+    let deleted = maps.conntrack_remove_all(CtTable::Confirmed, &confirmed)?
+        + maps.conntrack_remove_all(CtTable::Unconfirmed, &unconfirmed)?;
+    Ok(Flushed { deleted, kept })
 }
 
 #[cfg(test)]

@@ -33,18 +33,19 @@ pub fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<6} {:<wr$} {:<wl$} {:<11} {:<8} {:>6} {:>7}",
-        "proto", "remote", "local", "state", "origin", "age", "expires"
+        "{:<6} {:<wr$} {:<wl$} {:<11} {:<8} {:<9} {:>6} {:>7}",
+        "proto", "remote", "local", "state", "origin", "confirmed", "age", "expires"
     );
     for (r, (remote, local)) in rows.iter().zip(&eps) {
         let _ = writeln!(
             out,
-            "{:<6} {:<wr$} {:<wl$} {:<11} {:<8} {:>6} {:>7}",
+            "{:<6} {:<wr$} {:<wl$} {:<11} {:<8} {:<9} {:>6} {:>7}",
             r.proto,
             remote,
             local,
             r.state,
             r.origin,
+            if r.confirmed { "yes" } else { "no" },
             human_secs(r.age_secs),
             human_secs(r.expires_in_secs)
         );

@@ -8,9 +8,13 @@
 //! | `fw_packets_total` | counter | `interface`, `reason` | packets fw's ingress saw |
 //! | `fw_bytes_total` | counter | `interface`, `reason` | their bytes (whole frames) |
 //! | `fw_port_new_flows_total` | counter | `proto`, `ports` | new flows accepted per open port range |
-//! | `fw_conntrack_entries` | gauge | — | live conntrack entries (expired ones excluded) |
-//! | `fw_conntrack_capacity` | gauge | — | entries the conntrack table holds at most |
-//! | `fw_conntrack_evictions_total` | counter | — | entries the full table's LRU evicted |
+//! | `fw_conntrack_entries` | gauge | — | live confirmed conntrack entries (expired ones excluded) |
+//! | `fw_conntrack_capacity` | gauge | — | entries the confirmed table holds at most |
+//! | `fw_conntrack_evictions_total` | counter | — | confirmed entries the full table's LRU evicted |
+//! | `fw_conntrack_unconfirmed_entries` | gauge | — | live unconfirmed entries (a SYN or first datagram nobody answered) |
+//! | `fw_conntrack_unconfirmed_capacity` | gauge | — | entries the unconfirmed table holds at most |
+//! | `fw_conntrack_unconfirmed_evictions_total` | counter | — | unconfirmed entries its LRU evicted (floods) |
+//! | `fw_conntrack_promotions_total` | counter | — | flows moved from the unconfirmed table to the confirmed one |
 //! | `fw_interface_attached` | gauge | `interface` | 1: fw filters it both ways; 0: a hook is detached |
 //! | `fw_build_info` | gauge | `version` | always 1 |
 //! | `fw_scrape_duration_seconds` | gauge | — | time this scrape took to read the maps |
@@ -34,7 +38,7 @@ use crate::{
         conntrack::is_live,
         hooks::{egress_state, ingress_state},
         link::HookState,
-        maps::FwMaps,
+        maps::{CtTable, FwMaps},
     },
     model::names::name_from_bytes,
     watch::stats::{Count, Stats},
@@ -50,10 +54,17 @@ const OTHER_IFACE: &str = "other";
 #[derive(Clone, Debug)]
 pub struct Snapshot {
     pub stats: Stats,
-    /// Conntrack entries not expired.
+    /// Confirmed conntrack entries not expired, the table's size, its
+    /// LRU evictions.
     pub conntrack_entries: u64,
     pub conntrack_capacity: u64,
     pub conntrack_evicted: u64,
+    /// The same of the unconfirmed table.
+    pub conntrack_unconfirmed_entries: u64,
+    pub conntrack_unconfirmed_capacity: u64,
+    pub conntrack_unconfirmed_evicted: u64,
+    /// Flows moved from the unconfirmed table to the confirmed one.
+    pub conntrack_promoted: u64,
     /// Every interface fw is up on, and whether both its hooks are attached.
     pub interfaces: BTreeMap<String, bool>,
     /// How long reading the maps took.
@@ -66,7 +77,10 @@ impl Snapshot {
         let cfg = maps.config()?;
         let now = crate::kernel::clock::kernel_now_ns();
         let (_, conntrack_entries, conntrack_evicted) =
-            maps.conntrack_census_live(|v| is_live(&cfg, now, v))?;
+            maps.conntrack_census_live(CtTable::Confirmed, |v| is_live(&cfg, now, v))?;
+        let (_, conntrack_unconfirmed_entries, conntrack_unconfirmed_evicted) =
+            maps.conntrack_census_live(CtTable::Unconfirmed, |v| is_live(&cfg, now, v))?;
+        let conntrack_promoted = maps.conntrack_stat(fw_common::CT_STAT_PROMOTED)?;
         let meta = maps.meta()?;
         let interfaces = meta
             .ifaces
@@ -84,6 +98,10 @@ impl Snapshot {
             conntrack_entries,
             conntrack_capacity: meta.ct_entries.into(),
             conntrack_evicted,
+            conntrack_unconfirmed_entries,
+            conntrack_unconfirmed_capacity: meta.ct_unconfirmed_entries.into(),
+            conntrack_unconfirmed_evicted,
+            conntrack_promoted,
             interfaces,
             scrape_seconds: t0.elapsed().as_secs_f64(),
         })
@@ -161,20 +179,44 @@ impl Collector for FwCollector {
         single(
             &mut enc,
             "conntrack_entries",
-            "Live entries in fw's conntrack table (expired ones excluded).",
+            "Live entries in fw's confirmed conntrack table (expired ones excluded).",
             &ConstGauge::new(snap.conntrack_entries as i64),
         )?;
         single(
             &mut enc,
             "conntrack_capacity",
-            "Entries fw's conntrack table holds at most ([conntrack] entries).",
+            "Entries fw's confirmed conntrack table holds at most ([conntrack] entries).",
             &ConstGauge::new(snap.conntrack_capacity as i64),
         )?;
         single(
             &mut enc,
             "conntrack_evictions",
-            "Conntrack entries the full table's LRU evicted to make room.",
+            "Confirmed conntrack entries the full table's LRU evicted to make room.",
             &ConstCounter::new(snap.conntrack_evicted),
+        )?;
+        single(
+            &mut enc,
+            "conntrack_unconfirmed_entries",
+            "Live entries in fw's unconfirmed conntrack table (a SYN or a first datagram nobody answered yet).",
+            &ConstGauge::new(snap.conntrack_unconfirmed_entries as i64),
+        )?;
+        single(
+            &mut enc,
+            "conntrack_unconfirmed_capacity",
+            "Entries the unconfirmed conntrack table holds at most ([conntrack] unconfirmed_entries).",
+            &ConstGauge::new(snap.conntrack_unconfirmed_capacity as i64),
+        )?;
+        single(
+            &mut enc,
+            "conntrack_unconfirmed_evictions",
+            "Unconfirmed conntrack entries the full table's LRU evicted to make room (a flood of new flows).",
+            &ConstCounter::new(snap.conntrack_unconfirmed_evicted),
+        )?;
+        single(
+            &mut enc,
+            "conntrack_promotions",
+            "Flows moved from the unconfirmed conntrack table to the confirmed one.",
+            &ConstCounter::new(snap.conntrack_promoted),
         )?;
         let mut m = enc.encode_descriptor(
             "interface_attached",
@@ -270,6 +312,10 @@ mod tests {
             conntrack_entries: 4,
             conntrack_capacity: 262_144,
             conntrack_evicted: 0,
+            conntrack_unconfirmed_entries: 2,
+            conntrack_unconfirmed_capacity: 65_536,
+            conntrack_unconfirmed_evicted: 7,
+            conntrack_promoted: 3,
             interfaces: [("eth1".to_string(), true), ("eth2".to_string(), false)].into(),
             scrape_seconds: 0.25,
         })
@@ -284,6 +330,10 @@ mod tests {
             "fw_port_new_flows_total{proto=\"udp\",ports=\"1-65535\"} 0",
             "fw_conntrack_entries 4",
             "fw_conntrack_capacity 262144",
+            "fw_conntrack_unconfirmed_entries 2",
+            "fw_conntrack_unconfirmed_capacity 65536",
+            "fw_conntrack_unconfirmed_evictions_total 7",
+            "fw_conntrack_promotions_total 3",
             "fw_interface_attached{interface=\"eth1\"} 1",
             "fw_interface_attached{interface=\"eth2\"} 0",
             "fw_build_info{version=\"0.1.0\"} 1",

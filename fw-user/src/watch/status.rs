@@ -11,7 +11,11 @@ use serde::Serialize;
 use crate::{
     error::Result,
     kernel::{
-        egress, hooks, iface, load::program_id, maps::FwMaps, pins::PinDir, rundir, running,
+        egress, hooks, iface,
+        load::program_id,
+        maps::{CtTable, FwMaps},
+        pins::PinDir,
+        rundir, running,
         xdp::mode_name,
     },
     model::{names::name_from_bytes, policy::RejectWith, record::FileState},
@@ -67,11 +71,21 @@ pub struct Status {
     pub reject_with: Option<&'static str>,
     pub reject_rate: Option<u64>,
     pub dry_run: bool,
+    /// The confirmed table (`[conntrack] entries`): its size, live
+    /// entries, and entries its LRU evicted so far (only ever when more
+    /// confirmed flows are live than it holds).
     pub conntrack_max_entries: Option<u32>,
     pub conntrack_entries: Option<usize>,
+    /// Kernel memory of both tables.
     pub conntrack_memory_bytes: Option<u64>,
-    /// Entries the full table's LRU evicted so far.
     pub conntrack_evicted: Option<u64>,
+    /// The unconfirmed table (`[conntrack] unconfirmed_entries`): a SYN or
+    /// a first datagram nobody answered yet; a flood evicts only here.
+    pub conntrack_unconfirmed_max_entries: Option<u32>,
+    pub conntrack_unconfirmed_entries: Option<usize>,
+    pub conntrack_unconfirmed_evicted: Option<u64>,
+    /// Flows moved from the unconfirmed table to the confirmed one.
+    pub conntrack_promoted: Option<u64>,
     /// Entries of the source-prefix map (ALLOW_SRC) in use, and its size
     /// (`[capacity] source_prefixes`).
     pub source_prefixes_used: Option<usize>,
@@ -271,6 +285,10 @@ impl Status {
             conntrack_entries: None,
             conntrack_memory_bytes: None,
             conntrack_evicted: None,
+            conntrack_unconfirmed_max_entries: None,
+            conntrack_unconfirmed_entries: None,
+            conntrack_unconfirmed_evicted: None,
+            conntrack_promoted: None,
             source_prefixes_used: None,
             source_prefixes_max: None,
             source_sets: None,
@@ -308,9 +326,14 @@ impl Status {
         st.reject_rate = Some(meta.reject_rate);
         st.dry_run = cfg.flags & fw_common::CFG_DRY_RUN != 0;
         st.conntrack_max_entries = Some(meta.ct_entries);
-        st.conntrack_entries = Some(crate::kernel::conntrack::list(&maps)?.len());
+        st.conntrack_unconfirmed_max_entries = Some(meta.ct_unconfirmed_entries);
+        let live = |t| crate::kernel::conntrack::table_entries(&maps, t).map(|r| r.len());
+        st.conntrack_entries = Some(live(CtTable::Confirmed)?);
+        st.conntrack_unconfirmed_entries = Some(live(CtTable::Unconfirmed)?);
         st.conntrack_memory_bytes = maps.conntrack_memlock()?;
-        st.conntrack_evicted = Some(maps.conntrack_census()?.1);
+        st.conntrack_evicted = Some(maps.conntrack_census(CtTable::Confirmed)?.1);
+        st.conntrack_unconfirmed_evicted = Some(maps.conntrack_census(CtTable::Unconfirmed)?.1);
+        st.conntrack_promoted = Some(maps.conntrack_stat(fw_common::CT_STAT_PROMOTED)?);
         let layout = maps.source_layout()?;
         st.source_prefixes_used = Some(layout.keys);
         st.source_prefixes_max = Some(layout.max_entries);
@@ -439,10 +462,15 @@ impl Status {
         );
         let _ = writeln!(
             out,
-            "conntrack: {} live of {} entries, {} evicted (table full), {:.1} MiB of kernel memory",
+            "conntrack: {} confirmed of {} entries, {} evicted (table full); {} unconfirmed of {} \
+             entries, {} evicted; {} promoted; {:.1} MiB of kernel memory",
             self.conntrack_entries.unwrap_or(0),
             self.conntrack_max_entries.unwrap_or(0),
             self.conntrack_evicted.unwrap_or(0),
+            self.conntrack_unconfirmed_entries.unwrap_or(0),
+            self.conntrack_unconfirmed_max_entries.unwrap_or(0),
+            self.conntrack_unconfirmed_evicted.unwrap_or(0),
+            self.conntrack_promoted.unwrap_or(0),
             self.conntrack_memory_bytes.unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
         if let Some(c) = &self.config {

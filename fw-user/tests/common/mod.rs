@@ -9,10 +9,15 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use fw_common::{Counter, FlowKey, FlowValue, Reason, PROG_EGRESS, PROG_INGRESS, REASON_COUNT};
+use fw_common::{
+    Counter, FlowKey, FlowValue, Reason, CT_STAT_ENTRIES, PROG_EGRESS, PROG_INGRESS, REASON_COUNT,
+};
 use fw_user::{
     kernel::load::load_and_pin,
-    kernel::{maps::FwMaps, pins::PinDir},
+    kernel::{
+        maps::{CtTable, FwMaps},
+        pins::PinDir,
+    },
     model::{
         config::Config,
         policy::{Policy, Proto},
@@ -210,10 +215,47 @@ impl Fw {
             .unwrap_or_else(|e| panic!("inserting into CONNTRACK: {e}"));
     }
 
+    /// Entries of the confirmed table.
     pub fn ct_entries(&self) -> Vec<(FlowKey, FlowValue)> {
         self.maps
             .conntrack_entries()
             .unwrap_or_else(|e| panic!("reading CONNTRACK: {e}"))
+    }
+
+    /// Entries of the unconfirmed table.
+    pub fn ct_unconfirmed(&self) -> Vec<(FlowKey, FlowValue)> {
+        self.maps
+            .table_entries(CtTable::Unconfirmed)
+            .unwrap_or_else(|e| panic!("reading CT_UNCONFIRMED: {e}"))
+    }
+
+    /// The entry of `key` in `table`, if any.
+    pub fn ct_get(&self, table: CtTable, key: &FlowKey) -> Option<FlowValue> {
+        self.maps
+            .table_entries(table)
+            .unwrap_or_else(|e| panic!("reading {table:?}: {e}"))
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+
+    /// Every `CT_STATS` counter (`fw_common::CT_STAT_*`), summed over CPUs.
+    pub fn ct_stats(&self) -> [u64; CT_STAT_ENTRIES as usize] {
+        let mut out = [0; CT_STAT_ENTRIES as usize];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = self
+                .maps
+                .conntrack_stat(i as u32)
+                .unwrap_or_else(|e| panic!("reading CT_STATS: {e}"));
+        }
+        out
+    }
+
+    /// (entries, evictions) of `table`, as `fw status` counts them.
+    pub fn census(&self, table: CtTable) -> (u64, u64) {
+        self.maps
+            .conntrack_census(table)
+            .unwrap_or_else(|e| panic!("conntrack census: {e}"))
     }
 }
 

@@ -197,7 +197,8 @@ pub fn established_value() -> FlowValue {
         last_seen_ns: now,
         state: CT_TCP_ESTABLISHED,
         flags: CT_F_REPLIED,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        host_isn: 0,
     }
 }
 

@@ -127,6 +127,13 @@ fn plan_on(
             new.conntrack_entries, old.conntrack_entries
         ));
     }
+    if new.conntrack_unconfirmed_entries != old.conntrack_unconfirmed_entries {
+        notes.push(format!(
+            "[conntrack] unconfirmed_entries = {} takes effect at the next load (`fw down`, \
+             `fw up`); the running table keeps {}",
+            new.conntrack_unconfirmed_entries, old.conntrack_unconfirmed_entries
+        ));
+    }
     if record.is_none() {
         notes.push(unrecorded_note(path));
     }
