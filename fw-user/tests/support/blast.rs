@@ -58,3 +58,48 @@ impl Blaster {
         s
     }
 }
+
+impl Blaster {
+    /// Sends frames of `len` bytes that `make` writes (given the number of
+    /// the frame, from 0) as fast as it can, until `enough(frames sent)`
+    /// holds, `max` went out or `limit` passed. A frame the veth refused is
+    /// sent again, so frames 0..frames all reached the peer, after a pause
+    /// of `backoff`: the receiver then has room in its ring for other
+    /// senders' frames too (as a NIC's ring is never held full by a
+    /// sender that retries at once), and it stays busy all the same.
+    pub fn flood_made(
+        &self,
+        len: usize,
+        max: u64,
+        limit: Duration,
+        backoff: Duration,
+        enough: impl Fn(u64) -> bool,
+        mut make: impl FnMut(u64, &mut [u8]),
+    ) -> Sent {
+        let start = Instant::now();
+        let mut s = Sent::default();
+        let mut buf = vec![0u8; len];
+        let mut made = None;
+        let mut tries = 0u64;
+        while s.frames < max {
+            if tries.is_multiple_of(1024) && (start.elapsed() >= limit || enough(s.frames)) {
+                break;
+            }
+            tries += 1;
+            if made != Some(s.frames) {
+                make(s.frames, &mut buf);
+                made = Some(s.frames);
+            }
+            match self.send(&buf) {
+                Ok(()) => s.frames += 1,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    s.refused += 1;
+                    std::thread::sleep(backoff);
+                }
+                Err(e) => panic!("flood send: {e}"),
+            }
+        }
+        s.elapsed = start.elapsed();
+        s
+    }
+}
