@@ -493,6 +493,23 @@ fn conntrack_lists_filters_and_flushes_sparing_the_session() {
     assert_eq!(v["deleted"], 2, "{v}");
     assert_eq!(v["kept"], serde_json::json!([]), "{v}");
     assert!(listed(&pair, &pins, &[]).is_empty());
+    // Flushed entries are no evictions, in either table.
+    let st: serde_json::Value =
+        serde_json::from_str(&fw_ok(pair.srv_path(), &pins, ["status", "--json"]))
+            .expect("status JSON");
+    assert_eq!(
+        (
+            &st["conntrack_evicted"],
+            &st["conntrack_unconfirmed_evicted"]
+        ),
+        (&serde_json::json!(0), &serde_json::json!(0)),
+        "{st}"
+    );
+    let text = fw_ok(pair.srv_path(), &pins, ["status"]);
+    assert!(
+        text.contains("conntrack: 0 confirmed of ") && text.contains("0 unconfirmed of "),
+        "{text}"
+    );
     drop(held_here);
     drop(holders);
     down(&pair, &pins);
