@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -161,8 +161,14 @@ pub mod icmpv6 {
 /// 1 = UDP. An array indexed by port is the cheapest lookup there is.
 /// Each entry is a `u32`: `PORT_*` flags in the low byte, the source set of
 /// a restricted port in the high 16 bits ([`port_entry`]), so one aligned
-/// store changes both at once.
-pub const PORT_ENTRIES: u32 = 2 * 65536;
+/// store changes both at once. After the two port ranges come 256 entries
+/// for ICMP, indexed by the IPv4 type: only [`PORT_ICMP_ECHO`] is used
+/// (`fw allow icmp echo`, IPv4 echo-request and ICMPv6 echo-request alike).
+pub const PORT_ENTRIES: u32 = 2 * 65536 + 256;
+/// First ICMP entry of `PORTS` (and `PORT_HITS`).
+pub const PORT_ICMP_BASE: u32 = 2 * 65536;
+/// The `PORTS` entry of ICMP echo-request (IPv4 type 8, ICMPv6 type 128).
+pub const PORT_ICMP_ECHO: u32 = PORT_ICMP_BASE + icmp::ECHO_REQUEST as u32;
 /// The port is open.
 pub const PORT_ALLOW: u8 = 1;
 /// The port is open only to the sources of its set in `ALLOW_SRC`.

@@ -271,9 +271,16 @@ fn inbound(p: &Pkt, v: &mut FlowValue, now: u64) -> Inbound {
             return Inbound::PassDelete;
         }
         state = next_tcp_state(state, f, true);
-    } else if is_echo_request(p.proto, p.icmp_type) {
-        // Our own echo id reused by the peer as a request: not a reply.
-        return Inbound::Decline;
+    } else if is_echo(p.proto, p.icmp_type) {
+        // An echo flow goes one way: the host's pings get replies, a
+        // peer's pings (`fw allow icmp echo`) get requests. Our own echo
+        // id reused by the peer as a request is no reply, a reply on the
+        // peer's flow no request (netfilter's icmp tuples tell them apart
+        // by type the same way).
+        let outbound = v.flags & CT_F_OUTBOUND != 0;
+        if is_echo_request(p.proto, p.icmp_type) == outbound {
+            return Inbound::Decline;
+        }
     }
     let mut flags = v.flags;
     if flags & CT_F_OUTBOUND != 0 {
@@ -369,6 +376,9 @@ pub fn accept_new(p: &Pkt, now: u64, shadowed: bool) {
             CT_TCP_SYN_RECV
         }
         IPPROTO_UDP => CT_UDP,
+        // A peer's ping the policy let in (`fw allow icmp echo`): its
+        // next requests of the same id are established, as netfilter's.
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if is_echo_request(p.proto, p.icmp_type) => CT_ICMP,
         _ => return,
     };
     let v = FlowValue {

@@ -1,21 +1,31 @@
-//! The port policy: allowed (proto, port), optionally restricted to the
-//! prefixes of a source set; and the DHCPv4 client exception.
+//! The port policy: allowed (proto, port) and ICMP echo-request, optionally
+//! restricted to the prefixes of a source set; and the DHCPv4 client
+//! exception.
 use aya_ebpf::maps::lpm_trie::Key;
 use fw_common::{
     port_flags, port_set, proto_index, Config, SrcKey, CFG_DHCP_CLIENT, IPPROTO_UDP, PORT_ALLOW,
-    PORT_FROM_RESTRICTED, SRC_KEY_FIXED_BITS,
+    PORT_FROM_RESTRICTED, PORT_ICMP_ECHO, SRC_KEY_FIXED_BITS,
 };
 
 use crate::{
     maps::{ALLOW_SRC, PORTS},
-    parse::Pkt,
+    parse::{is_echo_request, is_icmp, Pkt},
 };
 
 /// The `PORTS` index of an allowed packet, or `None` when the policy does not
 /// allow it.
 #[inline(always)]
 pub fn allowed(p: &Pkt) -> Option<u32> {
-    let idx = proto_index(p.proto)? * 65536 + p.dport as u32;
+    let idx = if is_icmp(p) {
+        // ICMP errors and NDP were judged before; of the rest only
+        // echo-request has an entry (`fw allow icmp echo`).
+        if !is_echo_request(p.proto, p.icmp_type) {
+            return None;
+        }
+        PORT_ICMP_ECHO
+    } else {
+        proto_index(p.proto)? * 65536 + p.dport as u32
+    };
     // One load: flags and set come from the same store (see fw_common::port_entry).
     let entry = *PORTS.get(idx)?;
     let flags = port_flags(entry);

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
-    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith, ECHO},
 };
 
 /// Highest reject rate fw accepts (keeps the kernel's token math in range).
@@ -74,6 +74,16 @@ struct File {
     dhcp: Option<Dhcp>,
     capacity: Option<Capacity>,
     block: Option<Block>,
+    icmp: Option<Icmp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Icmp {
+    /// Echo-request (v4 and v6) allowed.
+    echo: Option<bool>,
+    /// Only from these sources.
+    echo_from: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +237,40 @@ impl Config {
             // A source rule opens the port to those sources only.
             cfg.policy.deny(proto, range);
             cfg.policy.allow(proto, range, &nets);
+        }
+        if let Some(icmp) = &file.icmp {
+            let echo = PortRange::single(ECHO);
+            let mut nets = Vec::new();
+            if let Some(from) = &icmp.echo_from {
+                if icmp.echo != Some(true) {
+                    return Err(at(
+                        from.span(),
+                        "icmp.echo_from".into(),
+                        Error::invalid(
+                            "source list",
+                            "echo_from",
+                            "echo_from needs `echo = true` next to it (it narrows the \
+                             sources echo-requests are answered for)",
+                        ),
+                    ));
+                }
+                if from.get_ref().is_empty() {
+                    return Err(at(
+                        from.span(),
+                        "icmp.echo_from".into(),
+                        Error::invalid("source list", "[]", "list at least one prefix"),
+                    ));
+                }
+                for (j, net) in from.get_ref().iter().enumerate() {
+                    nets.push(
+                        parse_prefix(net.get_ref())
+                            .map_err(|e| at(net.span(), format!("icmp.echo_from[{j}]"), e))?,
+                    );
+                }
+            }
+            if icmp.echo == Some(true) {
+                cfg.policy.allow(Proto::Icmp, echo, &nets);
+            }
         }
         // A number outside its range, named by its table and key.
         let within = |span: std::ops::Range<usize>,
@@ -395,6 +439,12 @@ impl Config {
                 from.join(", ")
             );
         }
+        let echo = self.policy.is_open(Proto::Icmp, ECHO);
+        let _ = writeln!(out, "\n[icmp]\necho = {echo}");
+        if let Some(nets) = self.policy.sources(Proto::Icmp, ECHO) {
+            let from: Vec<String> = nets.iter().map(|n| q(&n.to_string())).collect();
+            let _ = writeln!(out, "echo_from = [{}]", from.join(", "));
+        }
         let _ = writeln!(
             out,
             "\n[reject]\nwith = \"{}\"\nrate = {}\nburst = {}",
@@ -503,6 +553,62 @@ mod tests {
             parse(&Config::default().to_toml()).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn icmp_echo_and_its_sources() {
+        let c = parse("[ports]\n").unwrap();
+        assert!(
+            !c.policy.is_open(Proto::Icmp, ECHO),
+            "echo closed by default"
+        );
+        assert!(
+            !Config::default().policy.is_open(Proto::Icmp, ECHO),
+            "seed too"
+        );
+        let c = parse("[ports]\n[icmp]\necho = true\n").unwrap();
+        assert!(c.policy.is_open(Proto::Icmp, ECHO));
+        assert_eq!(c.policy.sources(Proto::Icmp, ECHO), None);
+        let c = parse(
+            "[ports]\n[icmp]\necho = true\necho_from = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.policy.sources(Proto::Icmp, ECHO).map(|s| s.len()),
+            Some(2)
+        );
+        assert_eq!(
+            c.policy.source_entries(),
+            2,
+            "echo's sources take trie entries"
+        );
+        assert_eq!(parse(&c.to_toml()).unwrap(), c, "{}", c.to_toml());
+        for (text, needle) in [
+            ("[ports]\n[icmp]\necho = \"yes\"\n", "invalid type"),
+            (
+                "[ports]\n[icmp]\ntimestamp = true\n",
+                "unknown field `timestamp`",
+            ),
+            (
+                "[ports]\n[icmp]\necho_from = [\"198.51.100.0/24\"]\n",
+                "echo_from needs `echo = true`",
+            ),
+            (
+                "[ports]\n[icmp]\necho = true\necho_from = []\n",
+                "at least one prefix",
+            ),
+            (
+                "[ports]\n[icmp]\necho = true\necho_from = [\"198.51.100.1/24\"]\n",
+                "icmp.echo_from[0]",
+            ),
+            (
+                "[ports]\n[[sources]]\nproto = \"icmp\"\nport = 8\nfrom = [\"198.51.100.0/24\"]\n",
+                "ICMP echo is `echo = true` under [icmp]",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
     }
 
     #[test]

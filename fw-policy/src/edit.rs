@@ -9,7 +9,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value
 use crate::{
     config::Config,
     error::{Error, Result},
-    policy::{collapse, parse_prefix, Policy, PortRange, Proto},
+    policy::{collapse, parse_prefix, Policy, PortRange, Proto, ECHO},
 };
 
 /// `text` (a config that loads as `from`) edited to load as `to`, touching
@@ -61,6 +61,7 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
         whole,
         ports_pos,
     );
+    edit_icmp(root, &from.policy, &to.policy);
     if (from.reject_with, from.reject_rate, from.reject_burst)
         != (to.reject_with, to.reject_rate, to.reject_burst)
     {
@@ -107,6 +108,47 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
     if from.dhcp_client != to.dhcp_client {
         let t = sub_table(root, "dhcp");
         set_value(t, "client", Value::from(to.dhcp_client));
+    }
+}
+
+/// `[icmp]`: `echo` and `echo_from` as `to` has them, when they change.
+fn edit_icmp(root: &mut Table, from: &Policy, to: &Policy) {
+    let state = |p: &Policy| {
+        (
+            p.is_open(Proto::Icmp, ECHO),
+            p.sources(Proto::Icmp, ECHO).cloned(),
+        )
+    };
+    let (was, is) = (state(from), state(to));
+    if was == is {
+        return;
+    }
+    let t = sub_table(root, "icmp");
+    set_value(t, "echo", Value::from(is.0));
+    match &is.1 {
+        None => {
+            t.remove("echo_from");
+        }
+        Some(nets) => {
+            if let Some(arr) = t.get_mut("echo_from").and_then(Item::as_array_mut) {
+                retain_formatted(arr, |v| {
+                    v.as_str()
+                        .and_then(|s| parse_prefix(s).ok())
+                        .is_some_and(|n| nets.contains(&n))
+                });
+                let have: BTreeSet<IpNet> = arr
+                    .iter()
+                    .filter_map(|v| parse_prefix(v.as_str()?).ok())
+                    .collect();
+                for n in nets.difference(&have) {
+                    let at = arr.len();
+                    insert_like(arr, at, Value::from(n.to_string()));
+                }
+            } else {
+                let arr: Array = nets.iter().map(|n| n.to_string()).collect();
+                set_value(t, "echo_from", Value::Array(arr));
+            }
+        }
     }
 }
 
@@ -553,6 +595,52 @@ mod tests {
             p.deny(Proto::Tcp, r("443"));
         });
         assert_eq!(out, "[ports]\ntcp = [22]\n\n[reject]\nrate = 5\n");
+    }
+
+    #[test]
+    fn closing_a_protocols_last_port_loads_back() {
+        let text = "[ports]\ntcp = [22, 80]\nudp = [80]\n";
+        let out = edited(text, |p| {
+            p.deny(Proto::Udp, r("80"));
+        });
+        assert_eq!(out, "[ports]\ntcp = [22, 80]\nudp = []\n");
+        let out = edited(&out, |p| {
+            p.deny(Proto::Tcp, r("22"));
+            p.deny(Proto::Tcp, r("80"));
+        });
+        assert_eq!(out, "[ports]\ntcp = []\nudp = []\n");
+    }
+
+    #[test]
+    fn icmp_echo_is_added_narrowed_and_closed() {
+        let text = "[ports]\ntcp = [22]  # ssh\n";
+        let a = parse_prefix("198.51.100.0/24").unwrap();
+        let b = parse_prefix("2001:db8::/32").unwrap();
+        let echo = PortRange::single(ECHO);
+        let open = edited(text, |p| {
+            p.allow(Proto::Icmp, echo, &[]);
+        });
+        assert_eq!(open, "[ports]\ntcp = [22]  # ssh\n\n[icmp]\necho = true\n");
+        let from = edited(text, |p| {
+            p.allow(Proto::Icmp, echo, &[a, b]);
+        });
+        assert!(
+            from.ends_with(
+                "[icmp]\necho = true\necho_from = [\"198.51.100.0/24\", \"2001:db8::/32\"]\n"
+            ),
+            "{from}"
+        );
+        let narrowed = edited(&from, |p| {
+            p.remove_sources(Proto::Icmp, echo, &[a]).unwrap();
+        });
+        assert!(
+            narrowed.ends_with("[icmp]\necho = true\necho_from = [\"2001:db8::/32\"]\n"),
+            "{narrowed}"
+        );
+        let closed = edited(&narrowed, |p| {
+            p.deny(Proto::Icmp, echo);
+        });
+        assert!(closed.ends_with("[icmp]\necho = false\n"), "{closed}");
     }
 
     #[test]

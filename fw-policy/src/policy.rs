@@ -18,15 +18,26 @@ use crate::error::{Error, Result};
 pub enum Proto {
     Tcp,
     Udp,
+    /// ICMP echo (`fw allow icmp echo`): one port-like entry, "port"
+    /// [`ECHO`], for IPv4 echo-request and ICMPv6 echo-request alike.
+    Icmp,
 }
 
+/// The one "port" of [`Proto::Icmp`]: echo-request (the IPv4 type number;
+/// ICMPv6's 128 shares the entry).
+pub const ECHO: u16 = fw_common::icmp::ECHO_REQUEST as u16;
+
 impl Proto {
+    /// The protocols with ports (`[ports]`, port ranges).
     pub const ALL: [Proto; 2] = [Proto::Tcp, Proto::Udp];
+    /// Every protocol of the policy: the port protocols, then ICMP echo.
+    pub const EVERY: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Icmp];
 
     pub fn number(self) -> u8 {
         match self {
             Proto::Tcp => fw_common::IPPROTO_TCP,
             Proto::Udp => fw_common::IPPROTO_UDP,
+            Proto::Icmp => fw_common::IPPROTO_ICMP,
         }
     }
 
@@ -35,6 +46,7 @@ impl Proto {
         match self {
             Proto::Tcp => 0,
             Proto::Udp => 65536,
+            Proto::Icmp => fw_common::PORT_ICMP_BASE,
         }
     }
 
@@ -42,6 +54,101 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Icmp => "icmp",
+        }
+    }
+
+    /// The port numbers this protocol can have open (ICMP: echo only).
+    pub fn port_numbers(self) -> std::ops::RangeInclusive<u16> {
+        match self {
+            Proto::Icmp => ECHO..=ECHO,
+            _ => 1..=65535,
+        }
+    }
+
+    /// A range of this protocol as the user writes it: `8000-8080`, or
+    /// `echo` for ICMP.
+    pub fn range_text(self, r: PortRange) -> String {
+        match self {
+            Proto::Icmp => "echo".into(),
+            _ => r.to_string(),
+        }
+    }
+
+    /// Ranges as the user writes them, space-separated.
+    pub fn ranges_text(self, v: &[PortRange]) -> String {
+        v.iter()
+            .map(|&r| self.range_text(r))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The protocol of a command line (`fw allow`/`fw deny`): tcp, udp,
+    /// or icmp (with `echo`).
+    pub fn from_cli(s: &str) -> Result<Proto> {
+        match s.to_ascii_lowercase().as_str() {
+            "icmp" => Ok(Proto::Icmp),
+            _ => s.parse().map_err(|_| {
+                Error::invalid(
+                    "protocol",
+                    s,
+                    "expected `tcp` or `udp` (with ports), or `icmp` (with `echo`)",
+                )
+            }),
+        }
+    }
+
+    /// The entries `targets` name for this protocol: ports or ranges for
+    /// tcp/udp, `echo` for icmp; a mismatch is refused.
+    pub fn ranges_of(self, targets: &[Target]) -> Result<Vec<PortRange>> {
+        targets
+            .iter()
+            .map(|t| match (self, t) {
+                (Proto::Icmp, Target::Echo) => Ok(PortRange::single(ECHO)),
+                (Proto::Icmp, Target::Ports(r)) => Err(Error::invalid(
+                    "ICMP type",
+                    r.to_string(),
+                    "ICMP has no ports: the one ICMP entry fw opens is `echo` \
+                     (`fw allow icmp echo`)",
+                )),
+                (_, Target::Echo) => Err(Error::invalid(
+                    "port",
+                    "echo",
+                    format!("{self} has ports, not `echo`: ping is `fw allow icmp echo`"),
+                )),
+                (_, Target::Ports(r)) => Ok(*r),
+            })
+            .collect()
+    }
+}
+
+/// What follows the protocol on the command line: a port or range, or
+/// `echo` (echo-request, the one ICMP type fw opens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Ports(PortRange),
+    Echo,
+}
+
+impl FromStr for Target {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        if !t.chars().all(|c| c.is_ascii_alphabetic() || c == '-')
+            || !t.contains(char::is_alphabetic)
+        {
+            return s.parse().map(Target::Ports);
+        }
+        match t.to_ascii_lowercase().as_str() {
+            "echo" | "echo-request" => Ok(Target::Echo),
+            _ => Err(Error::invalid(
+                "port",
+                s,
+                "expected a number 1-65535 or a range LO-HI like 8000-8080, or after `icmp` the \
+                 one ICMP type fw opens, `echo` (echo-request: ICMP type 8 and ICMPv6 type 128, \
+                 answered by the kernel); ICMP errors about known flows pass as related, \
+                 neighbour discovery always passes, every other ICMP type is rejected",
+            )),
         }
     }
 }
@@ -54,11 +161,17 @@ impl fmt::Display for Proto {
 
 impl FromStr for Proto {
     type Err = Error;
+    /// The protocols with ports (a config's `[[sources]]`); ICMP echo is
+    /// `[icmp]` there and [`Proto::from_cli`] on the command line.
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => Err(Error::invalid("protocol", s, "expected `tcp` or `udp`")),
+            _ => Err(Error::invalid(
+                "protocol",
+                s,
+                "expected `tcp` or `udp` (ICMP echo is `echo = true` under [icmp])",
+            )),
         }
     }
 }
@@ -258,6 +371,11 @@ impl Policy {
                 }
                 self.sources.remove(&(proto, port));
             }
+            // No empty set left behind: a policy with a protocol's last
+            // port closed equals the same policy read from a file.
+            if set.is_empty() {
+                self.open.remove(&proto);
+            }
         }
         changed
     }
@@ -286,11 +404,12 @@ impl Policy {
             nets.map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
         };
         for (r, open, src) in runs {
+            let rt = proto.range_text(r);
             let reason = match src {
-                _ if !open => format!("{proto} {r} is not open"),
+                _ if !open => format!("{proto} {rt} is not open"),
                 None => format!(
-                    "{proto} {r} is open to everyone, with no source list to remove {} from \
-                     (`fw deny {proto} {r}` closes it)",
+                    "{proto} {rt} is open to everyone, with no source list to remove {} from \
+                     (`fw deny {proto} {rt}` closes it)",
                     list(&mut from.iter())
                 ),
                 Some(nets) => {
@@ -299,7 +418,7 @@ impl Policy {
                         continue;
                     }
                     format!(
-                        "{} is not a source of {proto} {r}, which is open only from {}",
+                        "{} is not a source of {proto} {rt}, which is open only from {}",
                         list(&mut missing.into_iter()),
                         list(&mut nets.iter())
                     )

@@ -180,14 +180,9 @@ pub fn compare(running: &Config, recorded: Option<Record>) -> FileState {
 /// up IFACE` may name them).
 pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let list = |v: Vec<PortRange>| {
-        v.iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     let (f, r) = (&file.policy, &running.policy);
-    for proto in Proto::ALL {
+    for proto in Proto::EVERY {
+        let list = |v: Vec<PortRange>| proto.ranges_text(&v);
         let opened = collapse(r.ports(proto).filter(|&p| !f.is_open(proto, p)));
         if !opened.is_empty() {
             out.push(format!("{proto} {} open, {what} closes it", list(opened)));

@@ -106,7 +106,7 @@ pub enum Error {
     #[error("terminal: {0} (fw top needs an interactive terminal of at least 80x24)")]
     Terminal(#[source] io::Error),
 
-    #[error("cannot read fw's state under {path} ({detail}): run as root, e.g. with sudo")]
+    #[error("cannot read fw's state under {path} ({detail}): run as root (uid 0: the pins are root's, mode 0700), e.g. with sudo")]
     NoAccess { path: PathBuf, detail: String },
 
     /// The lockout guard refused a change; the text explains what and why.

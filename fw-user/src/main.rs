@@ -19,7 +19,7 @@ use fw_user::{
     model::{
         blocklist::{self, DEFAULT_SET},
         config::Config,
-        policy::{parse_prefix, PortRange, Proto},
+        policy::{parse_prefix, Proto, Target},
         record::{unrecorded_note, Source},
     },
     ops::{
@@ -191,16 +191,19 @@ enum Cmd {
         #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1")]
         watch: Option<f64>,
     },
-    /// Open ports (e.g. `fw allow tcp 443 8000-8080`); takes effect at once.
+    /// Open ports (e.g. `fw allow tcp 443 8000-8080`), or answer pings
+    /// (`fw allow icmp echo`); takes effect at once.
     #[command(
-        after_help = "Examples:\n  fw allow tcp 443\n  fw allow tcp 8000-8080 --from 192.0.2.0/24\n  fw allow udp 53 --runtime"
+        after_help = "Examples:\n  fw allow tcp 443\n  fw allow tcp 8000-8080 --from 192.0.2.0/24\n  fw allow icmp echo --from 198.51.100.0/24"
     )]
     Allow {
-        /// Protocol: tcp or udp.
+        /// Protocol: tcp, udp, or icmp (with `echo`).
+        #[arg(value_parser = Proto::from_cli)]
         proto: Proto,
-        /// Ports or ranges, e.g. 443 8000-8080.
-        #[arg(required = true, value_name = "PORT|LO-HI")]
-        ports: Vec<PortRange>,
+        /// Ports or ranges, e.g. 443 8000-8080; for icmp: echo
+        /// (echo-request, IPv4 and IPv6).
+        #[arg(required = true, value_name = "PORT|LO-HI|echo")]
+        ports: Vec<Target>,
         /// Only for these sources (CIDR, v4 or v6); repeatable.
         #[arg(long, value_name = "CIDR")]
         from: Vec<String>,
@@ -211,16 +214,18 @@ enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
-    /// Close ports, or remove sources from them; established flows continue.
+    /// Close ports (or stop answering pings: `fw deny icmp echo`), or remove
+    /// sources from them; established flows continue.
     #[command(
-        after_help = "Examples:\n  fw deny tcp 80\n  fw deny tcp 22 --from 198.51.100.0/24\n  fw deny tcp 22 --force"
+        after_help = "Examples:\n  fw deny tcp 80\n  fw deny tcp 22 --from 198.51.100.0/24\n  fw deny icmp echo"
     )]
     Deny {
-        /// Protocol: tcp or udp.
+        /// Protocol: tcp, udp, or icmp (with `echo`).
+        #[arg(value_parser = Proto::from_cli)]
         proto: Proto,
-        /// Ports or ranges, e.g. 443 8000-8080.
-        #[arg(required = true, value_name = "PORT|LO-HI")]
-        ports: Vec<PortRange>,
+        /// Ports or ranges, e.g. 443 8000-8080; for icmp: echo.
+        #[arg(required = true, value_name = "PORT|LO-HI|echo")]
+        ports: Vec<Target>,
         /// Remove only this source from the ports' source lists (as `ufw
         /// delete` removes one rule); the port closes when its last source
         /// goes. Repeatable.
@@ -648,6 +653,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             require_root("fw allow")?;
+            let ports = proto.ranges_of(&ports)?;
             let nets = from
                 .iter()
                 .map(|s| parse_prefix(s))
@@ -666,6 +672,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             require_root("fw deny")?;
+            let ports = proto.ranges_of(&ports)?;
             let nets = from
                 .iter()
                 .map(|s| parse_prefix(s))

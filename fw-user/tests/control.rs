@@ -14,9 +14,9 @@ use std::{
 };
 
 use fw_testkit::{
-    command, echo_rounds, fw_bin, fw_cmd, fw_command, fw_stats, in_netns, output_with_timeout, pty,
-    reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, text, udp_probe,
-    wait_until, Netns, Outcome, PinDir, Rig, TempDir,
+    command, echo_rounds, fw_bin, fw_cmd, fw_command, fw_stats, in_netns, output_with_timeout,
+    path_str, pty, reason_packets, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect,
+    text, udp_probe, wait_until, Netns, Outcome, PinDir, Rig, TempDir,
 };
 use fw_user::{kernel::maps::FwMaps, kernel::rundir::pending_dir, model::config::Config};
 
@@ -171,7 +171,7 @@ fn ports_view_is_compact_and_stable() {
     rig.ok(&["deny", "udp", "80"]);
     assert_eq!(
         rig.ok(&["ports"]),
-        "tcp: 22 80 443 8000-8011\ntcp: 8443 from 198.51.100.0/24 2001:db8::/32\nudp: (none)\n"
+        "tcp: 22 80 443 8000-8011\ntcp: 8443 from 198.51.100.0/24 2001:db8::/32\nudp: (none)\nicmp: (none)\n"
     );
     let j: serde_json::Value = serde_json::from_str(&ports_json(&rig)).expect("JSON");
     assert_eq!(
@@ -182,7 +182,8 @@ fn ports_view_is_compact_and_stable() {
                 {"lo": 8000, "hi": 8011},
                 {"lo": 8443, "hi": 8443, "from": ["198.51.100.0/24", "2001:db8::/32"]}
             ],
-            "udp": []
+            "udp": [],
+            "icmp": []
         })
     );
     assert_eq!(ports_json(&rig), ports_json(&rig), "stable");
@@ -508,7 +509,7 @@ fn a_range_with_sources_costs_one_entry_per_prefix_and_status_shows_the_fill() {
     assert_eq!(out, "opened tcp 10000-19999\n");
     assert_eq!(
         rig.ok(&["ports"]),
-        "tcp: 22 80\ntcp: 10000-19999 from 198.51.100.0/24\nudp: 80\n"
+        "tcp: 22 80\ntcp: 10000-19999 from 198.51.100.0/24\nudp: 80\nicmp: (none)\n"
     );
     // The same list on another port shares the set.
     rig.ok(&["allow", "udp", "5000", "--from", "198.51.100.0/24"]);
@@ -619,7 +620,7 @@ fn a_policy_that_does_not_fit_is_refused_before_anything_changes() {
     let ports = rig.ok(&["ports"]);
     assert_eq!(
         ports.lines().count(),
-        2 + 200,
+        3 + 200,
         "{}",
         &ports[..300.min(ports.len())]
     );
@@ -794,7 +795,10 @@ fn apply_swaps_policy_and_reject_settings() {
         out.contains("reject with port-unreachable (was host-unreachable)"),
         "{out}"
     );
-    assert_eq!(rig.ok(&["ports"]), "tcp: 22 9000-9001\nudp: (none)\n");
+    assert_eq!(
+        rig.ok(&["ports"]),
+        "tcp: 22 9000-9001\nudp: (none)\nicmp: (none)\n"
+    );
     let st = rig.json(&["status", "--json"]);
     assert_eq!(st["reject_with"], "port-unreachable", "{st}");
     assert_eq!(st["reject_rate"], 50, "{st}");
@@ -1131,6 +1135,11 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         "interfaces = [\"eth0\", \"a/b\"]\n[ports]\n",
     );
     let not_config = cfg("notes.txt", "just some notes, not TOML\n");
+    let echo_from_alone = cfg(
+        "echo-from.toml",
+        "[ports]\n[icmp]\necho_from = [\"198.51.100.0/24\"]\n",
+    );
+    let echo_type = cfg("echo-type.toml", "[ports]\n[icmp]\ntimestamp = true\n");
     let no_dir = rig.tmp.join("no/such/dir/fw.toml");
     let veth = rig.pair.srv_veth().to_string();
 
@@ -1141,6 +1150,25 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         bad(&["allow", "tcp", "90-80"], "did you mean 80-90", 2),
         bad(&["allow", "sctp", "80"], "expected `tcp` or `udp`", 2),
         bad(&["allow", "tcp", "http"], "expected a number 1-65535", 2),
+        // ICMP: echo is the one type fw opens.
+        bad(
+            &["allow", "icmp", "timestamp"],
+            "invalid value 'timestamp' for '<PORT|LO-HI|echo>...': invalid port `timestamp`: expected a \
+             number 1-65535 or a range LO-HI like 8000-8080, or after `icmp` the one ICMP type fw \
+             opens, `echo`",
+            2,
+        ),
+        bad(&["allow", "icmp", "22"], "ICMP has no ports", 1),
+        bad(&["deny", "icmp", "echo", "0"], "ports are 1-65535", 2),
+        bad(&["allow", "tcp", "echo"], "tcp has ports, not `echo`: ping is `fw allow icmp echo`", 1),
+        bad(&["allow", "icmpv6", "echo"], "or `icmp` (with `echo`)", 2),
+        bad(
+            &["deny", "icmp", "echo", "--from", "198.51.100.0/24"],
+            "icmp echo is not open: nothing was changed",
+            1,
+        ),
+        bad(&["apply", &echo_from_alone], "echo_from needs `echo = true`", 1),
+        bad(&["apply", &echo_type], "unknown field `timestamp`", 1),
         bad(
             &["allow", "tcp", "22", "--from", "198.51.100.1/24"],
             "host bits are set",
@@ -1680,7 +1708,7 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
     );
 
     // fw down; fw up --config: the changes are back, on real traffic.
-    let ports = "tcp: 22 80 8080\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n";
+    let ports = "tcp: 22 80 8080\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\nicmp: (none)\n";
     assert_eq!(rig.ok(&["ports"]), ports);
     rig.ok(&["down"]);
     rig.ok(&["up", rig.pair.srv_veth(), "--config", fs_]);
@@ -1692,7 +1720,7 @@ fn allow_and_deny_are_written_back_keeping_the_file_as_it_was() {
     assert!(out.contains("no change to the running config"), "{out}");
     assert_eq!(
         rig.ok(&["ports"]),
-        "tcp: 22 80 8080-8081\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\n"
+        "tcp: 22 80 8080-8081\ntcp: 443 from 198.51.100.0/24\nudp: 5000-5010\nicmp: (none)\n"
     );
     assert_eq!(connect(&rig, 8080), Outcome::Connected);
     assert_eq!(config_state(&rig)["in_sync"], true);
@@ -1788,7 +1816,7 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
     assert_eq!(read(&f), body.replace("\"192.0.2.0/24\", ", ""));
     assert_eq!(
         rig.ok(&["ports"]),
-        "tcp: 22 80\ntcp: 2222 from 2001:db8::/64\nudp: 80\n"
+        "tcp: 22 80\ntcp: 2222 from 2001:db8::/64\nudp: 80\nicmp: (none)\n"
     );
     assert!(connect(&rig, 2222).is_host_unreachable(), "v4 is out now");
     assert_eq!(connect6(), Outcome::Connected, "v6 is still in");
@@ -1812,7 +1840,7 @@ fn deny_from_removes_one_source_and_the_last_closes_the_port() {
         text(&out.stdout),
         format!("closed tcp 2222\nwritten to {fs_}\n")
     );
-    assert_eq!(rig.ok(&["ports"]), "tcp: 22 80\nudp: 80\n");
+    assert_eq!(rig.ok(&["ports"]), "tcp: 22 80\nudp: 80\nicmp: (none)\n");
     assert!(connect6().is_host_unreachable(), "closed");
     let now = read(&f);
     assert!(
@@ -2075,4 +2103,273 @@ fn an_unwritable_config_refuses_the_change() {
     let o = connect(&rig, 8080);
     assert!(!o.is_host_unreachable(), "8080 is open: {o}");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod back");
+}
+
+/// `ping -c N` from the client namespace to `to`: (answered, output).
+fn ping(rig: &Rig, to: IpAddr, n: u32) -> (bool, String) {
+    let mut cmd = rig.pair.cli().command("ping");
+    cmd.args(["-n", "-c", &n.to_string(), "-W", "2", "-i", "0.2"])
+        .arg(to.to_string());
+    let out =
+        output_with_timeout(&mut cmd, Duration::from_secs(20)).expect("ping runs (iputils-ping)");
+    (
+        out.status.success(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+#[test]
+fn icmp_echo_is_allowed_and_denied_at_runtime_with_real_pings() {
+    let rig = rig_up(&[]);
+    let (v4, v6) = (rig.srv(), rig.srv6());
+    for to in [v4, v6] {
+        let (ok, out) = ping(&rig, to, 1);
+        assert!(
+            !ok && out.to_lowercase().contains("unreachable"),
+            "seed: ping {to} rejected: {out}"
+        );
+    }
+    let ids = rig.prog_ids();
+    assert_eq!(rig.ok(&["allow", "icmp", "echo"]), "opened icmp echo\n");
+    for to in [v4, v6] {
+        let (ok, out) = ping(&rig, to, 3);
+        assert!(
+            ok && out.contains("3 received"),
+            "allowed: ping {to}: {out}"
+        );
+    }
+    assert_eq!(rig.prog_ids(), ids, "no reload");
+    assert!(
+        rig.ok(&["ports"]).ends_with("icmp: echo\n"),
+        "{}",
+        rig.ok(&["ports"])
+    );
+    assert_eq!(
+        rig.json(&["ports", "--json"])["icmp"],
+        serde_json::json!([{"type": "echo"}])
+    );
+    // Two pings, two new flows (their next requests are established).
+    let stats = rig.json(&["stats", "--json"]);
+    let row = stats["ports"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["proto"] == "icmp").cloned())
+        .unwrap_or_else(|| panic!("icmp in stats: {stats}"));
+    assert_eq!(
+        (&row["ports"], &row["packets"]),
+        (&"echo".into(), &2.into()),
+        "{row}"
+    );
+    let verbose = rig.ok(&["status", "--verbose"]);
+    assert!(
+        verbose.lines().any(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() >= 5 && w[..3] == ["icmp", "echo", "2"] && w[4] == "anywhere"
+        }),
+        "icmp echo row with 2 new flows: {verbose}"
+    );
+    assert_eq!(
+        rig.ok(&["allow", "icmp", "echo"]),
+        "already open: icmp echo\nnothing changed\n"
+    );
+    assert_eq!(rig.ok(&["deny", "icmp", "echo"]), "closed icmp echo\n");
+    for to in [v4, v6] {
+        let (ok, out) = ping(&rig, to, 1);
+        assert!(
+            !ok && out.to_lowercase().contains("unreachable"),
+            "denied: ping {to}: {out}"
+        );
+    }
+    // Only from some sources: the client (192.0.2.2, 2001:db8::2) is not one.
+    assert_eq!(
+        rig.ok(&["allow", "icmp", "echo", "--from", "198.51.100.0/24"]),
+        "opened icmp echo\n"
+    );
+    assert_eq!(
+        rig.ok(&["ports"]).lines().last(),
+        Some("icmp: echo from 198.51.100.0/24")
+    );
+    assert!(!ping(&rig, v4, 1).0, "client outside the sources");
+    assert_eq!(
+        rig.ok(&[
+            "allow",
+            "icmp",
+            "echo",
+            "--from",
+            "192.0.2.0/24",
+            "--from",
+            "2001:db8::/64"
+        ]),
+        "icmp echo: now open only from 192.0.2.0/24 198.51.100.0/24 2001:db8::/64\n"
+    );
+    for to in [v4, v6] {
+        assert!(ping(&rig, to, 1).0, "client among the sources: ping {to}");
+    }
+    assert_eq!(
+        rig.ok(&["deny", "icmp", "echo", "--from", "192.0.2.0/24"]),
+        "icmp echo: now open only from 198.51.100.0/24 2001:db8::/64\n"
+    );
+    assert!(!ping(&rig, v4, 1).0, "192.0.2.0/24 removed");
+    assert!(ping(&rig, v6, 1).0, "2001:db8::/64 still there");
+    // The running policy saved says it, and loads back.
+    let saved = rig.ok(&["save"]);
+    assert!(
+        saved.contains(
+            "[icmp]\necho = true\necho_from = [\"198.51.100.0/24\", \"2001:db8::/64\"]\n"
+        ),
+        "{saved}"
+    );
+    let file = rig.file("saved.toml", &saved);
+    let checked = rig.ok(&["check", &path_str(&file)]);
+    assert!(checked.contains(": ok"), "{checked}");
+}
+
+#[test]
+fn icmp_echo_is_written_back_to_the_config_file() {
+    let (rig, file) = rig_with_file(
+        "echo.toml",
+        "# the web server\n[ports]\ntcp = [22, 80]  # ssh, web\nudp = [80]\n",
+    );
+    rig.ok(&["allow", "icmp", "echo"]);
+    assert_eq!(
+        read(&file),
+        "# the web server\n[ports]\ntcp = [22, 80]  # ssh, web\nudp = [80]\n\n[icmp]\necho = true\n"
+    );
+    rig.ok(&["allow", "icmp", "echo", "--from", "198.51.100.0/24"]);
+    assert_eq!(
+        read(&file),
+        "# the web server\n[ports]\ntcp = [22, 80]  # ssh, web\nudp = [80]\n\n[icmp]\necho = true\n",
+        "--from on echo open to everyone keeps it open to everyone"
+    );
+    rig.ok(&["deny", "icmp", "echo"]);
+    rig.ok(&["allow", "icmp", "echo", "--from", "198.51.100.0/24"]);
+    assert!(
+        read(&file).ends_with("[icmp]\necho = true\necho_from = [\"198.51.100.0/24\"]\n"),
+        "{}",
+        read(&file)
+    );
+    rig.ok(&["deny", "icmp", "echo"]);
+    assert!(
+        read(&file).ends_with("[icmp]\necho = false\n"),
+        "{}",
+        read(&file)
+    );
+    assert_eq!(config_state(&rig)["in_sync"], true);
+}
+
+/// Reported bug: `Policy::deny` left an empty port set behind, so closing
+/// a protocol's last port on a fw started from `fw save`'s file failed
+/// with "could not express the change".
+#[test]
+fn closing_the_last_port_of_a_protocol_is_written_back() {
+    let rig = rig_up(&[]);
+    let file = rig.tmp.path().join("seed.toml");
+    rig.ok(&["save", &path_str(&file)]);
+    rig.ok(&["down"]);
+    rig.up(&["--config", &path_str(&file)]);
+    assert_eq!(
+        rig.ok(&["deny", "udp", "80"]),
+        format!("closed udp 80\nwritten to {}\n", path_str(&file))
+    );
+    assert!(read(&file).contains("\nudp = []\n"), "{}", read(&file));
+    assert_eq!(config_state(&rig)["in_sync"], true);
+    rig.ok(&["deny", "tcp", "22", "80", "--force"]);
+    assert!(
+        read(&file).contains("\ntcp = []\nudp = []\n"),
+        "{}",
+        read(&file)
+    );
+    rig.ok(&["allow", "udp", "80"]);
+    assert!(read(&file).contains("\nudp = [80]\n"), "{}", read(&file));
+    assert_eq!(config_state(&rig)["in_sync"], true);
+}
+
+/// `setpriv` arguments for a process with uid 65534 holding CAP_BPF,
+/// CAP_NET_ADMIN and CAP_SYS_ADMIN as ambient capabilities.
+const CAPS_NOT_ROOT: &[&str] = &[
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=+bpf,+net_admin,+sys_admin",
+    "--ambient-caps=+bpf,+net_admin,+sys_admin",
+];
+
+#[test]
+fn ambient_capabilities_without_uid_0_are_told_fw_needs_uid_0() {
+    let rig = rig_up(&[]);
+    // The condition itself: such a process really holds the three.
+    let out = output_with_timeout(
+        command("setpriv").args(CAPS_NOT_ROOT).args([
+            "grep",
+            "-E",
+            "^(Uid|CapEff|CapAmb):",
+            "/proc/self/status",
+        ]),
+        Duration::from_secs(10),
+    )
+    .expect("setpriv runs");
+    let status = text(&out.stdout);
+    let bits = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("{key} in {status}"))
+    };
+    let want = (1u64 << 39) | (1 << 21) | (1 << 12); // CAP_BPF, CAP_SYS_ADMIN, CAP_NET_ADMIN
+    assert_eq!(bits("CapAmb:") & want, want, "{status}");
+    assert_eq!(bits("CapEff:") & want, want, "{status}");
+    assert!(status.contains("Uid:\t65534"), "{status}");
+    let ports = ports_json(&rig);
+    let veth = rig.veth().to_string();
+    for args in [
+        &["allow", "tcp", "9999", "--runtime"][..],
+        &["deny", "tcp", "80"],
+        &["allow", "icmp", "echo"],
+        &["up", &veth],
+        &["down"],
+        &["block", "203.0.113.7"],
+        &["save"],
+    ] {
+        let out = output_with_timeout(
+            &mut rig.command_as(CAPS_NOT_ROOT, args),
+            Duration::from_secs(30),
+        )
+        .expect("fw runs");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "fw {args:?}: {err}");
+        assert!(
+            err.contains("needs root (uid 0;") || err.contains("run as root"),
+            "fw {args:?} with capabilities but uid 65534: {err}"
+        );
+        assert!(
+            err.contains("uid 0") && err.lines().count() == 1,
+            "fw {args:?}: one line naming uid 0: {err}"
+        );
+        assert_eq!(ports_json(&rig), ports, "fw {args:?} changed nothing");
+    }
+    assert!(rig.status()["loaded"] == true, "still up");
+}
+
+#[test]
+fn stats_watch_into_a_pipe_prints_plain_tables() {
+    let rig = rig_up(&[]);
+    let mut cmd = rig.command(&["stats", "--watch", "0.2"]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (finished, out) = fw_testkit::kill_after(cmd, Duration::from_millis(1500));
+    assert!(!finished, "fw stats --watch runs until stopped");
+    let shown = text(&out.stdout);
+    assert!(
+        shown.matches("reason ").count() >= 3,
+        "several tables in 1.5 s at 0.2 s: {shown}"
+    );
+    assert!(
+        !shown.contains('\x1b'),
+        "no escape sequences (clear screen, cursor) into a pipe: {shown:?}"
+    );
+    assert!(
+        shown.contains("pkts/s"),
+        "rates after the first table: {shown}"
+    );
 }

@@ -103,6 +103,29 @@ fn run(pair: &Pair) -> Vec<(String, Answer)> {
     .expect("setns")
 }
 
+/// The two runs side by side: the report, and how many cases differ.
+fn compare(reference: &[(String, Answer)], fw: &[(String, Answer)]) -> (String, usize) {
+    let mut report = String::new();
+    let mut diffs = 0;
+    for ((case, want), (_, got)) in reference.iter().zip(fw) {
+        let mark = if want == got {
+            "  "
+        } else {
+            diffs += 1;
+            "!!"
+        };
+        report.push_str(&format!(
+            "{mark} {case:<32} iptables: {want:<14?} fw: {got:?}\n"
+        ));
+    }
+    println!("{report}");
+    (report, diffs)
+}
+
+fn answer(run: &[(String, Answer)], case: &str) -> Option<Answer> {
+    run.iter().find(|(n, _)| n == case).map(|(_, a)| a.clone())
+}
+
 #[test]
 fn seed_policy_matches_iptables() {
     require_root();
@@ -116,27 +139,9 @@ fn seed_policy_matches_iptables() {
         rig.ok(&["down"]);
         r
     };
-    let mut report = String::new();
-    let mut diffs = 0;
-    for ((case, want), (_, got)) in reference.iter().zip(&fw) {
-        let mark = if want == got {
-            "  "
-        } else {
-            diffs += 1;
-            "!!"
-        };
-        report.push_str(&format!(
-            "{mark} {case:<32} iptables: {want:<14?} fw: {got:?}\n"
-        ));
-    }
-    println!("{report}");
+    let (report, diffs) = compare(&reference, &fw);
     // Sanity: the reference must show the seed's shape, or the rig is broken.
-    let get = |c: &str| {
-        reference
-            .iter()
-            .find(|(n, _)| n == c)
-            .map(|(_, a)| a.clone())
-    };
+    let get = |c: &str| answer(&reference, c);
     assert_eq!(
         get("v4 Syn(22)"),
         Some(Answer::SynAck),
@@ -155,5 +160,66 @@ fn seed_policy_matches_iptables() {
     assert_eq!(
         diffs, 0,
         "fw and the seed iptables ruleset disagree:\n{report}"
+    );
+}
+
+/// `fw allow icmp echo` against the seed ruleset with its twin, an
+/// echo-request ACCEPT before the REJECT (v4 and v6): every case must
+/// still agree, the pings now answered.
+#[test]
+fn echo_allowed_matches_iptables_with_an_echo_rule() {
+    require_root();
+    let reference = {
+        let (rig, _s) = rig(false);
+        let srv = rig.pair.srv();
+        srv.sh(&[
+            "iptables",
+            "-I",
+            "INPUT",
+            "3",
+            "-p",
+            "icmp",
+            "--icmp-type",
+            "echo-request",
+            "-j",
+            "ACCEPT",
+        ]);
+        srv.sh(&[
+            "ip6tables",
+            "-I",
+            "INPUT",
+            "3",
+            "-p",
+            "ipv6-icmp",
+            "--icmpv6-type",
+            "echo-request",
+            "-j",
+            "ACCEPT",
+        ]);
+        run(&rig.pair)
+    };
+    let fw = {
+        let (rig, _s) = rig(true);
+        rig.ok(&["allow", "icmp", "echo", "--runtime"]);
+        let r = run(&rig.pair);
+        rig.ok(&["down"]);
+        r
+    };
+    let (report, diffs) = compare(&reference, &fw);
+    for case in ["v4 Echo", "v6 Echo"] {
+        assert_eq!(
+            answer(&reference, case),
+            Some(Answer::EchoReply),
+            "reference rig broken: {case}:\n{report}"
+        );
+    }
+    assert_eq!(
+        answer(&reference, "v4 Syn(8080)"),
+        Some(Answer::Icmp(3, 1)),
+        "reference rig broken:\n{report}"
+    );
+    assert_eq!(
+        diffs, 0,
+        "fw allow icmp echo and the ruleset with an echo rule disagree:\n{report}"
     );
 }

@@ -14,16 +14,16 @@ use common::{
     now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use fw_common::{
-    FlowKey, FlowValue, Reason, CT_F_OUTBOUND, CT_F_REPLIED, CT_F_SEEDED, CT_F_SYNACK,
+    FlowKey, FlowValue, Reason, CT_F_OUTBOUND, CT_F_REPLIED, CT_F_SEEDED, CT_F_SYNACK, CT_ICMP,
     CT_STAT_ENTRIES, CT_TCP_CLOSED, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
-    IPPROTO_TCP, IPPROTO_UDP,
+    IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
 use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
 use fw_user::{
     kernel::maps::CtTable,
     model::{
         config::Config,
-        policy::{parse_prefix, Policy, PortRange, Proto, RejectWith},
+        policy::{parse_prefix, Policy, PortRange, Proto, RejectWith, ECHO},
     },
 };
 
@@ -50,6 +50,7 @@ fn allowed_ports_pass_and_count_hits() {
             let pkt = match proto {
                 Proto::Tcp => Packet::tcp(fam, sport, port, SYN),
                 Proto::Udp => Packet::udp(fam, sport, port),
+                Proto::Icmp => Packet::echo_request(fam, sport),
             };
             let hits = fw.port_hits(proto, port);
             fw.expect(
@@ -2619,4 +2620,138 @@ fn a_flood_of_new_flows_evicts_only_unconfirmed_entries() {
         let after = fw.totals()[Reason::Established as usize].packets;
         assert_eq!((action, after - before), (XDP_PASS, 1), "{k:?}");
     }
+}
+
+/// The policy with ICMP echo open (to `from`, or everyone).
+fn with_echo(from: &[ipnet::IpNet]) -> Policy {
+    let mut p = Policy::seed();
+    p.allow(Proto::Icmp, PortRange::single(ECHO), from);
+    p
+}
+
+#[test]
+fn icmp_echo_allowed_passes_counts_and_follows_the_ping() {
+    let mut fw = Fw::seed();
+    for fam in Fam::ALL {
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} seed: echo rejected"),
+            &Packet::echo_request(fam, 0x5100),
+        );
+    }
+    assert_eq!(fw.port_hits(Proto::Icmp, ECHO), 0, "a reject is no hit");
+    fw.set_policy(with_echo(&[]));
+    for (i, fam) in Fam::ALL.into_iter().enumerate() {
+        let id = 0x5101 + i as u16;
+        let hits = fw.port_hits(Proto::Icmp, ECHO);
+        let req = Packet::echo_request(fam, id).frame();
+        fw.expect(&format!("{fam:?} echo"), &req, XDP_PASS, Reason::Port);
+        assert_eq!(
+            fw.port_hits(Proto::Icmp, ECHO),
+            hits + 1,
+            "{fam:?}: one new flow on icmp echo"
+        );
+        // The kernel's answer goes out through egress.
+        fw.egress(&Packet::echo_reply(fam, id).outbound().frame());
+        let proto = if fam == Fam::V4 {
+            IPPROTO_ICMP
+        } else {
+            IPPROTO_ICMPV6
+        };
+        let key = flow_key(fam, proto, id, 0);
+        let v = fw
+            .ct_entries()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("{fam:?}: the peer's ping is tracked"));
+        assert_eq!(
+            (v.state, v.flags & CT_F_OUTBOUND, v.flags & CT_F_REPLIED),
+            (CT_ICMP, 0, CT_F_REPLIED),
+            "{fam:?}: inbound echo flow, answered"
+        );
+        fw.expect(
+            &format!("{fam:?} the same ping's next request"),
+            &req,
+            XDP_PASS,
+            Reason::Established,
+        );
+        assert_eq!(
+            fw.port_hits(Proto::Icmp, ECHO),
+            hits + 1,
+            "{fam:?}: established, no new flow"
+        );
+        // A reply from the peer on its own ping's flow was never asked for.
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} unrequested echo reply"),
+            &Packet::echo_reply(fam, id),
+        );
+        // Echo replies to the host's own pings still pass as established.
+        fw.egress(&Packet::echo_request(fam, 0x5200).outbound().frame());
+        fw.expect(
+            &format!("{fam:?} reply to the host's ping"),
+            &Packet::echo_reply(fam, 0x5200).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        // Other informational types stay closed.
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} timestamp"),
+            &Packet::icmp(
+                fam,
+                if fam == Fam::V4 { 13 } else { 130 },
+                0,
+                [0; 4],
+                vec![0; 12],
+            ),
+        );
+    }
+    // Denied again: a new ping (another id) is rejected as before.
+    fw.set_policy(Policy::seed());
+    for fam in Fam::ALL {
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} denied again"),
+            &Packet::echo_request(fam, 0x5300),
+        );
+    }
+}
+
+#[test]
+fn icmp_echo_from_admits_only_its_sources() {
+    let v4 = parse_prefix("192.0.2.0/30").unwrap();
+    let v6 = parse_prefix("2001:db8::/126").unwrap();
+    let fw = Fw::load(Config {
+        policy: with_echo(&[v4, v6]),
+        ..Config::default()
+    });
+    for fam in Fam::ALL {
+        fw.expect(
+            &format!("{fam:?} echo from a listed source"),
+            &Packet::echo_request(fam, 0x6100).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        let outside: IpAddr = match fam {
+            Fam::V4 => Ipv4Addr::new(192, 0, 2, 9).into(),
+            Fam::V6 => "2001:db8::9".parse::<Ipv6Addr>().unwrap().into(),
+        };
+        expect_host_unreach(
+            &fw,
+            &format!("{fam:?} echo from elsewhere"),
+            &Packet::echo_request(fam, 0x6101).from(outside),
+        );
+    }
+    assert_eq!(fw.port_hits(Proto::Icmp, ECHO), 2);
+    // The other ports keep their own (unrestricted) entries.
+    fw.expect(
+        "tcp 22 from elsewhere",
+        &Packet::syn(Fam::V4, 22)
+            .from(Ipv4Addr::new(192, 0, 2, 9))
+            .frame(),
+        XDP_PASS,
+        Reason::Port,
+    );
 }

@@ -54,8 +54,8 @@ impl Layout {
     /// entry admits nobody: it counts as closed.
     pub fn policy(&self) -> Policy {
         let mut policy = Policy::default();
-        for proto in Proto::ALL {
-            for port in 1..=65535u16 {
+        for proto in Proto::EVERY {
+            for port in proto.port_numbers() {
                 let Some(&e) = self.ports.get((proto.map_base() + port as u32) as usize) else {
                     continue;
                 };
@@ -131,7 +131,7 @@ pub fn plan(cur: &Layout, new: &Policy) -> Result<Change> {
     let mut fresh = (1..=MAX_SOURCE_SETS as u16).filter(|id| !taken.contains(id));
     let mut change = Change::default();
     let mut target = vec![0u32; PORT_ENTRIES as usize];
-    for proto in Proto::ALL {
+    for proto in Proto::EVERY {
         for port in new.ports(proto) {
             if new.sources(proto, port).is_none() {
                 target[(proto.map_base() + port as u32) as usize] = port_entry(PORT_ALLOW, 0);

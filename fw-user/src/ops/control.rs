@@ -51,12 +51,7 @@ impl Change {
     pub fn render(&self, allow: bool) -> String {
         let p = self.proto;
         let mut out = String::new();
-        let list = |v: &[PortRange]| {
-            v.iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let list = |v: &[PortRange]| p.ranges_text(v);
         if !self.opened.is_empty() {
             let _ = writeln!(out, "opened {p} {}", list(&self.opened));
         }
@@ -64,6 +59,7 @@ impl Change {
             let _ = writeln!(out, "closed {p} {}", list(&self.closed));
         }
         for (r, src) in &self.sources {
+            let r = p.range_text(*r);
             match src {
                 Some(nets) => {
                     let _ = writeln!(out, "{p} {r}: now open only from {}", nets_list(nets));
@@ -232,9 +228,8 @@ pub fn deny(
         }
     };
     if !force {
-        let asked: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
         let sources: String = from.iter().map(|n| format!(" --from {n}")).collect();
-        let cmd = format!("fw deny {proto} {}{sources}", asked.join(" "));
+        let cmd = format!("fw deny {proto} {}{sources}", proto.ranges_text(ranges));
         guard::guard(&maps, &old, &new, guard::Refused::Deny(&cmd))?;
     }
     let saved = write(&maps, &old, &new, save, change)?;
@@ -266,22 +261,22 @@ fn groups(p: &Policy, proto: Proto) -> Vec<(Option<&BTreeSet<IpNet>>, Vec<PortRa
 /// udp: 80
 /// ```
 ///
-/// A protocol with no open port shows `(none)`.
+/// A protocol with no open port shows `(none)`; ICMP echo is `icmp: echo`.
 pub fn render_ports(p: &Policy) -> String {
     let mut out = String::new();
-    for proto in Proto::ALL {
+    for proto in Proto::EVERY {
         let g = groups(p, proto);
         if g.is_empty() {
             let _ = writeln!(out, "{proto}: (none)");
         }
         for (src, ranges) in g {
-            let list: Vec<String> = ranges.iter().map(|r| r.to_string()).collect();
+            let list = proto.ranges_text(&ranges);
             match src {
                 None => {
-                    let _ = writeln!(out, "{proto}: {}", list.join(" "));
+                    let _ = writeln!(out, "{proto}: {list}");
                 }
                 Some(nets) => {
-                    let _ = writeln!(out, "{proto}: {} from {}", list.join(" "), nets_list(nets));
+                    let _ = writeln!(out, "{proto}: {list} from {}", nets_list(nets));
                 }
             }
         }
@@ -295,16 +290,19 @@ pub fn render_ports(p: &Policy) -> String {
 ///
 /// ```json
 /// {"tcp": [{"lo": 22, "hi": 22}, {"lo": 443, "hi": 443, "from": ["198.51.100.0/24"]}],
-///  "udp": [{"lo": 80, "hi": 80}]}
+///  "udp": [{"lo": 80, "hi": 80}], "icmp": [{"type": "echo"}]}
 /// ```
 pub fn ports_json(p: &Policy) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
-    for proto in Proto::ALL {
+    for proto in Proto::EVERY {
         let list: Vec<serde_json::Value> = p
             .ranges(proto)
             .iter()
             .map(|(r, src)| {
-                let mut e = serde_json::json!({"lo": r.lo, "hi": r.hi});
+                let mut e = match proto {
+                    Proto::Icmp => serde_json::json!({"type": proto.range_text(*r)}),
+                    _ => serde_json::json!({"lo": r.lo, "hi": r.hi}),
+                };
                 if let Some(nets) = src {
                     e["from"] = nets.iter().map(|n| n.to_string()).collect();
                 }
@@ -394,11 +392,11 @@ mod tests {
         p.deny(Proto::Udp, r("80"));
         assert_eq!(
             render_ports(&p),
-            "tcp: 22 80 8000-8080\ntcp: 443 from 198.51.100.0/24\nudp: (none)\n"
+            "tcp: 22 80 8000-8080\ntcp: 443 from 198.51.100.0/24\nudp: (none)\nicmp: (none)\n"
         );
         assert_eq!(
             ports_json(&p).to_string(),
-            r#"{"tcp":[{"hi":22,"lo":22},{"hi":80,"lo":80},{"from":["198.51.100.0/24"],"hi":443,"lo":443},{"hi":8080,"lo":8000}],"udp":[]}"#
+            r#"{"icmp":[],"tcp":[{"hi":22,"lo":22},{"hi":80,"lo":80},{"from":["198.51.100.0/24"],"hi":443,"lo":443},{"hi":8080,"lo":8000}],"udp":[]}"#
         );
     }
 }

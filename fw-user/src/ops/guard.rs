@@ -108,6 +108,8 @@ pub fn check(maps: &FwMaps, old: &Policy, new: &Policy) -> Result<Vec<Hazard>> {
         let established = match proto {
             Proto::Tcp => v.state == CT_TCP_ESTABLISHED,
             Proto::Udp => v.state == CT_UDP && v.flags & CT_F_REPLIED != 0,
+            // Not a port: pings are not guarded (never reached: skipped above).
+            Proto::Icmp => false,
         };
         let peer = addr(&k.src, k.family);
         if live && established && lost(proto, k.dport, Some(peer)) {

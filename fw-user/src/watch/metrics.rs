@@ -172,7 +172,7 @@ impl Collector for FwCollector {
             MetricType::Counter,
         )?;
         for p in &snap.stats.ports {
-            let ports = p.range.to_string();
+            let ports = p.proto.range_text(p.range);
             let labels = [("proto", p.proto.name()), ("ports", ports.as_str())];
             ConstCounter::new(p.packets).encode(m.encode_family(&labels)?)?;
         }

@@ -41,13 +41,14 @@ pub struct PortHits {
 
 /// `{"proto", "ports": "LO-HI" (or "P"), "lo", "hi", "port" (= lo, the
 /// key of the per-port shape before ranges), "from" (only when restricted),
-/// "packets"}`.
+/// "packets"}`. ICMP echo is `{"proto": "icmp", "ports": "echo"}` with
+/// lo = hi = port = 8 (the IPv4 echo-request type).
 impl Serialize for PortHits {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct as _;
         let mut st = s.serialize_struct("PortHits", 7)?;
         st.serialize_field("proto", &self.proto)?;
-        st.serialize_field("ports", &self.range.to_string())?;
+        st.serialize_field("ports", &self.proto.range_text(self.range))?;
         st.serialize_field("lo", &self.range.lo)?;
         st.serialize_field("hi", &self.range.hi)?;
         st.serialize_field("port", &self.range.lo)?;
@@ -145,7 +146,7 @@ impl Stats {
         }
         let policy = maps.policy()?;
         let mut ports = Vec::new();
-        for proto in Proto::ALL {
+        for proto in Proto::EVERY {
             let ranges = policy.ranges(proto);
             let list: Vec<PortRange> = ranges.iter().map(|(r, _)| *r).collect();
             let hits = maps.port_hits_ranges(proto, &list)?;
@@ -240,7 +241,7 @@ impl Stats {
                     out,
                     "{:<6} {:>11} {:>8}",
                     p.proto.name(),
-                    p.range.to_string(),
+                    p.proto.range_text(p.range),
                     human(p.packets)
                 );
                 if let Some(from) = &p.from {

@@ -18,7 +18,11 @@ use crate::{
         rundir, running,
         xdp::mode_name,
     },
-    model::{names::name_from_bytes, policy::RejectWith, record::FileState},
+    model::{
+        names::name_from_bytes,
+        policy::{Proto, RejectWith},
+        record::FileState,
+    },
 };
 
 #[derive(Debug, Serialize)]
@@ -145,7 +149,7 @@ pub struct DefaultRule {
 /// One open port range of the running policy, as `fw ports` lists it.
 #[derive(Clone, Debug, Serialize)]
 pub struct PortRule {
-    pub proto: crate::model::policy::Proto,
+    pub proto: Proto,
     pub ports: String,
     pub lo: u16,
     pub hi: u16,
@@ -174,7 +178,7 @@ impl Rules {
             .iter()
             .map(|p| PortRule {
                 proto: p.proto,
-                ports: p.range.to_string(),
+                ports: p.proto.range_text(p.range),
                 lo: p.range.lo,
                 hi: p.range.hi,
                 from: p
@@ -185,9 +189,15 @@ impl Rules {
                 live_flows: flows
                     .iter()
                     .filter(|f| {
-                        f.proto == p.proto.name()
-                            && f.origin != "outbound"
-                            && (p.range.lo..=p.range.hi).contains(&f.local_port)
+                        f.origin != "outbound"
+                            && match p.proto {
+                                // Peers' pings, v4 and v6.
+                                Proto::Icmp => matches!(f.proto, "icmp" | "icmpv6"),
+                                _ => {
+                                    f.proto == p.proto.name()
+                                        && (p.range.lo..=p.range.hi).contains(&f.local_port)
+                                }
+                            }
                     })
                     .count(),
             })

@@ -211,7 +211,7 @@ impl Plan {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let (o, n) = (&self.old, &self.new);
-        for proto in Proto::ALL {
+        for proto in Proto::EVERY {
             let opened = collapse(
                 n.policy
                     .ports(proto)
@@ -226,12 +226,7 @@ impl Plan {
                 o.policy.is_open(proto, p)
                     && o.policy.sources(proto, p) != n.policy.sources(proto, p)
             }));
-            let list = |v: &[PortRange]| {
-                v.iter()
-                    .map(|r| r.to_string())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            };
+            let list = |v: &[PortRange]| proto.ranges_text(v);
             if !opened.is_empty() {
                 let _ = writeln!(out, "opened {proto} {}", list(&opened));
             }

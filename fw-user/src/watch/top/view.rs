@@ -144,7 +144,11 @@ fn draw_reasons(frame: &mut Frame, area: Rect, m: &TopModel) {
 fn draw_ports(frame: &mut Frame, area: Rect, m: &TopModel) {
     let rows = m.ports.iter().map(|p| {
         Row::new(vec![
-            Cell::from(format!("{}/{}", p.proto.name(), p.range)),
+            Cell::from(format!(
+                "{}/{}",
+                p.proto.name(),
+                p.proto.range_text(p.range)
+            )),
             Cell::from(Line::from(rate(p.per_sec)).right_aligned()),
             Cell::from(Line::from(human(p.total)).right_aligned()),
         ])
