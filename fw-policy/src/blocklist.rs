@@ -188,6 +188,45 @@ pub fn parse_set_file(text: &str, path: &Path) -> Result<BTreeSet<IpNet>> {
     Ok(out)
 }
 
+/// A set file's text (which loads as some set) edited to hold exactly
+/// `want`: comments, blank lines and the lines of prefixes still wanted
+/// stay as written, lines of prefixes no longer wanted go, new prefixes
+/// are appended one a line (as `add NAME PREFIX` in an `ipset save` file).
+pub fn edit_set_file(text: &str, want: &BTreeSet<IpNet>) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut have = BTreeSet::new();
+    let mut ipset: Option<String> = None;
+    for raw in text.lines() {
+        let line = raw.split(['#', ';']).next().unwrap_or_default().trim();
+        let mut words = line.split_whitespace();
+        let prefix = match words.next() {
+            None | Some("create") => None,
+            Some("add") => {
+                let name = words.next();
+                if ipset.is_none() {
+                    ipset = name.map(str::to_string);
+                }
+                words.next()
+            }
+            Some(p) => Some(p),
+        };
+        if let Some(net) = prefix.and_then(|p| parse_prefix(p).ok()) {
+            if !want.contains(&net) || !have.insert(net) {
+                continue;
+            }
+        }
+        out.push_str(raw);
+        out.push('\n');
+    }
+    for net in want.difference(&have) {
+        match &ipset {
+            Some(name) => out.push_str(&format!("add {name} {net}\n")),
+            None => out.push_str(&format!("{net}\n")),
+        }
+    }
+    out
+}
+
 /// Up to 10 prefixes, then how many more.
 pub fn listed(v: &[IpNet]) -> String {
     let mut s: Vec<String> = v.iter().take(10).map(|n| n.to_string()).collect();
@@ -260,6 +299,26 @@ pub fn without_set(old: &BlockValue, id: u32, now: u64) -> Option<BlockValue> {
     let bit = 1u32 << id;
     v.sets &= !bit;
     v.permanent &= !bit;
+    live(&v, now)
+}
+
+/// Entry `old` (of `net`; `None`: not in the trie) once exactly the sets in
+/// `mask` hold it without end (a config's sets replacing the running
+/// ones); timed bans stay as they are. `None`: no set holds it any more.
+pub fn with_permanent(
+    old: Option<&BlockValue>,
+    net: &IpNet,
+    mask: u32,
+    now: u64,
+) -> Option<BlockValue> {
+    let mut v = old.and_then(|o| live(o, now)).unwrap_or(BlockValue {
+        hits: old.map_or(0, |o| o.hits),
+        ..BlockValue::default()
+    });
+    let timed = v.sets & !v.permanent;
+    v.permanent = mask;
+    v.sets = timed | mask;
+    v.prefix_len = net.prefix_len() as u32;
     live(&v, now)
 }
 
@@ -361,6 +420,23 @@ mod tests {
             assert!(e.contains(needle), "{text:?}: {e}");
             assert!(e.ends_with("nothing was changed"), "{e}");
         }
+    }
+
+    #[test]
+    fn set_files_are_edited_in_place() {
+        let p = Path::new("list.txt");
+        let text = "# my list\n192.0.2.0/24 ; spam\n\n198.51.100.7\n";
+        let want: BTreeSet<IpNet> = ["198.51.100.7/32", "2001:db8::/32"].map(net).into();
+        let out = edit_set_file(text, &want);
+        assert_eq!(out, "# my list\n\n198.51.100.7\n2001:db8::/32\n");
+        assert_eq!(parse_set_file(&out, p).unwrap(), want);
+        let ipset = "create bad hash:net\nadd bad 192.0.2.0/24\n";
+        let out = edit_set_file(ipset, &want);
+        assert_eq!(
+            out,
+            "create bad hash:net\nadd bad 198.51.100.7/32\nadd bad 2001:db8::/32\n"
+        );
+        assert_eq!(parse_set_file(&out, p).unwrap(), want);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The TOML config, validated into one struct. The default is the seed policy.
-use std::path::Path;
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -36,6 +40,34 @@ pub struct Config {
     pub block_with: RejectWith,
     /// Size of each blocklist trie, per family (`[capacity] block_prefixes`).
     pub block_prefixes: u32,
+    /// `[[block.sets]]`: the block sets and their prefixes without end,
+    /// sorted by name (timed bans are not part of the config).
+    pub block_sets: Vec<BlockSet>,
+}
+
+/// One `[[block.sets]]` entry: a block set and the prefixes it holds
+/// without end, written in the config (`prefixes = [...]`) or in a set
+/// file the config names (`file = "..."`, one prefix a line, the formats
+/// `fw block --file` reads), which scales to a million prefixes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSet {
+    pub name: String,
+    /// The set file, as the config names it (relative: to the config's
+    /// directory); `None`: the prefixes are in the config.
+    pub file: Option<PathBuf>,
+    /// The prefixes (of the set file, once [`Config::load_set_files`] read it).
+    pub prefixes: BTreeSet<IpNet>,
+}
+
+impl BlockSet {
+    /// The set file's path, relative ones taken from `config`'s directory.
+    pub fn file_path(&self, config: &Path) -> Option<PathBuf> {
+        let f = self.file.as_ref()?;
+        Some(match config.parent() {
+            Some(dir) if f.is_relative() => dir.join(f),
+            _ => f.clone(),
+        })
+    }
 }
 
 impl Default for Config {
@@ -55,6 +87,7 @@ impl Default for Config {
             dhcp_client: true,
             block_with: RejectWith::Drop,
             block_prefixes: fw_common::BLOCK_DEFAULT_ENTRIES,
+            block_sets: Vec::new(),
         }
     }
 }
@@ -142,6 +175,16 @@ struct Capacity {
 #[serde(deny_unknown_fields)]
 struct Block {
     with: Option<RejectWith>,
+    #[serde(default)]
+    sets: Vec<Spanned<BlockSetSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockSetSpec {
+    name: Spanned<String>,
+    prefixes: Option<Vec<Spanned<String>>>,
+    file: Option<Spanned<String>>,
 }
 
 /// Bounds of `[capacity] source_prefixes`.
@@ -372,6 +415,71 @@ impl Config {
         if let Some(w) = file.block.as_ref().and_then(|b| b.with) {
             cfg.block_with = w;
         }
+        for (i, set) in file.block.iter().flat_map(|b| &b.sets).enumerate() {
+            let entry = |key: &str| format!("block.sets[{i}].{key}");
+            let s = set.get_ref();
+            let name = s.name.get_ref();
+            crate::blocklist::check_set_name(name)
+                .map_err(|e| at(s.name.span(), entry("name"), e))?;
+            if cfg.block_sets.iter().any(|b| &b.name == name) {
+                return Err(at(
+                    s.name.span(),
+                    entry("name"),
+                    Error::invalid(
+                        "set name",
+                        name,
+                        "another [[block.sets]] entry has that name: give each set one entry",
+                    ),
+                ));
+            }
+            let mut b = BlockSet {
+                name: name.clone(),
+                file: None,
+                prefixes: BTreeSet::new(),
+            };
+            match (&s.prefixes, &s.file) {
+                (Some(_), Some(f)) => {
+                    return Err(at(
+                        f.span(),
+                        entry("file"),
+                        Error::invalid(
+                            "set",
+                            name,
+                            "give its prefixes either in the config (`prefixes = [...]`) or in                              a set file (`file = \"...\"`), not both",
+                        ),
+                    ))
+                }
+                (_, Some(f)) => {
+                    if f.get_ref().trim().is_empty() {
+                        return Err(at(
+                            f.span(),
+                            entry("file"),
+                            Error::invalid("set file", "", "name the file of the set's prefixes"),
+                        ));
+                    }
+                    b.file = Some(PathBuf::from(f.get_ref()));
+                }
+                (p, None) => {
+                    for (j, net) in p.iter().flatten().enumerate() {
+                        let n = parse_prefix(net.get_ref())
+                            .map_err(|e| at(net.span(), entry(&format!("prefixes[{j}]")), e))?;
+                        b.prefixes.insert(n);
+                    }
+                }
+            }
+            // An empty set in the config says nothing: the kernel has no such set.
+            if b.file.is_some() || !b.prefixes.is_empty() {
+                cfg.block_sets.push(b);
+            }
+        }
+        if cfg.block_sets.len() > fw_common::BLOCK_MAX_SETS as usize {
+            return Err(bad(format!(
+                "the config names {} block sets, more than the {} fw can tell apart: merge some",
+                cfg.block_sets.len(),
+                fw_common::BLOCK_MAX_SETS
+            )));
+        }
+        cfg.block_sets.sort_by(|a, b| a.name.cmp(&b.name));
         let needed = cfg.policy.source_entries();
         if needed > cfg.source_prefixes as usize {
             return Err(bad(format!(
@@ -397,10 +505,106 @@ impl Config {
         Ok(cfg)
     }
 
+    /// Reads and parses a config file and the set files it names.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-        Config::from_toml(&text, path)
+        let mut cfg = Config::from_toml(&text, path)?;
+        cfg.load_set_files(path)?;
+        Ok(cfg)
+    }
+
+    /// Reads the set files the config (from file `origin`) names into
+    /// their sets. A bad line is an error naming the set file and line.
+    pub fn load_set_files(&mut self, origin: &Path) -> Result<()> {
+        for set in &mut self.block_sets {
+            let Some(path) = set.file_path(origin) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                Error::io(
+                    format!(
+                        "reading {}, the set file of block set `{}` in {}",
+                        path.display(),
+                        set.name,
+                        origin.display()
+                    ),
+                    e,
+                )
+            })?;
+            set.prefixes = crate::blocklist::parse_set_file(&text, &path)?;
+        }
+        Ok(())
+    }
+
+    /// The config with the prefixes of file-backed sets left out: what
+    /// the config file's text itself says.
+    pub fn without_set_contents(&self) -> Config {
+        let mut c = self.clone();
+        for s in &mut c.block_sets {
+            if s.file.is_some() {
+                s.prefixes.clear();
+            }
+        }
+        c
+    }
+
+    /// The block set named `name`, if the config has it.
+    pub fn block_set(&self, name: &str) -> Option<&BlockSet> {
+        self.block_sets.iter().find(|s| s.name == name)
+    }
+
+    /// Set `name` holds `nets` without end too (made when new, prefixes
+    /// in the config).
+    pub fn block_add(&mut self, name: &str, nets: &[IpNet]) {
+        if nets.is_empty() {
+            return;
+        }
+        let set = match self.block_sets.iter().position(|s| s.name == name) {
+            Some(i) => &mut self.block_sets[i],
+            None => {
+                self.block_sets.push(BlockSet {
+                    name: name.to_string(),
+                    file: None,
+                    prefixes: BTreeSet::new(),
+                });
+                self.block_sets.sort_by(|a, b| a.name.cmp(&b.name));
+                let i = self
+                    .block_sets
+                    .iter()
+                    .position(|s| s.name == name)
+                    .unwrap_or_default();
+                &mut self.block_sets[i]
+            }
+        };
+        set.prefixes.extend(nets.iter().copied());
+    }
+
+    /// Set `name` (every set: `None`) no longer holds `nets`; an inline
+    /// set left empty goes.
+    pub fn block_remove(&mut self, name: Option<&str>, nets: &[IpNet]) {
+        for s in &mut self.block_sets {
+            if name.is_none_or(|n| n == s.name) {
+                for n in nets {
+                    s.prefixes.remove(n);
+                }
+            }
+        }
+        self.block_sets
+            .retain(|s| s.file.is_some() || !s.prefixes.is_empty());
+    }
+
+    /// Set `name` holds exactly `nets`, from set file `file` (absolute).
+    pub fn block_replace(&mut self, name: &str, file: Option<PathBuf>, nets: BTreeSet<IpNet>) {
+        self.block_sets.retain(|s| s.name != name);
+        if file.is_some() || !nets.is_empty() {
+            self.block_sets.push(BlockSet {
+                name: name.to_string(),
+                file,
+                prefixes: nets,
+            });
+            self.block_sets.sort_by(|a, b| a.name.cmp(&b.name));
+        }
     }
 
     /// The config as TOML that [`Config::from_toml`] reads back unchanged.
@@ -459,6 +663,21 @@ impl Config {
         );
         let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
         let _ = writeln!(out, "\n[block]\nwith = \"{}\"", self.block_with.name());
+        for set in &self.block_sets {
+            let _ = writeln!(out, "\n[[block.sets]]\nname = {}", q(&set.name));
+            match &set.file {
+                Some(f) => {
+                    let _ = writeln!(out, "file = {}", q(&f.to_string_lossy()));
+                }
+                None => {
+                    let _ = writeln!(out, "prefixes = [");
+                    for n in &set.prefixes {
+                        let _ = writeln!(out, "    {},", q(&n.to_string()));
+                    }
+                    let _ = writeln!(out, "]");
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "\n[capacity]\nsource_prefixes = {}\nblock_prefixes = {}",

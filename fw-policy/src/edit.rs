@@ -22,7 +22,16 @@ pub fn edit_text(text: &str, from: &Config, to: &Config, origin: &Path) -> Resul
             reason: e.to_string(),
         })
     };
-    let loads_as_to = |t: &str| Config::from_toml(t, origin).ok().as_ref() == Some(to);
+    // Set files are written on their own: the text says which file, not
+    // what it holds.
+    let to_text = to.without_set_contents();
+    let loads_as_to = |t: &str| {
+        Config::from_toml(t, origin)
+            .ok()
+            .map(|c| c.without_set_contents())
+            .as_ref()
+            == Some(&to_text)
+    };
     let mut doc = parse()?;
     edit_doc(&mut doc, from, to, false);
     let out = doc.to_string();
@@ -108,6 +117,87 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
     if from.dhcp_client != to.dhcp_client {
         let t = sub_table(root, "dhcp");
         set_value(t, "client", Value::from(to.dhcp_client));
+    }
+    if from.without_set_contents().block_sets != to.without_set_contents().block_sets {
+        edit_block_sets(root, to);
+    }
+}
+
+/// Edits `[[block.sets]]` to say `to`'s sets: an entry of a set `to` keeps
+/// is edited in place (prefixes still held stay as written), the others
+/// go, new sets are appended.
+fn edit_block_sets(root: &mut Table, to: &Config) {
+    let block = sub_table(root, "block");
+    if block
+        .get("sets")
+        .and_then(Item::as_array_of_tables)
+        .is_none()
+    {
+        block.remove("sets");
+        if to.block_sets.is_empty() {
+            return;
+        }
+        block.insert("sets", Item::ArrayOfTables(ArrayOfTables::new()));
+    }
+    let Some(arr) = block.get_mut("sets").and_then(Item::as_array_of_tables_mut) else {
+        return;
+    };
+    arr.retain(|t| {
+        t.get("name")
+            .and_then(Item::as_str)
+            .is_some_and(|n| to.block_set(n).is_some())
+    });
+    for set in &to.block_sets {
+        let found = arr
+            .iter_mut()
+            .find(|t| t.get("name").and_then(Item::as_str) == Some(set.name.as_str()));
+        let t = match found {
+            Some(t) => t,
+            None => {
+                let mut t = Table::new();
+                t.insert("name", toml_edit::value(set.name.as_str()));
+                arr.push(t);
+                arr.iter_mut().last().expect("pushed above")
+            }
+        };
+        match &set.file {
+            Some(f) => {
+                t.remove("prefixes");
+                let f = f.to_string_lossy();
+                if t.get("file").and_then(Item::as_str) != Some(&*f) {
+                    set_value(t, "file", Value::from(f.as_ref()));
+                }
+            }
+            None => {
+                t.remove("file");
+                if t.get("prefixes").and_then(Item::as_array).is_none() {
+                    set_value(t, "prefixes", Value::Array(Array::new()));
+                }
+                let Some(a) = t
+                    .get_mut("prefixes")
+                    .and_then(Item::as_value_mut)
+                    .and_then(Value::as_array_mut)
+                else {
+                    continue;
+                };
+                retain_formatted(a, |v| {
+                    v.as_str()
+                        .and_then(|s| parse_prefix(s).ok())
+                        .is_some_and(|n| set.prefixes.contains(&n))
+                });
+                let listed: BTreeSet<IpNet> = a
+                    .iter()
+                    .filter_map(|v| parse_prefix(v.as_str()?).ok())
+                    .collect();
+                for n in set.prefixes.difference(&listed) {
+                    let at = a.len();
+                    insert_like(a, at, Value::from(n.to_string()));
+                }
+            }
+        }
+    }
+    if arr.is_empty() {
+        block.remove("sets");
     }
 }
 

@@ -38,7 +38,8 @@ impl Source {
     pub fn read(path: &Path) -> Result<Source> {
         let text = fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
-        let config = Config::from_toml(&text, path)?;
+        let mut config = Config::from_toml(&text, path)?;
+        config.load_set_files(path)?;
         Ok(Source {
             path: path.to_path_buf(),
             text,
@@ -267,6 +268,40 @@ pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
             "block_prefixes {}, {what} says {} (from the next load on)",
             running.block_prefixes, file.block_prefixes
         ));
+    }
+    out.extend(block_set_differences(file, running, what));
+    out
+}
+
+/// The block sets of `file` and `running` compared (prefixes without end;
+/// timed bans are no part of a config), in words.
+pub fn block_set_differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut names: Vec<&str> = file
+        .block_sets
+        .iter()
+        .chain(&running.block_sets)
+        .map(|s| s.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let empty = std::collections::BTreeSet::new();
+    for name in names {
+        let f = file.block_set(name).map_or(&empty, |s| &s.prefixes);
+        let r = running.block_set(name).map_or(&empty, |s| &s.prefixes);
+        if f == r {
+            continue;
+        }
+        let more = r.difference(f).count();
+        let fewer = f.difference(r).count();
+        let mut parts = Vec::new();
+        if more > 0 {
+            parts.push(format!("{more} prefix(es) {what} does not have"));
+        }
+        if fewer > 0 {
+            parts.push(format!("{fewer} fewer than {what} says"));
+        }
+        out.push(format!("block set {name} holds {}", parts.join(" and ")));
     }
     out
 }

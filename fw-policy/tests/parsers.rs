@@ -330,6 +330,7 @@ fn config() -> impl Strategy<Value = Config> {
                     dhcp_client,
                     block_with,
                     block_prefixes,
+                    block_sets: Vec::new(),
                 }
             },
         )

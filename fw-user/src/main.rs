@@ -334,6 +334,10 @@ enum Cmd {
         /// running this command: it would drop at once.
         #[arg(long)]
         force: bool,
+        /// Change the running blocklist only: not written to the config file
+        /// (bans with --for are never written there).
+        #[arg(long)]
+        runtime: bool,
         #[command(flatten)]
         wait: Wait,
     },
@@ -351,6 +355,9 @@ enum Cmd {
         /// Every prefix of the set given with --set.
         #[arg(long, requires = "set", conflicts_with = "prefixes")]
         all: bool,
+        /// Change the running blocklist only: not written to the config file.
+        #[arg(long)]
+        runtime: bool,
         #[command(flatten)]
         wait: Wait,
     },
@@ -816,6 +823,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             set,
             file,
             force,
+            runtime,
             wait: _,
         } => {
             require_root("fw block")?;
@@ -831,7 +839,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         anyhow::anyhow!("reading the set file {}: {e}", file.display())
                     })?;
                     let nets = blocklist::parse_set_file(&text, &file)?;
-                    block::replace_set(&pins, &set, &nets, force, &file)?
+                    block::replace_set(&pins, &set, &nets, force, &file, save_mode(runtime))?
                 }
                 None => {
                     let nets = prefixes
@@ -843,29 +851,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         .map(blocklist::parse_duration)
                         .transpose()?;
                     let set = set.as_deref().unwrap_or(DEFAULT_SET);
-                    block::block(&pins, &nets, set, until, force)?
+                    block::block(&pins, &nets, set, until, force, save_mode(runtime))?
                 }
             };
             out!("{}", r.render());
+            if let Some(s) = &r.saved {
+                saved_note(s, r.changed())?;
+            }
         }
         Cmd::Unblock {
             prefixes,
             set,
             all,
+            runtime,
             wait: _,
         } => {
             require_root("fw unblock")?;
             let r = match (all, set.as_deref()) {
-                (true, Some(set)) => block::unblock_all(&pins, set)?,
+                (true, Some(set)) => block::unblock_all(&pins, set, save_mode(runtime))?,
                 _ => {
                     let nets = prefixes
                         .iter()
                         .map(|s| parse_prefix(s))
                         .collect::<Result<Vec<_>, _>>()?;
-                    block::unblock(&pins, &nets, set.as_deref())?
+                    block::unblock(&pins, &nets, set.as_deref(), save_mode(runtime))?
                 }
             };
             out!("{}", r.render());
+            if let Some(s) = &r.saved {
+                saved_note(s, r.changed())?;
+            }
         }
         Cmd::Blocks { json, set } => {
             let rows = blocks::list(&FwMaps::open(&pins)?, set.as_deref())?;

@@ -25,6 +25,7 @@ use fw_user::{
 use ipnet::IpNet;
 
 const SEC: u64 = 1_000_000_000;
+const RT: fw_user::ops::persist::Save = fw_user::ops::persist::Save::Runtime;
 
 fn net(s: &str) -> IpNet {
     parse_prefix(s).unwrap()
@@ -32,7 +33,7 @@ fn net(s: &str) -> IpNet {
 
 fn ban(fw: &Fw, nets: &[&str], set: &str, until: Option<Duration>) -> block::BlockReport {
     let nets: Vec<IpNet> = nets.iter().map(|s| net(s)).collect();
-    block::block(fw.maps.pins(), &nets, set, until, true)
+    block::block(fw.maps.pins(), &nets, set, until, true, RT)
         .unwrap_or_else(|e| panic!("fw block {nets:?}: {e}"))
 }
 
@@ -142,7 +143,7 @@ fn longest_prefix_wins_and_an_expired_one_counts_as_absent() {
             "{fam:?}: past the expired entry, the range takes the hit"
         );
         // The range goes: the expired host entry alone blocks nothing.
-        let r = block::unblock(fw.maps.pins(), &[net(&range)], None).unwrap();
+        let r = block::unblock(fw.maps.pins(), &[net(&range)], None, RT).unwrap();
         assert_eq!(r.unblocked.len(), 1, "{}", r.render());
         fw.expect(
             &format!("{fam:?} only the expired ban left"),
@@ -160,7 +161,7 @@ fn longest_prefix_wins_and_an_expired_one_counts_as_absent() {
             .unwrap()
             .iter()
             .all(|r| r.prefix != host));
-        let r = block::unblock(fw.maps.pins(), &[n], Some("fail2ban")).unwrap();
+        let r = block::unblock(fw.maps.pins(), &[n], Some("fail2ban"), RT).unwrap();
         assert_eq!(r.not_blocked, [n], "{}", r.render());
         fw.maps.block_remove(v6, &[n]).unwrap();
     }
@@ -216,7 +217,7 @@ fn a_block_comes_before_established_flows_and_fragments() {
             Reason::Blocked,
         );
         // The flow is still tracked: unblocked, it goes on.
-        block::unblock(fw.maps.pins(), &[net(&host)], None).unwrap();
+        block::unblock(fw.maps.pins(), &[net(&host)], None, RT).unwrap();
         fw.expect(
             &format!("{fam:?} established again"),
             &ack,
@@ -311,7 +312,7 @@ fn a_later_block_sets_a_new_end_and_sets_share_a_prefix() {
     assert_eq!(rows[0].sets, ["a", "b"]);
     assert_eq!(rows[0].expires_in_secs, None);
     // b lets go: a's timed ban is back, with its end.
-    block::unblock(fw.maps.pins(), &[n], Some("b")).unwrap();
+    block::unblock(fw.maps.pins(), &[n], Some("b"), RT).unwrap();
     let left = blocks::list(&fw.maps, None).unwrap()[0]
         .expires_in_secs
         .unwrap();
@@ -331,7 +332,7 @@ fn a_later_block_sets_a_new_end_and_sets_share_a_prefix() {
         "{e}"
     );
     // An address inside a blocked prefix is not an entry of its own.
-    let r = block::unblock(fw.maps.pins(), &[net("198.51.100.7")], None).unwrap();
+    let r = block::unblock(fw.maps.pins(), &[net("198.51.100.7")], None, RT).unwrap();
     assert_eq!(r.covered.len(), 1, "{}", r.render());
     assert!(
         r.render().contains("inside 198.51.100.0/24 (set a)"),
@@ -346,11 +347,11 @@ fn bad_input_changes_nothing() {
     ban(&fw, &["198.51.100.0/24"], "keep", None);
     let before = blocks::list(&fw.maps, None).unwrap();
     let pins = fw.maps.pins();
-    let e = block::block(pins, &[net("192.0.2.9")], "bad name", None, true).unwrap_err();
+    let e = block::block(pins, &[net("192.0.2.9")], "bad name", None, true, RT).unwrap_err();
     assert!(e.to_string().contains("invalid set name `bad name`"), "{e}");
-    let e = block::unblock(pins, &[net("198.51.100.0/24")], Some("ghost")).unwrap_err();
+    let e = block::unblock(pins, &[net("198.51.100.0/24")], Some("ghost"), RT).unwrap_err();
     assert!(e.to_string().contains("no block set named `ghost`"), "{e}");
-    let e = block::unblock_all(pins, "ghost").unwrap_err();
+    let e = block::unblock_all(pins, "ghost", RT).unwrap_err();
     assert!(e.to_string().contains("no block set named `ghost`"), "{e}");
     for bad in [
         "198.51.100.1/24",
@@ -374,9 +375,16 @@ fn a_set_past_the_tries_size_is_refused_whole() {
     ban(&fw, &["192.0.2.0/28"], "keep", None);
     let list: std::collections::BTreeSet<IpNet> =
         (0..16).map(|i| net(&format!("198.51.100.{i}"))).collect();
-    let e = block::replace_set(pins, "big", &list, true, std::path::Path::new("big.txt"))
-        .unwrap_err()
-        .to_string();
+    let e = block::replace_set(
+        pins,
+        "big",
+        &list,
+        true,
+        std::path::Path::new("big.txt"),
+        RT,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("room for 16 IPv4 prefixes") && e.contains("holds 1"),
         "{e}"
@@ -389,7 +397,7 @@ fn a_set_past_the_tries_size_is_refused_whole() {
     );
     // Single bans past the size: the kernel refuses, the plan is undone.
     let many: Vec<IpNet> = (0..16).map(|i| net(&format!("203.0.113.{i}"))).collect();
-    let e = block::block(pins, &many, "big", None, true)
+    let e = block::block(pins, &many, "big", None, true, RT)
         .unwrap_err()
         .to_string();
     assert!(e.contains("is full"), "{e}");
@@ -397,7 +405,7 @@ fn a_set_past_the_tries_size_is_refused_whole() {
     // v6 has its own room.
     let v6: std::collections::BTreeSet<IpNet> =
         (0..15).map(|i| net(&format!("2001:db8::{i:x}"))).collect();
-    block::replace_set(pins, "v6", &v6, true, std::path::Path::new("v6.txt")).unwrap();
+    block::replace_set(pins, "v6", &v6, true, std::path::Path::new("v6.txt"), RT).unwrap();
     assert_eq!(blocks::list(&fw.maps, Some("v6")).unwrap().len(), 15);
 }
 
@@ -414,6 +422,7 @@ fn replacing_a_set_keeps_what_stays_and_drops_what_goes() {
         &set(&["192.0.2.0/25", "198.51.100.0/24", "2001:db8:1::/48"]),
         true,
         p,
+        RT,
     )
     .unwrap();
     assert_eq!(r.added.len(), 3);
@@ -431,6 +440,7 @@ fn replacing_a_set_keeps_what_stays_and_drops_what_goes() {
         &set(&["192.0.2.0/25", "2001:db8:2::/48"]),
         true,
         p,
+        RT,
     )
     .unwrap();
     assert_eq!(r.added, [net("2001:db8:2::/48")], "{}", r.render());
@@ -455,10 +465,10 @@ fn replacing_a_set_keeps_what_stays_and_drops_what_goes() {
         ]
     );
     // Emptied, the set is gone.
-    let r = block::replace_set(pins, "list", &set(&[]), true, p).unwrap();
+    let r = block::replace_set(pins, "list", &set(&[]), true, p, RT).unwrap();
     assert_eq!(r.removed.len(), 2);
     assert!(blocks::list(&fw.maps, Some("list")).is_err());
-    let r = block::unblock_all(pins, "manual").unwrap();
+    let r = block::unblock_all(pins, "manual", RT).unwrap();
     assert_eq!(r.emptied, Some(("manual".into(), 1)));
     assert!(blocks::list(&fw.maps, None).unwrap().is_empty());
     assert!(fw.maps.block_entries(false).unwrap().is_empty());
@@ -703,4 +713,191 @@ fn cli_bad_input_is_refused_with_nothing_changed() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The blocks of `rig` as (prefix, sets) pairs, timed ones marked.
+fn block_rows(rig: &fw_testkit::Rig) -> Vec<(String, String, bool)> {
+    let rows = rig.json(&["blocks", "--json"]);
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["prefix"].as_str().unwrap().to_string(),
+                r["sets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.as_str().unwrap())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                !r["expires_in_secs"].is_null(),
+            )
+        })
+        .collect()
+}
+
+fn row(p: &str, sets: &str, timed: bool) -> (String, String, bool) {
+    (p.to_string(), sets.to_string(), timed)
+}
+
+const SETS_CONFIG: &str = r#"# my policy
+[ports]
+tcp = [22, 80]
+udp = [80]
+[block]
+with = "drop"
+[[block.sets]]
+name = "manual"   # by hand
+prefixes = ["203.0.113.7"]
+[[block.sets]]
+name = "drop"
+file = "drop.txt"
+"#;
+
+#[test]
+fn sets_persist_across_down_and_up_and_changes_are_written_back() {
+    let rig = fw_testkit::Rig::new("fwbp");
+    let drop = rig.file(
+        "drop.txt",
+        "; a DROP list\n192.0.2.0/28 ; SBL1\n2001:db8:bad::/48\n",
+    );
+    let cfg = rig.file("fw.toml", SETS_CONFIG);
+    let c = cfg.display().to_string();
+    rig.up(&["--config", &c]);
+    let loaded = vec![
+        row("192.0.2.0/28", "drop", false),
+        row("203.0.113.7/32", "manual", false),
+        row("2001:db8:bad::/48", "drop", false),
+    ];
+    assert_eq!(block_rows(&rig), loaded);
+    // Written back: a ban without end into the config's list or the set
+    // file, a timed ban nowhere, an unblock out of it.
+    let out = rig.ok(&["block", "198.51.100.9", "--set", "manual"]);
+    assert!(out.contains(&format!("written to {c}")), "{out}");
+    let out = rig.ok(&["block", "198.51.100.10", "--set", "drop"]);
+    assert!(
+        out.contains(&format!("written to {}", drop.display())),
+        "{out}"
+    );
+    let out = rig.ok(&["block", "198.51.100.11", "--for", "1h", "--set", "fail2ban"]);
+    assert!(!out.contains("written"), "{out}");
+    let out = rig.ok(&["unblock", "203.0.113.7"]);
+    assert!(out.contains(&format!("written to {c}")), "{out}");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("# my policy") && text.contains("name = \"manual\"   # by hand"),
+        "{text}"
+    );
+    assert!(
+        text.contains("198.51.100.9")
+            && !text.contains("203.0.113.7")
+            && !text.contains("fail2ban"),
+        "{text}"
+    );
+    let list = std::fs::read_to_string(&drop).unwrap();
+    assert_eq!(
+        list,
+        "; a DROP list\n192.0.2.0/28 ; SBL1\n2001:db8:bad::/48\n198.51.100.10/32\n"
+    );
+    // --runtime changes the kernel only.
+    rig.ok(&["block", "198.51.100.12", "--set", "manual", "--runtime"]);
+    assert!(!std::fs::read_to_string(&cfg)
+        .unwrap()
+        .contains("198.51.100.12"));
+    let status = rig.status_text();
+    assert!(
+        status.contains("block set manual holds 1 prefix(es) the file does not have"),
+        "{status}"
+    );
+    rig.ok(&["unblock", "198.51.100.12", "--runtime"]);
+    assert!(rig.status_text().contains("the running policy matches it"));
+    let before = block_rows(&rig);
+    assert_eq!(
+        before,
+        vec![
+            row("192.0.2.0/28", "drop", false),
+            row("198.51.100.9/32", "manual", false),
+            row("198.51.100.10/32", "drop", false),
+            row("198.51.100.11/32", "fail2ban", true),
+            row("2001:db8:bad::/48", "drop", false),
+        ]
+    );
+    // `fw save` prints the sets as the config names them.
+    let saved = rig.ok(&["save"]);
+    assert!(
+        saved.contains("name = \"drop\"\nfile = \"drop.txt\""),
+        "{saved}"
+    );
+    assert!(saved.contains("\"198.51.100.9/32\""), "{saved}");
+    // Down and up again: the sets are back, the timed ban is not (fail2ban
+    // bans again from its own database).
+    rig.ok(&["down"]);
+    rig.up(&["--config", &c]);
+    let mut after = before.clone();
+    after.retain(|r| !r.2);
+    assert_eq!(block_rows(&rig), after);
+    // `fw check` judges the sets as an apply would.
+    let out = rig.ok(&["check", &c]);
+    assert!(out.contains("no change"), "{out}");
+}
+
+#[test]
+fn apply_replaces_the_sets_all_or_nothing() {
+    let rig = fw_testkit::Rig::new("fwba");
+    rig.file("drop.txt", "192.0.2.0/28\n2001:db8:bad::/48\n");
+    let cfg = rig.file("fw.toml", SETS_CONFIG);
+    let c = cfg.display().to_string();
+    rig.up(&["--config", &c]);
+    rig.ok(&["block", "198.51.100.11", "--for", "1h", "--set", "fail2ban"]);
+    let before = block_rows(&rig);
+    // A bad line in a set file: refused naming the file and line, nothing changed.
+    let bad_list = rig.file("bad.txt", "198.51.100.0/24\n\n198.51.100.300\n");
+    let bad = rig.file(
+        "bad.toml",
+        &SETS_CONFIG.replace("drop.txt", &bad_list.display().to_string()),
+    );
+    let b = bad.display().to_string();
+    for cmd in ["apply", "check"] {
+        let err = rig.refused(&[cmd, &b], 1, &format!("{}:3: ", bad_list.display()));
+        assert!(err.contains("198.51.100.300"), "{err}");
+        assert_eq!(block_rows(&rig), before, "{cmd}");
+    }
+    // A set past the tries' room: refused whole.
+    let big: String = (0..40u32)
+        .map(|i| format!("10.{}.{}.0/24\n", i / 200, i % 200))
+        .collect();
+    rig.file("big.txt", &big);
+    let small = rig.file(
+        "small.toml",
+        &(SETS_CONFIG.replace("drop.txt", "big.txt") + "[capacity]\nblock_prefixes = 16\n"),
+    );
+    rig.ok(&["down"]);
+    rig.refused(
+        &["up", rig.veth(), "--config", &small.display().to_string()],
+        1,
+        "room for 16",
+    );
+    rig.up(&["--config", &c]);
+    rig.ok(&["block", "198.51.100.11", "--for", "1h", "--set", "fail2ban"]);
+    let before = block_rows(&rig);
+    // A good file replaces every set at once; timed bans stay.
+    let next = rig.file(
+        "next.toml",
+        "[ports]\ntcp = [22, 80]\nudp = [80]\n[[block.sets]]\nname = \"other\"\nprefixes = [\"198.51.100.0/24\", \"2001:db8:1::/48\"]\n",
+    );
+    let out = rig.ok(&["apply", &next.display().to_string()]);
+    assert!(out.contains("block set other"), "{out}");
+    assert_ne!(block_rows(&rig), before);
+    assert_eq!(
+        block_rows(&rig),
+        vec![
+            row("198.51.100.0/24", "other", false),
+            row("198.51.100.11/32", "fail2ban", true),
+            row("2001:db8:1::/48", "other", false),
+        ]
+    );
+    // And back.
+    rig.ok(&["apply", &c]);
+    assert_eq!(block_rows(&rig), before);
 }

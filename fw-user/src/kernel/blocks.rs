@@ -94,3 +94,24 @@ pub fn exact(maps: &FwMaps, net: &IpNet) -> Result<Option<BlockValue>> {
         .block_lookup(net)?
         .filter(|v| v.prefix_len == net.prefix_len() as u32))
 }
+
+/// What each set holds without end (the part of the blocklist a config
+/// says), by set name; sets holding only timed bans are left out.
+pub fn permanent_sets(
+    maps: &FwMaps,
+) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<IpNet>>> {
+    let sets = Sets::read(maps)?;
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<IpNet>> =
+        std::collections::BTreeMap::new();
+    for (net, v) in entries(maps)? {
+        let mut bits = v.permanent & v.sets;
+        while bits != 0 {
+            let id = bits.trailing_zeros();
+            bits &= bits - 1;
+            if let Some(Some(name)) = sets.names.get(id as usize) {
+                out.entry(name.clone()).or_default().insert(net);
+            }
+        }
+    }
+    Ok(out)
+}

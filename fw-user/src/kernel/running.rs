@@ -4,7 +4,7 @@ use crate::{
     error::Result,
     kernel::maps::FwMaps,
     model::{
-        config::Config,
+        config::{BlockSet, Config},
         names::name_from_bytes,
         policy::RejectWith,
         record::{compare, FileState, Record},
@@ -24,6 +24,34 @@ pub fn set_recorded(maps: &FwMaps, rec: Option<&Record>) -> Result<()> {
 /// How the running config compares with the file fw runs.
 pub fn file_state(maps: &FwMaps) -> Result<FileState> {
     Ok(compare(&config(maps)?, recorded(maps)?))
+}
+
+/// The running block sets as a config has them: what each set holds
+/// without end, each set a file the recorded config names for it keeping
+/// that file (its contents are what the kernel holds).
+pub fn block_sets(maps: &FwMaps) -> Result<Vec<BlockSet>> {
+    let mut held = crate::kernel::blocks::permanent_sets(maps)?;
+    let files: Vec<BlockSet> = recorded(maps)?
+        .and_then(|r| {
+            let text = std::fs::read_to_string(&r.path).ok()?;
+            Config::from_toml(&text, &r.path).ok()
+        })
+        .map(|c| c.block_sets)
+        .unwrap_or_default();
+    let mut out: Vec<BlockSet> = Vec::new();
+    for f in files.into_iter().filter(|f| f.file.is_some()) {
+        out.push(BlockSet {
+            prefixes: held.remove(&f.name).unwrap_or_default(),
+            ..f
+        });
+    }
+    out.extend(held.into_iter().map(|(name, prefixes)| BlockSet {
+        name,
+        file: None,
+        prefixes,
+    }));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// What fw runs right now, as a config (policy, reject settings, dry
@@ -50,5 +78,6 @@ pub fn config(maps: &FwMaps) -> Result<Config> {
         dhcp_client: k.flags & fw_common::CFG_DHCP_CLIENT != 0,
         block_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(k.block_kind)),
         block_prefixes: maps.block_capacity()?,
+        block_sets: block_sets(maps)?,
     })
 }

@@ -25,8 +25,13 @@ use crate::{
         pins::PinDir,
         sys::require_root,
     },
-    model::blocklist::{self, human, listed, live, same_block, with_set, without_set},
-    ops::guard,
+    model::blocklist::{
+        self, human, listed, live, same_block, with_permanent, with_set, without_set,
+    },
+    ops::{
+        guard,
+        persist::{self, Save, Saved},
+    },
 };
 
 /// What `fw block` did.
@@ -44,6 +49,8 @@ pub struct BlockReport {
     /// Prefixes the set held that a `--file` replacement removed.
     pub removed: Vec<IpNet>,
     pub until: Option<Duration>,
+    /// Where the change went, file-wise (None: nothing to save).
+    pub saved: Option<Saved>,
 }
 
 impl BlockReport {
@@ -163,6 +170,44 @@ impl Plan {
         Ok(())
     }
 
+    /// Puts back every entry this plan changed (after a later step failed).
+    fn revert(&self, maps: &FwMaps) {
+        for v6 in [false, true] {
+            let back: Vec<(IpNet, BlockValue)> = self
+                .before
+                .iter()
+                .filter(|(n, _)| is_v6(n) == v6)
+                .filter_map(|(n, b)| Some((*n, (*b)?)))
+                .collect();
+            let gone: Vec<IpNet> = self
+                .before
+                .iter()
+                .filter(|(n, b)| is_v6(n) == v6 && b.is_none())
+                .map(|(n, _)| *n)
+                .collect();
+            let _ = maps.block_write(v6, &back);
+            let _ = maps.block_remove(v6, &gone);
+        }
+    }
+
+    /// Applies the plan and commits `pending` (the config file's share of
+    /// the change); when that fails, the maps are put back.
+    fn apply_saving(
+        &self,
+        maps: &FwMaps,
+        pending: Option<persist::Pending>,
+    ) -> Result<Option<Saved>> {
+        self.apply(maps)?;
+        let Some(p) = pending else { return Ok(None) };
+        match p.commit(maps) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) => {
+                self.revert(maps);
+                Err(e)
+            }
+        }
+    }
+
     /// Writes first, then removes, each family in batches; on a failure,
     /// puts back what was written.
     fn apply(&self, maps: &FwMaps) -> Result<()> {
@@ -234,6 +279,7 @@ pub fn block(
     set: &str,
     until: Option<Duration>,
     force: bool,
+    save: Save,
 ) -> Result<BlockReport> {
     require_root("fw block")?;
     blocklist::check_set_name(set)?;
@@ -254,8 +300,15 @@ pub fn block(
     let made = sets.id(set).is_none();
     let id = sets.get_or_make(&maps, set)?;
     let bit = 1u32 << id;
+    // A timed ban is not saved; it only touches the config when it turns
+    // a prefix the set held without end into a timed one.
+    let mut was_permanent = false;
     for net in &nets {
         let old = exact(&maps, net)?;
+        was_permanent |= old
+            .as_ref()
+            .and_then(|o| live(o, now))
+            .is_some_and(|o| o.permanent & bit != 0);
         let new = with_set(old.as_ref(), net, id, end, now);
         let was = old.as_ref().and_then(|o| live(o, now));
         match was {
@@ -274,13 +327,57 @@ pub fn block(
     }
     // No room check up front (it would read the whole trie per ban): the
     // kernel refuses an entry past the trie's size, and the plan is undone.
-    if let Err(e) = plan.apply(&maps) {
-        if made {
-            let _ = maps.set_block_set(id, None);
-        }
-        return Err(e);
+    let pending = match until {
+        None => Some(persist::stage_config(&maps, save, |c, _| {
+            c.block_add(set, &nets)
+        })),
+        Some(_) if was_permanent => Some(persist::stage_config(&maps, save, |c, _| {
+            c.block_remove(Some(set), &nets)
+        })),
+        Some(_) => None,
     }
-    Ok(report)
+    .transpose();
+    let r = pending.and_then(|p| plan.apply_saving(&maps, p));
+    match r {
+        Ok(saved) => {
+            report.saved = saved;
+            Ok(report)
+        }
+        Err(e) => {
+            if made {
+                let _ = maps.set_block_set(id, None);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The prefixes `new` blocks without end that `old` does not: what a
+/// config replacing `old` newly blocks (for the lockout guard).
+pub fn newly_blocked(
+    old: &[crate::model::config::BlockSet],
+    new: &[crate::model::config::BlockSet],
+) -> Vec<IpNet> {
+    let had: std::collections::HashSet<&IpNet> = old.iter().flat_map(|s| &s.prefixes).collect();
+    let mut out: Vec<IpNet> = new
+        .iter()
+        .flat_map(|s| &s.prefixes)
+        .filter(|n| !had.contains(n))
+        .copied()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Refuses, unless `force`, a config whose new blocks cut this session.
+pub fn guard_sets(
+    old: &[crate::model::config::BlockSet],
+    new: &[crate::model::config::BlockSet],
+    force: bool,
+    cmd: &str,
+) -> Result<()> {
+    check_guard(&newly_blocked(old, new), force, cmd)
 }
 
 /// The command as typed, to repeat it with `--force`.
@@ -304,6 +401,7 @@ pub fn replace_set(
     nets: &BTreeSet<IpNet>,
     force: bool,
     file: &std::path::Path,
+    save: Save,
 ) -> Result<BlockReport> {
     require_root("fw block")?;
     blocklist::check_set_name(set)?;
@@ -380,18 +478,115 @@ pub fn replace_set(
                 Ok(all.keys().filter(|n| is_v6(n) == v6).count())
             })
         })
-        .and_then(|()| plan.apply(&maps));
-    if let Err(e) = r {
-        if made {
-            let _ = maps.set_block_set(id, None);
+        .and_then(|()| {
+            // The config names the file as the set's home (kept as written
+            // when it names that file already).
+            let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+            persist::stage_config(&maps, save, |c, path| {
+                let keep = c
+                    .block_set(set)
+                    .and_then(|s| Some((s.file.clone()?, s.file_path(path)?)))
+                    .filter(|(_, p)| std::fs::canonicalize(p).ok().as_ref() == Some(&real))
+                    .map(|(f, _)| f);
+                c.block_replace(
+                    set,
+                    Some(keep.unwrap_or_else(|| real.clone())),
+                    nets.clone(),
+                );
+            })
+        })
+        .and_then(|p| plan.apply_saving(&maps, Some(p)));
+    match r {
+        Ok(saved) => report.saved = saved,
+        Err(e) => {
+            if made {
+                let _ = maps.set_block_set(id, None);
+            }
+            return Err(e);
         }
-        return Err(e);
     }
     if nets.is_empty() {
         // Nothing holds the id any more: free it.
         maps.set_block_set(id, None)?;
     }
     Ok(report)
+}
+
+/// Sets the block sets to a config's `want`: each set holds exactly its
+/// prefixes without end; sets the config does not name lose theirs (timed
+/// bans stay until they end: they belong to whoever set them, fail2ban
+/// say, not to the config). All or nothing: new entries first, then what
+/// only the old sets held goes, undone on a failure. With `guard` (the
+/// command, to repeat with `--force`), refuses a newly blocked prefix
+/// holding this session's peer. The caller holds [`crate::ops::lock`].
+pub fn replace_all(
+    maps: &FwMaps,
+    want: &[crate::model::config::BlockSet],
+    guard: Option<&str>,
+) -> Result<()> {
+    let mut sets = Sets::read(maps)?;
+    let now = kernel_now_ns();
+    let all = entries(maps)?;
+    let before = sets.names.clone();
+    let r = (|| -> Result<()> {
+        let mut masks: HashMap<IpNet, u32> = HashMap::new();
+        for set in want.iter().filter(|s| !s.prefixes.is_empty()) {
+            let bit = 1u32 << sets.get_or_make(maps, &set.name)?;
+            for n in &set.prefixes {
+                *masks.entry(*n).or_default() |= bit;
+            }
+        }
+        let mut plan = Plan::default();
+        let mut newly = Vec::new();
+        let mut used = 0u32;
+        for (net, old) in &all {
+            let mask = masks.get(net).copied().unwrap_or(0);
+            let new = with_permanent(Some(old), net, mask, now);
+            if live(old, now).is_none_or(|o| mask & !o.sets != 0) && mask != 0 {
+                newly.push(*net);
+            }
+            match new {
+                None => plan.remove(*net, *old),
+                Some(v) => {
+                    used |= v.sets;
+                    if !same_block(old, &v) {
+                        plan.write(*net, Some(*old), v);
+                    }
+                }
+            }
+        }
+        for (net, mask) in &masks {
+            if all.contains_key(net) {
+                continue;
+            }
+            if let Some(v) = with_permanent(None, net, *mask, now) {
+                used |= v.sets;
+                newly.push(*net);
+                plan.write(*net, None, v);
+            }
+        }
+        if let Some(cmd) = guard {
+            newly.sort();
+            check_guard(&newly, false, cmd)?;
+        }
+        plan.check_room(maps, |v6| Ok(all.keys().filter(|n| is_v6(n) == v6).count()))?;
+        plan.apply(maps)?;
+        // Ids nothing holds any more are free again.
+        for (id, name) in sets.names.iter().enumerate() {
+            if name.is_some() && used & (1 << id) == 0 {
+                maps.set_block_set(id as u32, None)?;
+            }
+        }
+        Ok(())
+    })();
+    if r.is_err() {
+        for (id, (was, now)) in before.iter().zip(&sets.names).enumerate() {
+            if was != now {
+                let _ = maps.set_block_set(id as u32, was.as_deref());
+            }
+        }
+    }
+    r
 }
 
 /// What `fw unblock` did.
@@ -405,6 +600,8 @@ pub struct UnblockReport {
     pub covered: Vec<(IpNet, IpNet, Vec<String>)>,
     /// `--all`: entries of the set removed.
     pub emptied: Option<(String, usize)>,
+    /// Where the change went, file-wise (None: nothing to save).
+    pub saved: Option<Saved>,
 }
 
 impl UnblockReport {
@@ -440,7 +637,12 @@ impl UnblockReport {
 
 /// `fw unblock NETS [--set S]`: the set (every set, without one) no longer
 /// holds `nets`.
-pub fn unblock(pins: &PinDir, nets: &[IpNet], set: Option<&str>) -> Result<UnblockReport> {
+pub fn unblock(
+    pins: &PinDir,
+    nets: &[IpNet],
+    set: Option<&str>,
+    save: Save,
+) -> Result<UnblockReport> {
     require_root("fw unblock")?;
     let _lock = crate::ops::lock::take()?;
     let maps = FwMaps::open(pins)?;
@@ -453,10 +655,12 @@ pub fn unblock(pins: &PinDir, nets: &[IpNet], set: Option<&str>) -> Result<Unblo
     let mut report = UnblockReport::default();
     let mut plan = Plan::default();
     let asked: BTreeSet<IpNet> = nets.iter().copied().collect();
+    let mut permanent = false;
     for net in &asked {
         let held = exact(&maps, net)?.and_then(|o| Some((o, live(&o, now)?)));
         match held {
             Some((old, w)) if w.sets & mask != 0 => {
+                permanent |= w.permanent & mask != 0;
                 let mut new = Some(w);
                 for id in 0..BLOCK_MAX_SETS {
                     if mask & w.sets & (1 << id) != 0 {
@@ -487,13 +691,18 @@ pub fn unblock(pins: &PinDir, nets: &[IpNet], set: Option<&str>) -> Result<Unblo
             }
         }
     }
-    plan.apply(&maps)?;
+    // Only prefixes held without end are in the config.
+    let gone: Vec<IpNet> = report.unblocked.iter().map(|(n, _)| *n).collect();
+    let pending = permanent
+        .then(|| persist::stage_config(&maps, save, |c, _| c.block_remove(set, &gone)))
+        .transpose()?;
+    report.saved = plan.apply_saving(&maps, pending)?;
     Ok(report)
 }
 
 /// `fw unblock --all --set S`: the set holds nothing any more (its name is
 /// freed).
-pub fn unblock_all(pins: &PinDir, set: &str) -> Result<UnblockReport> {
+pub fn unblock_all(pins: &PinDir, set: &str, save: Save) -> Result<UnblockReport> {
     require_root("fw unblock")?;
     let _lock = crate::ops::lock::take()?;
     let maps = FwMaps::open(pins)?;
@@ -514,10 +723,15 @@ pub fn unblock_all(pins: &PinDir, set: &str) -> Result<UnblockReport> {
             Some(v) => plan.write(net, Some(old), v),
         }
     }
-    plan.apply(&maps)?;
+    // The config no longer names the set (its set file, if any, stays).
+    let pending = persist::stage_config(&maps, save, |c, _| {
+        c.block_replace(set, None, BTreeSet::new())
+    })?;
+    let saved = plan.apply_saving(&maps, Some(pending))?;
     maps.set_block_set(id, None)?;
     Ok(UnblockReport {
         emptied: Some((set.to_string(), n)),
+        saved,
         ..UnblockReport::default()
     })
 }

@@ -31,6 +31,7 @@ use crate::{
         sys::require_root,
     },
     model::{
+        config::Config,
         edit::edit_text,
         names::name_from_bytes,
         policy::Policy,
@@ -103,6 +104,8 @@ impl Saved {
 pub struct Pending {
     save: Save,
     target: Option<(Record, Option<(Staged, Record)>)>,
+    /// Set files the change edits (block sets the config keeps in a file).
+    set_files: Vec<Staged>,
 }
 
 /// Prepares writing `change` into the file fw runs: reads the file, checks
@@ -110,21 +113,43 @@ pub struct Pending {
 /// change to what the file configures, and stages the edited text beside it
 /// (synced, not yet renamed over it). Errors change nothing.
 pub fn stage(maps: &FwMaps, save: Save, change: impl Fn(&mut Policy)) -> Result<Pending> {
+    stage_config(maps, save, |c, _| change(&mut c.policy))
+}
+
+/// [`stage`] for a change of the whole config (`change` gets the config
+/// and the file's path): the block sets too, whose set files are staged
+/// alongside the config.
+pub fn stage_config(
+    maps: &FwMaps,
+    save: Save,
+    change: impl Fn(&mut Config, &Path),
+) -> Result<Pending> {
     let rec = recorded(maps)?;
     let (Save::WriteBack, Some(rec)) = (save, rec.clone()) else {
         return Ok(Pending {
             save,
             target: rec.map(|r| (r, None)),
+            set_files: Vec::new(),
         });
     };
     let file = current(&rec)?;
     let mut want = file.config.clone();
-    change(&mut want.policy);
+    change(&mut want, &rec.path);
     if want == file.config {
         let fresh = Record::of(rec.path.clone(), &file.text, &file.config);
         return Ok(Pending {
             save,
             target: Some((fresh, None)),
+            set_files: Vec::new(),
+        });
+    }
+    let set_files = stage_set_files(&file.config, &want, &rec.path)?;
+    if want.without_set_contents() == file.config.without_set_contents() {
+        let fresh = Record::of(rec.path.clone(), &file.text, &file.config);
+        return Ok(Pending {
+            save,
+            target: Some((fresh, None)),
+            set_files,
         });
     }
     let text = edit_text(&file.text, &file.config, &want, &rec.path)?;
@@ -133,20 +158,57 @@ pub fn stage(maps: &FwMaps, save: Save, change: impl Fn(&mut Policy)) -> Result<
     Ok(Pending {
         save,
         target: Some((rec, Some((staged, new)))),
+        set_files,
     })
 }
 
+/// The set files of `want`'s file-backed sets whose prefixes differ from
+/// what the file (of `from`, the config at `config`) holds, edited and
+/// staged. A set now naming another file reads that file: nothing to write.
+fn stage_set_files(from: &Config, want: &Config, config: &Path) -> Result<Vec<Staged>> {
+    let mut out = Vec::new();
+    for set in &want.block_sets {
+        let Some(path) = set.file_path(config) else {
+            continue;
+        };
+        let had = from.block_set(&set.name);
+        let same_file = had.and_then(|h| h.file_path(config)).as_ref() == Some(&path);
+        if !same_file || had.map(|h| &h.prefixes) == Some(&set.prefixes) {
+            continue;
+        }
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(not_written(&path, e)),
+        };
+        let text = crate::model::blocklist::edit_set_file(&text, &set.prefixes);
+        out.push(Staged::new(&path, &text).map_err(|e| not_written(&path, e))?);
+    }
+    Ok(out)
+}
+
 impl Pending {
-    /// Puts the staged file in place and records it. On an error the
-    /// caller undoes its map change.
+    /// Puts the staged files in place (set files first) and records the
+    /// config. On an error the caller undoes its map change.
     pub fn commit(self, maps: &FwMaps) -> Result<Saved> {
+        let mut set_written = None;
+        if self.save == Save::WriteBack {
+            for s in self.set_files {
+                let p = s.target.clone();
+                s.commit().map_err(|e| not_written(&p, e))?;
+                set_written = Some(p);
+            }
+        }
         match (self.save, self.target) {
             (Save::Runtime, t) => Ok(Saved::Runtime(t.map(|(r, _)| r.path))),
             (Save::WriteBack, None) => Ok(Saved::NoFile),
             (Save::WriteBack, Some((rec, None))) => {
                 // A comment-only edit since: the file's new text is what fw knows now.
                 set_recorded(maps, Some(&rec))?;
-                Ok(Saved::InFile(rec.path))
+                Ok(match set_written {
+                    Some(p) => Saved::Written(p),
+                    None => Saved::InFile(rec.path),
+                })
             }
             (Save::WriteBack, Some((rec, Some((staged, new))))) => {
                 staged.commit().map_err(|e| not_written(&rec.path, e))?;
@@ -247,6 +309,10 @@ pub fn saved_text(maps: &FwMaps) -> Result<String> {
     Ok(format!("{SAVE_HEADER}{}", running::config(maps)?.to_toml()))
 }
 
+/// Prefixes a set may have in the config's own text when `fw save` writes
+/// it; a bigger set goes into a set file `NAME.set` beside the config.
+pub const INLINE_SET_MAX: usize = 1000;
+
 /// What `fw save FILE` did.
 #[derive(Debug)]
 pub struct SaveReport {
@@ -264,7 +330,13 @@ pub struct SaveReport {
 /// a new file. Refuses to overwrite a file that is not an fw config. The
 /// caller holds [`crate::ops::lock`].
 pub fn save(maps: &FwMaps, path: &Path) -> Result<SaveReport> {
-    let running = running::config(maps)?;
+    let mut running = running::config(maps)?;
+    // A big set goes into a set file beside the config, not into its text.
+    for set in &mut running.block_sets {
+        if set.file.is_none() && set.prefixes.len() > INLINE_SET_MAX {
+            set.file = Some(PathBuf::from(format!("{}.set", set.name)));
+        }
+    }
     // Through a symlink to the file it names (the rename would replace the link).
     let given = path;
     let real = fs::canonicalize(path).ok();
@@ -285,6 +357,29 @@ pub fn save(maps: &FwMaps, path: &Path) -> Result<SaveReport> {
         Some(f) => (edit_text(&f.text, &f.config, &running, path)?, true, false),
         None => (format!("{SAVE_HEADER}{}", running.to_toml()), false, false),
     };
+    // The set files first: the config names them.
+    let mut set_files = Vec::new();
+    for set in &running.block_sets {
+        let Some(p) = set.file_path(path) else {
+            continue;
+        };
+        let old = match fs::read_to_string(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+        };
+        let same = crate::model::blocklist::parse_set_file(&old, &p)
+            .is_ok_and(|had| had == set.prefixes)
+            && !old.is_empty();
+        if !same {
+            let text = crate::model::blocklist::edit_set_file(&old, &set.prefixes);
+            set_files.push(Staged::new(&p, &text).map_err(|e| not_written(&p, e))?);
+        }
+    }
+    for s in set_files {
+        let p = s.target.clone();
+        s.commit().map_err(|e| not_written(&p, e))?;
+    }
     if !unchanged {
         let cannot = |e: io::Error| {
             Error::not_saved(format!(
@@ -306,7 +401,8 @@ pub fn save(maps: &FwMaps, path: &Path) -> Result<SaveReport> {
     let record =
         rec.as_ref().is_none_or(|r| r.path == real) && real.as_os_str().len() <= CONFIG_PATH_MAX;
     if record {
-        set_recorded(maps, Some(&Record::of(real, &text, &running)))?;
+        let said = crate::model::config::Config::from_toml(&text, &real)?;
+        set_recorded(maps, Some(&Record::of(real, &text, &said)))?;
     }
     Ok(SaveReport {
         path: given.to_path_buf(),

@@ -24,6 +24,11 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     // policy diff leaves ports open in both untouched (write_policy), and
     // dry run goes on before the policy narrows, off only after it widened.
     let dry_run_first = k.flags & CFG_DRY_RUN != 0 && running.flags & CFG_DRY_RUN == 0;
+    // The block sets first: replacing them undoes itself on a failure, so
+    // a refused set (too many prefixes) leaves everything as it was. The
+    // lockout guard judged them before (`fw apply`, `fw up --config`).
+    let old_sets = crate::kernel::running::block_sets(&maps)?;
+    crate::ops::block::replace_all(&maps, &cfg.block_sets, None)?;
     if dry_run_first {
         maps.set_config(&k)?;
     }
@@ -33,6 +38,7 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
         if dry_run_first {
             let _ = maps.set_config(&running);
         }
+        let _ = crate::ops::block::replace_all(&maps, &old_sets, None);
         return Err(e);
     }
     if !dry_run_first {

@@ -23,6 +23,7 @@ use crate::{
         record::Record,
     },
     ops::{
+        block,
         conntrack::seed,
         guard::{self, Refused},
         reconfigure::apply_config,
@@ -112,7 +113,12 @@ pub fn up(
             repaired.push(leftovers_note(pins));
         }
         let cfg = config.unwrap_or(&default_cfg);
-        if let Err(e) = load::load_and_pin_recording(pins, cfg, file) {
+        if let Some(g) = given {
+            block::guard_sets(&[], &cfg.block_sets, g.force, &up_cmd(&wanted))?;
+        }
+        let loaded = load::load_and_pin_recording(pins, cfg, file)
+            .and_then(|_| block::replace_all(&FwMaps::new_unchecked(pins), &cfg.block_sets, None));
+        if let Err(e) = loaded {
             let _ = pins.remove_all();
             return Err(e);
         }
@@ -132,6 +138,12 @@ pub fn up(
             if !g.force {
                 let old = running::config(&maps)?;
                 guard::guard(&maps, &old.policy, &g.config.policy, Refused::Up)?;
+                block::guard_sets(
+                    &old.block_sets,
+                    &g.config.block_sets,
+                    false,
+                    &up_cmd(&wanted),
+                )?;
             }
             apply_config(pins, g.config)?;
             if file.is_some() {
@@ -167,6 +179,11 @@ pub fn up(
         }
     }
     Ok(report)
+}
+
+/// `fw up IFACE... --config FILE`, to repeat with `--force`.
+fn up_cmd(ifaces: &[String]) -> String {
+    format!("fw up {} --config FILE", ifaces.join(" "))
 }
 
 fn leftovers_note(pins: &PinDir) -> String {

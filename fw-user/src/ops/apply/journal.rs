@@ -42,6 +42,7 @@ pub(super) fn apply_locked(pins: &PinDir, plan: &Plan) -> Result<()> {
         if matches!(
             e,
             Error::PolicyWrite { .. }
+                | Error::Block(_)
                 | Error::SourceCapacity { .. }
                 | Error::TooManySourceSets { .. }
         ) {

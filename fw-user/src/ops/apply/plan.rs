@@ -83,7 +83,12 @@ fn plan_on(
     let old = running::config(maps)?;
     let old_record = running::recorded(maps)?;
     if let Some(refused) = guard {
+        let cmd = match &refused {
+            guard::Refused::Check { file } => format!("fw check {}", file.display()),
+            _ => format!("fw apply {}", path.display()),
+        };
         guard::guard(maps, &old.policy, &new.policy, refused)?;
+        crate::ops::block::guard_sets(&old.block_sets, &new.block_sets, false, &cmd)?;
     }
     let mut notes = Vec::new();
     if let Some(i) = interrupted(pins) {
@@ -106,6 +111,27 @@ fn plan_on(
     }
     // Refused here, before the summary says what would change.
     maps.check_policy_fits(&new.policy)?;
+    let room = maps.block_capacity()? as usize;
+    for v6 in [false, true] {
+        let n = new
+            .block_sets
+            .iter()
+            .flat_map(|s| &s.prefixes)
+            .filter(|p| matches!(p, ipnet::IpNet::V6(_)) == v6)
+            .collect::<BTreeSet<_>>()
+            .len();
+        if n > room {
+            return Err(Error::Block(format!(
+                "{} block sets hold {n} {} prefixes, more than the running blocklist's \
+                 room for {room} (`[capacity] block_prefixes` of its load): nothing was \
+                 changed. Use fewer or wider prefixes, or raise block_prefixes and reload \
+                 (`fw down`, `fw up IFACE --config {}`)",
+                path.display(),
+                if v6 { "IPv6" } else { "IPv4" },
+                path.display()
+            )));
+        }
+    }
     if new.source_prefixes != old.source_prefixes {
         notes.push(format!(
             "[capacity] source_prefixes = {} takes effect at the next load (`fw down`, `fw up`); \
@@ -259,6 +285,9 @@ impl Plan {
                 n.block_with.name(),
                 o.block_with.name()
             );
+        }
+        for d in crate::model::record::block_set_differences(n, o, "the running fw") {
+            let _ = writeln!(out, "{d}");
         }
         if o.dry_run != n.dry_run {
             let _ = writeln!(out, "dry run {}", if n.dry_run { "on" } else { "off" });
