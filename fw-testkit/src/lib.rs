@@ -42,8 +42,8 @@ pub use netns::{
     SRV_V4, SRV_V6, V4_PREFIX_LEN, V6_PREFIX_LEN,
 };
 pub use probe::{
-    echo_rounds, in_netns, spawn_tcp_listener, spawn_udp_echo, tcp_connect, tcp_session, udp_probe,
-    Outcome, Server, SERVER_MAX_LIFETIME,
+    echo_rounds, in_netns, spawn_tcp_listener, spawn_udp_echo, tcp_connect, tcp_connect_from,
+    tcp_session, udp_probe, Outcome, Server, SERVER_MAX_LIFETIME,
 };
 #[cfg(feature = "bpf")]
 pub use rig::{links_to, path_str, prog_alive, Rig};

@@ -1,7 +1,7 @@
 //! Network namespace guards: a pair of namespaces joined by a veth pair.
 
 use std::{
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::OwnedFd,
     path::{Path, PathBuf},
     process::Command,
@@ -247,6 +247,29 @@ impl Pair {
             }
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Adds `addr` (v4 /24 or v6 /64, no DAD wait) to the client veth: a
+    /// second peer, for [`crate::tcp_connect_from`].
+    pub fn add_client_addr(&self, addr: IpAddr) -> Result<()> {
+        let a = match addr {
+            IpAddr::V4(a) => format!("{a}/{V4_PREFIX_LEN}"),
+            IpAddr::V6(a) => format!("{a}/{V6_PREFIX_LEN}"),
+        };
+        run_args(
+            "ip",
+            [
+                "-n",
+                self.cli.name(),
+                "addr",
+                "add",
+                &a,
+                "dev",
+                &self.cli_veth,
+                "nodad",
+            ],
+        )
+        .map(|_| ())
     }
 
     /// The server namespace (where fw runs).

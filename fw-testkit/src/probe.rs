@@ -159,6 +159,30 @@ pub fn tcp_connect(ns: impl AsRef<Path>, addr: IpAddr, port: u16, timeout: Durat
     }
 }
 
+/// Like [`tcp_connect`], from `src` (an address of namespace `ns`, e.g.
+/// one [`crate::Pair::add_client_addr`] added): a second peer of one client.
+pub fn tcp_connect_from(
+    ns: impl AsRef<Path>,
+    src: IpAddr,
+    addr: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> Outcome {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let target = SocketAddr::new(addr, port);
+    let timeout = at_least_1ms(timeout);
+    let run = move || -> io::Result<()> {
+        let s = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+        s.connect_timeout(&SockAddr::from(target), timeout)
+    };
+    match in_netns(ns, run) {
+        Ok(Ok(())) => Outcome::Connected,
+        Ok(Err(e)) => Outcome::from_io(&e),
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
 /// Echoes `rounds` messages over `stream` (to a server that echoes, such as
 /// [`spawn_tcp_listener`]'s), asserting each comes back whole.
 ///

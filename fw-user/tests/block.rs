@@ -163,7 +163,15 @@ fn longest_prefix_wins_and_an_expired_one_counts_as_absent() {
             .all(|r| r.prefix != host));
         let r = block::unblock(fw.maps.pins(), &[n], Some("fail2ban"), RT).unwrap();
         assert_eq!(r.not_blocked, [n], "{}", r.render());
-        fw.maps.block_remove(v6, &[n]).unwrap();
+        // ... and sweeps its entry (fail2ban's unban just after the end).
+        assert!(
+            fw.maps
+                .block_entries(v6)
+                .unwrap()
+                .iter()
+                .all(|(k, _)| *k != n),
+            "{fam:?}: the ended entry is swept"
+        );
     }
 }
 
@@ -476,41 +484,14 @@ fn replacing_a_set_keeps_what_stays_and_drops_what_goes() {
 
 // ---- namespace tests: the `fw` binary, real sockets ----
 
-/// Connects from `src` (an address of namespace `ns`) to `dst:port`.
-fn connect_from(
-    ns: &std::path::Path,
-    src: IpAddr,
-    dst: IpAddr,
-    port: u16,
-    timeout: Duration,
-) -> fw_testkit::Outcome {
-    use socket2::{Domain, SockAddr, Socket, Type};
-    let run = move || -> std::io::Result<()> {
-        let s = Socket::new(Domain::for_address((dst, port).into()), Type::STREAM, None)?;
-        s.bind(&SockAddr::from(std::net::SocketAddr::new(src, 0)))?;
-        s.connect_timeout(
-            &SockAddr::from(std::net::SocketAddr::new(dst, port)),
-            timeout,
-        )
-    };
-    match fw_testkit::in_netns(ns, run) {
-        Ok(Ok(())) => fw_testkit::Outcome::Connected,
-        Ok(Err(e)) => fw_testkit::Outcome::from_io(&e),
-        Err(e) => fw_testkit::Outcome::Failed(e.to_string()),
-    }
-}
-
 /// A second client address on the client veth (v4 and v6, no DAD wait).
 const OTHER_V4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(192, 0, 2, 3);
 const OTHER_V6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3);
 
 fn add_other_peer(pair: &fw_testkit::Pair) {
-    for a in [format!("{OTHER_V4}/24"), format!("{OTHER_V6}/64")] {
-        let mut cmd = pair.cli().command("ip");
-        cmd.args(["addr", "add", &a, "dev", pair.cli_veth(), "nodad"]);
-        let out = fw_testkit::output_with_timeout(&mut cmd, fw_testkit::CMD_TIMEOUT)
-            .expect("ip addr add");
-        assert!(out.status.success(), "ip addr add {a}: {out:?}");
+    for a in [IpAddr::from(OTHER_V4), IpAddr::from(OTHER_V6)] {
+        pair.add_client_addr(a)
+            .unwrap_or_else(|e| panic!("ip addr add {a}: {e}"));
     }
 }
 
@@ -528,7 +509,10 @@ fn fw_block_cuts_a_peer_and_only_it_until_unblocked_or_its_time_is_up() {
     let srv4: IpAddr = pair.srv_v4().into();
     let srv6: IpAddr = pair.srv_v6().into();
     let (me4, me6): (IpAddr, IpAddr) = (pair.cli_v4().into(), pair.cli_v6().into());
-    assert_eq!(connect_from(cli, me4, srv4, 22, T), Outcome::Connected);
+    assert_eq!(
+        fw_testkit::tcp_connect_from(cli, me4, srv4, 22, T),
+        Outcome::Connected
+    );
     // A session from the peer, held by this test (an ancestor of the fw
     // command): the guard refuses to cut it.
     let blocked = tcp_session(cli, srv4, 22, T, |mut s| {
@@ -559,17 +543,17 @@ fn fw_block_cuts_a_peer_and_only_it_until_unblocked_or_its_time_is_up() {
         "the blocked session got an answer: {blocked:?}"
     );
     assert_eq!(
-        connect_from(cli, me4, srv4, 22, T),
+        fw_testkit::tcp_connect_from(cli, me4, srv4, 22, T),
         Outcome::TimedOut,
         "blocked, dropped silently"
     );
     assert_eq!(
-        connect_from(cli, OTHER_V4.into(), srv4, 22, T),
+        fw_testkit::tcp_connect_from(cli, OTHER_V4.into(), srv4, 22, T),
         Outcome::Connected,
         "another peer"
     );
     assert_eq!(
-        connect_from(cli, me6, srv6, 22, T),
+        fw_testkit::tcp_connect_from(cli, me6, srv6, 22, T),
         Outcome::Connected,
         "its v6 address"
     );
@@ -592,7 +576,7 @@ fn fw_block_cuts_a_peer_and_only_it_until_unblocked_or_its_time_is_up() {
         format!("unblocked {me4}/32 (set default)\n")
     );
     assert_eq!(
-        connect_from(cli, me4, srv4, 22, T),
+        fw_testkit::tcp_connect_from(cli, me4, srv4, 22, T),
         Outcome::Connected,
         "unblocked"
     );
@@ -617,18 +601,18 @@ fn fw_block_cuts_a_peer_and_only_it_until_unblocked_or_its_time_is_up() {
         "{left}"
     );
     assert_eq!(
-        connect_from(cli, me6, srv6, 22, T),
+        fw_testkit::tcp_connect_from(cli, me6, srv6, 22, T),
         Outcome::TimedOut,
         "v6 blocked"
     );
     assert_eq!(
-        connect_from(cli, me4, srv4, 22, T),
+        fw_testkit::tcp_connect_from(cli, me4, srv4, 22, T),
         Outcome::Connected,
         "v4 not"
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        connect_from(cli, me6, srv6, 22, T),
+        fw_testkit::tcp_connect_from(cli, me6, srv6, 22, T),
         Outcome::Connected,
         "the ban ran out"
     );

@@ -15,8 +15,9 @@ use crate::tool::{self, capture, command};
 /// `ip`, `ss`, `tc` (iproute2); `ping`; `iptables`/`ip6tables`; `nft`;
 /// `ethtool`; `xdp-filter` (xdp-tools); `bpftool`; `sysctl` (procps);
 /// `nsenter`, `setpriv`, `unshare` (util-linux); `mount` (mount);
-/// `dnsmasq`, `busybox udhcpc`, `dhclient` (dhcp.rs).
-pub const DEBIAN_PACKAGES: [&str; 14] = [
+/// `dnsmasq`, `busybox udhcpc`, `dhclient` (dhcp.rs); `fail2ban-server`
+/// (fail2ban.rs).
+pub const DEBIAN_PACKAGES: [&str; 15] = [
     // control.rs: the man page `fw man` writes is rendered with `man -l`.
     "man-db",
     "iproute2",
@@ -34,6 +35,10 @@ pub const DEBIAN_PACKAGES: [&str; 14] = [
     "procps",
     "util-linux",
     "mount",
+    // fail2ban.rs runs the real fail2ban-server in a test namespace. The
+    // package also installs a system service: --no-install-recommends keeps
+    // its optional backends out, and the test never uses the service.
+    "fail2ban",
 ];
 
 /// Runs every setup step; the error names the step that failed.

@@ -657,7 +657,8 @@ pub fn unblock(
     let asked: BTreeSet<IpNet> = nets.iter().copied().collect();
     let mut permanent = false;
     for net in &asked {
-        let held = exact(&maps, net)?.and_then(|o| Some((o, live(&o, now)?)));
+        let entry = exact(&maps, net)?;
+        let held = entry.and_then(|o| Some((o, live(&o, now)?)));
         match held {
             Some((old, w)) if w.sets & mask != 0 => {
                 permanent |= w.permanent & mask != 0;
@@ -674,6 +675,16 @@ pub fn unblock(
                 }
             }
             _ => {
+                // A ban of the set that has ended counts as absent, but its
+                // entry keeps room in the trie: the unban (fail2ban's comes
+                // just after the kernel's end) sweeps it.
+                if let Some(old) = entry.filter(|o| o.sets & mask != 0) {
+                    match live(&old, now) {
+                        None => plan.remove(*net, old),
+                        Some(v) if !same_block(&old, &v) => plan.write(*net, Some(old), v),
+                        Some(_) => {}
+                    }
+                }
                 let cover = maps
                     .block_lookup(net)?
                     .and_then(|v| Some((v.prefix_len, live(&v, now)?)));
