@@ -16,6 +16,7 @@
 //! Everything is bounded in time; guards clean up on drop (also while
 //! unwinding from a panic), and [`install_interrupt_cleanup`] covers Ctrl-C.
 
+pub mod check;
 mod cleanup;
 mod cmd;
 mod error;
@@ -26,6 +27,8 @@ mod probe;
 #[cfg(feature = "bpf")]
 mod rig;
 pub mod seed;
+#[cfg(feature = "bpf")]
+pub mod testrun;
 mod tmp;
 mod wait;
 mod xdp;

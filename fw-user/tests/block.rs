@@ -5,14 +5,14 @@
 //! nothing).
 //!
 //! Run as root: `cargo test --release -p fw-user --test block -- --test-threads=1`.
-mod common;
-
 use std::{net::IpAddr, time::Duration};
 
-use common::{check::assert_icmp_error, check::assert_tcp_reset, now_ns, Fw};
-use common::{XDP_DROP, XDP_PASS, XDP_TX};
 use fw_common::{BlockValue, Reason};
-use fw_testkit::packet::*;
+use fw_testkit::{
+    check::{assert_icmp_error, assert_tcp_reset},
+    packet::*,
+    testrun::{now_ns, Fw, XDP_DROP, XDP_PASS, XDP_TX},
+};
 use fw_user::{
     model::{
         blocklist::DEFAULT_SET,

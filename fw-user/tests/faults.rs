@@ -5,8 +5,6 @@
 //!
 //! Run as root: `cargo test --release -p fw-user --test faults -- --test-threads=1`
 //! (`FW_FAULTS_SEED` varies the kill points).
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
@@ -16,13 +14,13 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use common::{flow_key, TCX_NEXT};
 use fw_common::{IfaceMeta, PROG_EGRESS};
 use fw_testkit::{
     kill_after, links_to,
     packet::{Fam, Packet},
-    path_str, prog_alive, run_ok, spawn_tcp_listener, tcp_connect, tcp_session, text, timed,
-    Outcome, Rig, Rng,
+    path_str, prog_alive, run_ok, spawn_tcp_listener, tcp_connect, tcp_session,
+    testrun::{flow_key, TCX_NEXT},
+    text, timed, Outcome, Rig, Rng,
 };
 
 const T: Duration = Duration::from_secs(2);

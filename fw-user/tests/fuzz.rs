@@ -9,13 +9,14 @@
 //!
 //! Run as root: `cargo test --release -p fw-user --test fuzz -- --test-threads=1`
 //! (`FW_FUZZ_SEED`, `FW_FUZZ_CASES`, `FW_TEST_LONG=1` for 10^6 cases).
-mod common;
 mod fuzzing;
 
-use common::{Fw, XDP_TX};
 use fuzzing::{campaign, cases, gen, mutate, reason_totals, variants, wellformed::check_tx};
 use fw_common::Reason;
-use fw_testkit::packet::*;
+use fw_testkit::{
+    packet::*,
+    testrun::{Fw, XDP_TX},
+};
 use fw_user::model::{config::Config, policy::RejectWith};
 use proptest::{collection::vec, prelude::*};
 

@@ -3,22 +3,18 @@
 //! and, for answers sent with XDP_TX, every field of the reply.
 //!
 //! Run as root: `cargo test --release -p fw-user --test verdict -- --test-threads=1`.
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{
-    check::{assert_icmp_error, assert_tcp_reset},
-    flow_key,
-    malformed::malformed_frames,
-    now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX,
-};
 use fw_common::{
     FlowKey, FlowValue, Reason, CT_F_OUTBOUND, CT_F_REPLIED, CT_F_SEEDED, CT_F_SYNACK, CT_ICMP,
     CT_STAT_ENTRIES, CT_TCP_CLOSED, CT_TCP_ESTABLISHED, CT_TCP_SYN_RECV, CT_TCP_SYN_SENT, CT_UDP,
     IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
 };
-use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
+use fw_testkit::{
+    check::{assert_icmp_error, assert_tcp_reset},
+    packet::{checksum::fix_v4_header_checksum, malformed::malformed_frames, *},
+    testrun::{flow_key, now_ns, CpuPin, Fw, XDP_DROP, XDP_PASS, XDP_TX},
+};
 use fw_user::{
     kernel::maps::CtTable,
     model::{
@@ -802,7 +798,7 @@ fn rejects_are_rate_limited() {
         ..Config::default()
     });
     // The bucket is global: spread the rejects over every CPU.
-    let pin = CpuPin::new();
+    let pin = CpuPin::save();
     let cpus = pin.allowed();
     let burst = 5;
     let start = now_ns();

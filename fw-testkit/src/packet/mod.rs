@@ -18,6 +18,7 @@ pub mod checksum;
 pub mod eth;
 pub mod ip;
 pub mod l4;
+pub mod malformed;
 pub mod names;
 
 use std::net::IpAddr;

@@ -22,7 +22,7 @@ use proptest::{
     test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner},
 };
 
-use crate::common::{action_name, Fw, TCX_NEXT, XDP_DROP, XDP_PASS, XDP_TX};
+use fw_testkit::testrun::{action_name, Fw, TCX_NEXT, XDP_DROP, XDP_PASS, XDP_TX};
 use gen::Step;
 
 /// The seed when `FW_FUZZ_SEED` is not set.

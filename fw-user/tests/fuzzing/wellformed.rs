@@ -12,7 +12,7 @@ use fw_testkit::packet::{
 };
 use fw_user::model::policy::RejectWith;
 
-use crate::common::check::{assert_icmp_error, assert_tcp_reset};
+use fw_testkit::check::{assert_icmp_error, assert_tcp_reset};
 
 /// ICMP type and code fw uses for `kind` (tcp-reset answers non-TCP like
 /// host-unreachable).

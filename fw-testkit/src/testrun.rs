@@ -1,9 +1,6 @@
 //! The verdict-test harness: a freshly loaded (never attached) fw per test,
 //! its programs run through BPF_PROG_TEST_RUN, its counters read back.
-#![allow(dead_code)]
-
-pub mod check;
-pub mod malformed;
+//! (The replies it gets are checked by [`crate::check`].)
 
 use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
@@ -24,7 +21,7 @@ use fw_user::{
     },
 };
 
-use fw_testkit::packet::Fam;
+use crate::packet::Fam;
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -58,13 +55,13 @@ pub struct Fw {
     pub maps: FwMaps,
     pub cfg: Config,
     // Last: removed after the programs and maps are closed.
-    _pins: fw_testkit::PinDir,
+    _pins: crate::PinDir,
 }
 
 impl Fw {
     pub fn load(cfg: Config) -> Fw {
-        fw_testkit::require_root();
-        let guard = fw_testkit::PinDir::new();
+        crate::require_root();
+        let guard = crate::PinDir::new();
         let pins = PinDir::new(guard.path());
         let ebpf = load_and_pin(&pins, &cfg).unwrap_or_else(|e| panic!("loading fw: {e}"));
         let maps = FwMaps::open(&pins).unwrap_or_else(|e| panic!("opening fw's maps: {e}"));
@@ -303,7 +300,8 @@ pub struct CpuPin {
 }
 
 impl CpuPin {
-    pub fn new() -> CpuPin {
+    /// Saves the calling thread's CPU mask (restored on drop).
+    pub fn save() -> CpuPin {
         // SAFETY: sched_getaffinity writes a cpu_set_t of the size given.
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();

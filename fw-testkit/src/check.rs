@@ -3,7 +3,7 @@
 //! kernel side's checksum code.
 use etherparse::{Ipv4Header, Ipv6Header, PacketHeaders, TcpHeader, TransportHeader};
 
-use fw_testkit::packet::{
+use crate::packet::{
     checksum::{ones_sum, pseudo_sum, sum_ok},
     l3_offset,
 };

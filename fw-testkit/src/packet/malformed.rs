@@ -1,6 +1,6 @@
 //! Frames fw cannot parse (cut headers, bad lengths, bad IHL / data
 //! offsets, overlong IPv6 extension chains): all dropped as `malformed`.
-use fw_testkit::packet::{checksum::fix_v4_header_checksum, *};
+use super::{checksum::fix_v4_header_checksum, *};
 
 fn set_be16(f: &mut [u8], off: usize, v: u16) {
     f[off..off + 2].copy_from_slice(&v.to_be_bytes());
