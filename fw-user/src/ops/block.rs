@@ -34,6 +34,14 @@ use crate::{
     },
 };
 
+/// The maps these commands use (and so check when they open them).
+const BLOCK_MAPS: [&str; 4] = [
+    fw_common::maps::BLOCK_V4,
+    fw_common::maps::BLOCK_V6,
+    fw_common::maps::BLOCK_SETS,
+    fw_common::maps::CONFIG_FILE,
+];
+
 /// What `fw block` did.
 #[derive(Debug, Default)]
 pub struct BlockReport {
@@ -287,7 +295,7 @@ pub fn block(
     let nets: Vec<IpNet> = asked.into_iter().collect();
     check_guard(&nets, force, &block_cmd(&nets, set, until))?;
     let _lock = crate::ops::lock::take()?;
-    let maps = FwMaps::open(pins)?;
+    let maps = FwMaps::open_only(pins, &BLOCK_MAPS)?;
     let mut sets = Sets::read(&maps)?;
     let now = kernel_now_ns();
     let end = until.map(|d| now.saturating_add(d.as_nanos() as u64));
@@ -406,7 +414,7 @@ pub fn replace_set(
     require_root("fw block")?;
     blocklist::check_set_name(set)?;
     let _lock = crate::ops::lock::take()?;
-    let maps = FwMaps::open(pins)?;
+    let maps = FwMaps::open_only(pins, &BLOCK_MAPS)?;
     let mut sets = Sets::read(&maps)?;
     let now = kernel_now_ns();
     let all = entries(&maps)?;
@@ -645,7 +653,7 @@ pub fn unblock(
 ) -> Result<UnblockReport> {
     require_root("fw unblock")?;
     let _lock = crate::ops::lock::take()?;
-    let maps = FwMaps::open(pins)?;
+    let maps = FwMaps::open_only(pins, &BLOCK_MAPS)?;
     let sets = Sets::read(&maps)?;
     let mask = match set {
         Some(s) => 1u32 << sets.existing(s)?,
@@ -716,7 +724,7 @@ pub fn unblock(
 pub fn unblock_all(pins: &PinDir, set: &str, save: Save) -> Result<UnblockReport> {
     require_root("fw unblock")?;
     let _lock = crate::ops::lock::take()?;
-    let maps = FwMaps::open(pins)?;
+    let maps = FwMaps::open_only(pins, &BLOCK_MAPS)?;
     let sets = Sets::read(&maps)?;
     let id = sets.existing(set)?;
     let now = kernel_now_ns();

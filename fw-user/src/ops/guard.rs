@@ -373,6 +373,21 @@ const MAX_ANCESTORS: usize = 64;
 /// its ancestors: (local port, pid, comm, peer). Best effort: what cannot
 /// be read is skipped.
 fn session_sockets() -> Vec<(u16, u32, String, SocketAddr)> {
+    // The process tree's TCP sockets first (a few readdirs and xattrs): a
+    // tree holding none (fail2ban-server, cron, a script) needs no read of
+    // the socket table, which was most of a single `fw block`'s cost.
+    let mut tree: Vec<(u32, u64)> = Vec::new();
+    let mut pid = std::process::id();
+    for _ in 0..MAX_ANCESTORS {
+        tree.extend(socket_inodes(pid).into_iter().map(|i| (pid, i)));
+        match parent(pid) {
+            Some(p) if p > 1 => pid = p,
+            _ => break,
+        }
+    }
+    if tree.is_empty() {
+        return Vec::new();
+    }
     // Best effort, as the rest of the guard: no table, no session found.
     let table = crate::kernel::sockets::tcp().unwrap_or_default();
     let listening: HashSet<u16> = table
@@ -393,18 +408,11 @@ fn session_sockets() -> Vec<(u16, u32, String, SocketAddr)> {
         return out;
     }
     let mut seen_ports = HashSet::new();
-    let mut pid = std::process::id();
-    for _ in 0..MAX_ANCESTORS {
-        for inode in socket_inodes(pid) {
-            if let Some(&(port, peer)) = established.get(&inode) {
-                if seen_ports.insert(port) {
-                    out.push((port, pid, comm(pid), peer));
-                }
+    for (pid, inode) in tree {
+        if let Some(&(port, peer)) = established.get(&inode) {
+            if seen_ports.insert(port) {
+                out.push((port, pid, comm(pid), peer));
             }
-        }
-        match parent(pid) {
-            Some(p) if p > 1 => pid = p,
-            _ => break,
         }
     }
     out
@@ -413,17 +421,50 @@ fn session_sockets() -> Vec<(u16, u32, String, SocketAddr)> {
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_LISTEN: u8 = 10;
 
+/// The inodes of the TCP sockets (v4 or v6) process `pid` holds.
 fn socket_inodes(pid: u32) -> Vec<u64> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     dir.flatten()
-        .filter_map(|e| fs::read_link(e.path()).ok())
-        .filter_map(|l| {
-            let l = l.to_string_lossy().into_owned();
-            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        .filter_map(|e| {
+            let l = fs::read_link(e.path()).ok()?;
+            let l = l.to_string_lossy();
+            let inode = l
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()?;
+            is_tcp(&e.path()).then_some(inode)
         })
         .collect()
+}
+
+/// Whether the socket behind `/proc/PID/fd/N` is TCP, by sockfs's
+/// `system.sockprotoname` ("TCP", "TCPv6"; "UNIX", "UDP", ...). Unreadable
+/// counts as TCP (the guard stays on the safe side).
+fn is_tcp(fd_link: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(path) = std::ffi::CString::new(fd_link.as_os_str().as_bytes()) else {
+        return true;
+    };
+    let mut buf = [0u8; 32];
+    // SAFETY: both strings are NUL-terminated and live across the call; the
+    // kernel writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"system.sockprotoname".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return true;
+    };
+    let name = &buf[..n.min(buf.len())];
+    let name = name.strip_suffix(b"\0").unwrap_or(name);
+    name.starts_with(b"TCP")
 }
 
 /// Parent pid from /proc/PID/stat ("pid (comm) state ppid ..."; comm may
