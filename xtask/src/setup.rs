@@ -16,8 +16,9 @@ use crate::tool::{self, capture, command};
 /// `ethtool`; `xdp-filter` (xdp-tools); `bpftool`; `sysctl` (procps);
 /// `nsenter`, `setpriv`, `unshare` (util-linux); `mount` (mount);
 /// `dnsmasq`, `busybox udhcpc`, `dhclient` (dhcp.rs); `fail2ban-server`
-/// (fail2ban.rs).
-pub const DEBIAN_PACKAGES: [&str; 15] = [
+/// (fail2ban.rs); `iperf3` and `strace` (the bench's bulk TCP and `fw up`
+/// parts).
+pub const DEBIAN_PACKAGES: [&str; 17] = [
     // control.rs: the man page `fw man` writes is rendered with `man -l`.
     "man-db",
     "iproute2",
@@ -35,10 +36,16 @@ pub const DEBIAN_PACKAGES: [&str; 15] = [
     "procps",
     "util-linux",
     "mount",
+<<<<<<< HEAD
     // fail2ban.rs runs the real fail2ban-server in a test namespace. The
     // package also installs a system service: --no-install-recommends keeps
     // its optional backends out, and the test never uses the service.
     "fail2ban",
+=======
+    // bench: bulk TCP over the veth pair; the split of `fw up`'s time.
+    "iperf3",
+    "strace",
+>>>>>>> 31565f0 (bench WIP: spread, machine header, compare, bulk, up modules)
 ];
 
 /// Runs every setup step; the error names the step that failed.

@@ -20,6 +20,7 @@ use fw_user::model::config::Config;
 use super::{
     frames::{self, Flow, Tcp, OPEN_PORT, PEER_PORT, TEST_L2},
     generator::pin_cpu,
+    spread::Spread,
     testrun::{bulk_pair, established_value, flow_key, per_call, Loaded, XDP_DROP, XDP_PASS},
     Plan,
 };
@@ -42,13 +43,16 @@ fn filler(i: u32) -> Flow {
 }
 
 /// Established-path ns at one table size.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CtCost {
     pub entries: u32,
-    /// One flow, bulk.
+    /// One flow, bulk (the median of `spread`).
     pub ns: f64,
-    /// A random flow per packet, one call each (corrected).
+    pub spread: Spread,
+    /// A random flow per packet, one call each (corrected; the median of
+    /// `random`, runs of the random flows in `testrun_runs` slices).
     pub random_ns: f64,
+    pub random: Spread,
 }
 
 pub fn run(plan: &Plan, cpu: usize) -> Result<Vec<CtCost>> {
@@ -90,7 +94,9 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<Vec<CtCost>> {
                 start.elapsed().as_secs_f64()
             );
         }
-        let (ns, empty_ns, ret) = bulk_pair(prog, empty, &frame, plan.repeat, plan.testrun_runs)?;
+        let (spread, empty_spread, ret) =
+            bulk_pair(prog, empty, &frame, plan.repeat, plan.testrun_runs)?;
+        let (ns, empty_ns) = (spread.median, empty_spread.median);
         if ret != XDP_PASS {
             anyhow::bail!("the established flow was not passed at {size} entries (action {ret})");
         }
@@ -111,28 +117,34 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<Vec<CtCost>> {
                 )
             })
             .collect::<Result<_>>()?;
-        let mut fw_total = 0.0;
-        let mut empty_total = 0.0;
+        let slice = frames.len().div_ceil(plan.testrun_runs.max(1)).max(1);
         let mut all_passed = true;
-        for f in &frames {
-            let (e, _) = per_call(empty, f, 1, Some(XDP_DROP), || Ok(()))?;
-            let (p, ok) = per_call(prog, f, 1, Some(XDP_PASS), || Ok(()))?;
-            empty_total += e;
-            fw_total += p;
-            all_passed &= ok;
+        let mut runs = Vec::new();
+        for chunk in frames.chunks(slice) {
+            let (mut fw_total, mut empty_total) = (0.0, 0.0);
+            for f in chunk {
+                let (e, _) = per_call(empty, f, 1, Some(XDP_DROP), || Ok(()))?;
+                let (p, ok) = per_call(prog, f, 1, Some(XDP_PASS), || Ok(()))?;
+                empty_total += e;
+                fw_total += p;
+                all_passed &= ok;
+            }
+            runs.push(empty_ns + (fw_total - empty_total) / chunk.len() as f64);
         }
         if !all_passed {
             anyhow::bail!("a random established flow was not passed at {size} entries");
         }
-        let n = frames.len().max(1) as f64;
-        let random_ns = empty_ns + (fw_total - empty_total) / n;
+        let random = Spread::of(&runs);
+        let random_ns = random.median;
         eprintln!(
             "  conntrack {size:>8} flows: {ns:.1} ns (one flow), {random_ns:.1} ns (random flows)"
         );
         out.push(CtCost {
             entries: size,
             ns,
+            spread,
             random_ns,
+            random,
         });
     }
     Ok(out)

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use super::{
     generator::Generator,
     receivers::{Kind, Receiver},
-    testrun::median,
+    spread::Spread,
     Plan,
 };
 
@@ -99,6 +99,13 @@ pub struct RowResult {
     pub receiver: u64,
 }
 
+impl RowResult {
+    /// min/median/max Mpps over the runs.
+    pub fn spread(&self) -> Spread {
+        Spread::of(&self.runs)
+    }
+}
+
 /// Frames of the warm-up run per row (fills caches, ARP, conntrack).
 const WARMUP_FRAMES: u32 = 100_000;
 
@@ -168,7 +175,7 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<Vec<RowResult>> {
         eprintln!();
     }
     for res in results.iter_mut() {
-        res.mpps = median(&mut res.runs.clone());
+        res.mpps = res.spread().median;
     }
     Ok(results)
 }

@@ -9,14 +9,27 @@
 //!   seed ruleset in iptables and in nftables, and fw;
 //! - test_run: ns per packet of each of fw's verdict paths against the empty
 //!   program (BPF_PROG_TEST_RUN, no interface involved);
-//! - conntrack: the established path with 1k, 100k and 1M flows tracked.
+//! - conntrack: the established path with 1k, 100k and 1M flows tracked;
+//! - bulk: one iperf3 TCP stream over a veth pair into each receiver;
+//! - up: the wall time of `fw up IFACE`, and where it goes.
+//!
+//! Every figure is measured over several runs (min/median/max); `--compare`
+//! prints a saved `--json` run next to the new one.
 //!
 //! The code needs fw-user (for the embedded eBPF object), which needs
 //! bpf-linker to build; so it sits behind the `bench` feature and the plain
 //! xtask runs `setup` first, then re-runs itself with the feature.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
+#[cfg(feature = "bench")]
+mod bulk;
+// Pure parsing and formatting: built (and unit-tested) without the bench
+// feature too; the plain xtask checks a --compare file before building.
+#[cfg_attr(not(feature = "bench"), allow(dead_code))]
+mod compare;
 #[cfg(feature = "bench")]
 mod conn;
 #[cfg(feature = "bench")]
@@ -27,14 +40,20 @@ mod frames;
 mod generator;
 #[cfg(feature = "bench")]
 mod live;
+#[cfg_attr(not(feature = "bench"), allow(dead_code))]
+mod machine;
 #[cfg(feature = "bench")]
 mod paths;
 #[cfg(feature = "bench")]
 mod receivers;
 #[cfg(feature = "bench")]
 mod report;
+#[cfg_attr(not(feature = "bench"), allow(dead_code))]
+mod spread;
 #[cfg(feature = "bench")]
 mod testrun;
+#[cfg(feature = "bench")]
+mod up;
 
 /// Options of `cargo xtask bench`.
 #[derive(Args, Clone, Debug)]
@@ -51,6 +70,10 @@ pub struct BenchArgs {
     /// Run one part only (the others are left out of the output).
     #[arg(long, value_enum)]
     pub only: Option<Part>,
+    /// A saved `--json` run to print next to this one, figure by figure
+    /// (old median, new median, change).
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
 }
 
 /// The parts of the benchmark.
@@ -62,6 +85,10 @@ pub enum Part {
     Testrun,
     /// The established path with 1k, 100k and 1M flows tracked.
     Conntrack,
+    /// One iperf3 TCP stream over veth into each receiver (Gb/s).
+    Bulk,
+    /// The wall time of `fw up IFACE` and its split (strace).
+    Up,
 }
 
 #[cfg(not(feature = "bench"))]
@@ -71,6 +98,8 @@ impl Part {
             Part::Live => "live",
             Part::Testrun => "testrun",
             Part::Conntrack => "conntrack",
+            Part::Bulk => "bulk",
+            Part::Up => "up",
         }
     }
 }
@@ -92,6 +121,11 @@ pub struct Plan {
     pub per_call: u32,
     /// Random flows looked up per conntrack size.
     pub ct_random: u32,
+    /// iperf3 runs per bulk case, and seconds per run.
+    pub bulk_runs: usize,
+    pub bulk_secs: u32,
+    /// Timed `fw up` runs (after an untimed one).
+    pub up_runs: usize,
 }
 
 #[cfg(feature = "bench")]
@@ -105,6 +139,9 @@ impl Plan {
                 testrun_runs: 3,
                 per_call: 100_000,
                 ct_random: 5_000,
+                bulk_runs: 3,
+                bulk_secs: 2,
+                up_runs: 3,
             }
         } else {
             Plan {
@@ -114,6 +151,9 @@ impl Plan {
                 testrun_runs: 5,
                 per_call: 1_000_000,
                 ct_random: 20_000,
+                bulk_runs: 3,
+                bulk_secs: 5,
+                up_runs: 7,
             }
         }
     }
@@ -136,6 +176,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 fn reexec(args: &BenchArgs) -> anyhow::Result<()> {
     use anyhow::bail;
 
+    // A bad file fails now, not after the build and the runs.
+    if let Some(f) = &args.compare {
+        compare::load(f)?;
+    }
     crate::require_root()?;
     // With --json, stdout carries the JSON object only: setup's progress
     // lines go to stderr.
@@ -143,6 +187,15 @@ fn reexec(args: &BenchArgs) -> anyhow::Result<()> {
         stdout_to_stderr(crate::setup::run)?;
     } else {
         crate::setup::run()?;
+    }
+    if args.only.is_none_or(|p| p == Part::Up) {
+        // `up` times the real binary.
+        let mut build = crate::tool::cargo();
+        build.args(["build", "--quiet", "--release", "--package", "fw-user", "--bin", "fw"]);
+        let status = build.status()?;
+        if !status.success() {
+            bail!("building the fw binary failed ({status})");
+        }
     }
     let mut cmd = crate::tool::cargo();
     cmd.args([
@@ -167,6 +220,9 @@ fn reexec(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(part) = args.only {
         cmd.args(["--only", part.name()]);
+    }
+    if let Some(f) = &args.compare {
+        cmd.arg("--compare").arg(f);
     }
     if !args.json {
         println!("==> cargo run --release --package xtask --features bench -- bench");

@@ -26,7 +26,7 @@ use super::{
 };
 
 /// Namespace prefix of the benchmark's rigs.
-const PREFIX: &str = "fwbench";
+pub const PREFIX: &str = "fwbench";
 
 /// Who sits on the server's veth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +87,7 @@ pub struct VethStats {
 }
 
 /// What keeps the receiver in place; undone on drop.
-enum Guard {
+pub enum Guard {
     Rig(#[allow(dead_code)] RigProgram),
     XdpFilter { ns: PathBuf, veth: String },
     Fw { ns: PathBuf, pins: TestPinDir },
@@ -223,70 +223,76 @@ fn tcp_in_segs(ns: &Netns) -> Result<u64> {
         .context("no Tcp InSegs in /proc/net/snmp")
 }
 
+/// Puts `kind` on `pair`'s server veth (nothing but a rig program for the
+/// stack-only kinds); undone when the guard drops.
+pub fn install(kind: Kind, pair: &Pair) -> Result<Guard> {
+    let veth = pair.srv_veth().to_string();
+    let srv_path = pair.srv_path().to_path_buf();
+    Ok(match kind {
+        Kind::Empty | Kind::NoFilter | Kind::Iptables | Kind::Nftables => {
+            let drop_all = kind == Kind::Empty;
+            let prog = in_netns(&srv_path, || {
+                rig::attach(&veth, drop_all).map_err(anyhow::Error::from)
+            })?
+            .with_context(|| format!("attaching the rig program to {veth}"))?;
+            if kind == Kind::Iptables {
+                seed::apply_iptables(pair.srv())
+                    .context("installing the iptables seed ruleset")?;
+            }
+            if kind == Kind::Nftables {
+                seed::apply_nftables(pair.srv())
+                    .context("installing the nftables seed ruleset")?;
+            }
+            Guard::Rig(prog)
+        }
+        Kind::XdpFilter => {
+            run(pair
+                .srv()
+                .command("xdp-filter")
+                .args(["load", "-p", "allow", "-m", "native", &veth]))
+            .context("xdp-filter load (is xdp-tools installed? `cargo xtask setup`)")?;
+            let guard = Guard::XdpFilter {
+                ns: srv_path.clone(),
+                veth: veth.clone(),
+            };
+            run(pair
+                .srv()
+                .command("xdp-filter")
+                .args(["port", &CLOSED_PORT.to_string()]))?;
+            guard
+        }
+        Kind::Fw => {
+            let test_pins = TestPinDir::new();
+            let pins = PinDir::new(test_pins.path());
+            let guard = Guard::Fw {
+                ns: srv_path.clone(),
+                pins: test_pins,
+            };
+            let names = [veth.clone()];
+            in_netns(&srv_path, || {
+                up_down::up(
+                    &pins,
+                    &names,
+                    Hooks {
+                        xdp: Mode::Native,
+                        ..Hooks::default()
+                    },
+                    None,
+                )
+                .map_err(anyhow::Error::from)
+            })?
+            .context("fw up")?;
+            guard
+        }
+    })
+}
+
 impl Receiver {
     /// Builds a pair, puts the receiver on the server veth, opens the
     /// established connection through it, and builds the frames.
     pub fn new(kind: Kind) -> Result<Receiver> {
         let pair = Netns::try_pair(PREFIX).context("building a namespace pair")?;
-        let veth = pair.srv_veth().to_string();
-        let srv_path = pair.srv_path().to_path_buf();
-        let guard = match kind {
-            Kind::Empty | Kind::NoFilter | Kind::Iptables | Kind::Nftables => {
-                let drop_all = kind == Kind::Empty;
-                let prog = in_netns(&srv_path, || {
-                    rig::attach(&veth, drop_all).map_err(anyhow::Error::from)
-                })?
-                .with_context(|| format!("attaching the rig program to {veth}"))?;
-                if kind == Kind::Iptables {
-                    seed::apply_iptables(pair.srv())
-                        .context("installing the iptables seed ruleset")?;
-                }
-                if kind == Kind::Nftables {
-                    seed::apply_nftables(pair.srv())
-                        .context("installing the nftables seed ruleset")?;
-                }
-                Guard::Rig(prog)
-            }
-            Kind::XdpFilter => {
-                run(pair
-                    .srv()
-                    .command("xdp-filter")
-                    .args(["load", "-p", "allow", "-m", "native", &veth]))
-                .context("xdp-filter load (is xdp-tools installed? `cargo xtask setup`)")?;
-                let guard = Guard::XdpFilter {
-                    ns: srv_path.clone(),
-                    veth: veth.clone(),
-                };
-                run(pair
-                    .srv()
-                    .command("xdp-filter")
-                    .args(["port", &CLOSED_PORT.to_string()]))?;
-                guard
-            }
-            Kind::Fw => {
-                let test_pins = TestPinDir::new();
-                let pins = PinDir::new(test_pins.path());
-                let guard = Guard::Fw {
-                    ns: srv_path.clone(),
-                    pins: test_pins,
-                };
-                let names = [veth.clone()];
-                in_netns(&srv_path, || {
-                    up_down::up(
-                        &pins,
-                        &names,
-                        Hooks {
-                            xdp: Mode::Native,
-                            ..Hooks::default()
-                        },
-                        None,
-                    )
-                    .map_err(anyhow::Error::from)
-                })?
-                .context("fw up")?;
-                guard
-            }
-        };
+        let guard = install(kind, &pair)?;
         let (listener, conn) = if kind == Kind::Empty {
             (None, None)
         } else {

@@ -38,6 +38,7 @@ use super::{
     frames::{self, CLOSED_PORT, OPEN_PORT, PEER_PORT},
     generator::pin_cpu,
     paths::{self, Method},
+    spread::Spread,
     Plan,
 };
 
@@ -140,23 +141,14 @@ pub fn single(prog: &Xdp, frame: &[u8]) -> Result<(u64, u32)> {
     Ok((r.duration.as_nanos() as u64, r.return_value))
 }
 
-pub fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// Runs `path` and `empty` alternately, `runs` times each: the medians.
+/// Runs `path` and `empty` alternately, `runs` times each: their spreads.
 pub fn bulk_pair(
     path: &Xdp,
     empty: &Xdp,
     frame: &[u8],
     repeat: u32,
     runs: usize,
-) -> Result<(f64, f64, u32)> {
+) -> Result<(Spread, Spread, u32)> {
     let (mut p, mut e) = (Vec::new(), Vec::new());
     let mut ret = u32::MAX;
     for _ in 0..runs {
@@ -165,7 +157,7 @@ pub fn bulk_pair(
         p.push(ns);
         ret = r;
     }
-    Ok((median(&mut p), median(&mut e), ret))
+    Ok((Spread::of(&p), Spread::of(&e), ret))
 }
 
 /// The conntrack key of a TCP flow `src:sport -> dst:dport` as ingress sees it.
@@ -206,7 +198,9 @@ pub fn established_value() -> FlowValue {
 #[derive(Clone, Debug)]
 pub struct PathCost {
     pub name: String,
+    /// The median of `spread`.
     pub ns: f64,
+    pub spread: Spread,
     pub per_call: bool,
     /// Packets the path's reason counted / packets run.
     pub counted: u64,
@@ -218,7 +212,10 @@ pub struct PathCost {
 /// The empty program's costs, and every path's.
 #[derive(Clone, Debug)]
 pub struct TestRunResults {
+    /// The median of `empty`.
     pub empty_ns: f64,
+    /// The empty program's bulk runs, all paths'.
+    pub empty: Spread,
     /// The empty program per call (the per-call method's baseline).
     pub empty_call_ns: f64,
     pub paths: Vec<PathCost>,
@@ -260,13 +257,13 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
     // Warm up both programs (and the CPU's caches).
     bulk(empty, &probe, plan.repeat)?;
     bulk(prog, &probe, plan.repeat / 10)?;
-    let mut empty_bulk = Vec::new();
+    let mut empty_runs = Vec::new();
     let (empty_call, _) = per_call(empty, &probe, plan.per_call, Some(XDP_DROP), || Ok(()))?;
     let mut paths = Vec::new();
     for s in paths::all()? {
         eprint!("  {:<22}", s.name);
         fw.configure(&s.setting.config())?;
-        let (ns, ran, counted, action_ok) = match s.method {
+        let (spread, ran, counted, action_ok) = match s.method {
             Method::Bulk => {
                 let (mut p, mut e) = (Vec::new(), Vec::new());
                 let (mut counted, mut ok) = (0, true);
@@ -283,23 +280,31 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
                     ok &= ret == s.action;
                     p.push(ns);
                 }
-                empty_bulk.push(median(&mut e));
+                empty_runs.extend(e);
                 let ran = plan.repeat as u64 * plan.testrun_runs as u64;
-                (median(&mut p), ran, counted, ok)
+                (Spread::of(&p), ran, counted, ok)
             }
             Method::PerCall => {
+                // The calls in `testrun_runs` runs, a mean each.
+                let runs = plan.testrun_runs.max(1) as u32;
+                let calls = (plan.per_call / runs).max(1);
                 let before = fw.counted(s.reason)?;
-                let (mean, ok) =
-                    per_call(prog, &s.frame, plan.per_call, Some(s.action), || {
+                let (mut means, mut ok) = (Vec::new(), true);
+                for _ in 0..runs {
+                    let (mean, run_ok) = per_call(prog, &s.frame, calls, Some(s.action), || {
                         match &s.forget {
                             Some(k) => fw.maps.conntrack_remove(k).map_err(Into::into),
                             None => Ok(()),
                         }
                     })?;
+                    means.push(mean);
+                    ok &= run_ok;
+                }
                 let counted = fw.counted(s.reason)? - before;
-                (mean, plan.per_call as u64, counted, ok)
+                (Spread::of(&means), u64::from(calls * runs), counted, ok)
             }
         };
+        let ns = spread.median;
         let how = if s.method == Method::PerCall {
             " per call, uncorrected"
         } else {
@@ -316,6 +321,7 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
             PathCost {
                 name: s.name,
                 ns,
+                spread,
                 per_call: s.method == Method::PerCall,
                 counted,
                 ran,
@@ -324,18 +330,21 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
         ));
     }
     fw.configure(&Config::default())?;
-    let empty_ns = median(&mut empty_bulk);
+    let empty = Spread::of(&empty_runs);
+    let empty_ns = empty.median;
     let paths = paths
         .into_iter()
         .map(|(m, mut p)| {
             if m == Method::PerCall {
-                p.ns = empty_ns + (p.ns - empty_call);
+                p.spread = p.spread.map(|x| empty_ns + (x - empty_call));
+                p.ns = p.spread.median;
             }
             p
         })
         .collect();
     Ok(TestRunResults {
         empty_ns,
+        empty,
         empty_call_ns: empty_call,
         paths,
     })
