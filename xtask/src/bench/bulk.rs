@@ -90,7 +90,8 @@ impl Drop for Setup {
 
 fn listening(ns: &Netns) -> bool {
     let out = output_with_timeout(
-        ns.command("ss").args(["-Hltn", &format!("sport = :{OPEN_PORT}")]),
+        ns.command("ss")
+            .args(["-Hltn", &format!("sport = :{OPEN_PORT}")]),
         Duration::from_secs(5),
     );
     out.is_ok_and(|o| !o.stdout.is_empty())
@@ -179,7 +180,12 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<Vec<BulkResult>> {
     }
     let mut runs: Vec<(Vec<f64>, u64)> = vec![(Vec::new(), 0); setups.len()];
     for run in 0..plan.bulk_runs {
-        eprint!("  bulk run {}/{} ({} s each):", run + 1, plan.bulk_runs, plan.bulk_secs);
+        eprint!(
+            "  bulk run {}/{} ({} s each):",
+            run + 1,
+            plan.bulk_runs,
+            plan.bulk_secs
+        );
         for (s, r) in setups.iter().zip(runs.iter_mut()) {
             let (gbps, retr) = s.run(plan.bulk_secs, cpu)?;
             r.0.push(gbps);

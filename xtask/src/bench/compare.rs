@@ -18,7 +18,12 @@ pub struct Figure {
 }
 
 /// Units by section suffix, and whether more is better.
-const UNITS: [(&str, bool); 4] = [("_mpps", true), ("_gbps", true), ("_ns", false), ("_ms", false)];
+const UNITS: [(&str, bool); 4] = [
+    ("_mpps", true),
+    ("_gbps", true),
+    ("_ns", false),
+    ("_ms", false),
+];
 
 fn higher_is_better(section: &str) -> Option<bool> {
     UNITS
@@ -218,8 +223,9 @@ mod tests {
 
     #[test]
     fn parses_old_and_new_formats_and_rejects_others() {
-        let old = parse(r#"{"live_mpps": {"fw": 4.0, "gone": 1.0}, "test_run_ns": {"empty": 28.5}}"#)
-            .expect("a run without spreads");
+        let old =
+            parse(r#"{"live_mpps": {"fw": 4.0, "gone": 1.0}, "test_run_ns": {"empty": 28.5}}"#)
+                .expect("a run without spreads");
         let f = figures(&old);
         assert_eq!(f["live_mpps.fw"].median, 4.0);
         assert_eq!(f["live_mpps.fw"].range, None);
@@ -258,11 +264,19 @@ mod tests {
 
     #[test]
     fn left_out_parts_are_counted_not_listed() {
-        let old = parse(r#"{"live_mpps": {"a": 1.0, "b": 2.0}, "bulk_gbps": {"fw": 10.0}}"#).unwrap();
-        let new = parse(r#"{"bulk_gbps": {"fw": {"min": 8.0, "median": 9.0, "max": 9.5}}}"#).unwrap();
+        let old =
+            parse(r#"{"live_mpps": {"a": 1.0, "b": 2.0}, "bulk_gbps": {"fw": 10.0}}"#).unwrap();
+        let new =
+            parse(r#"{"bulk_gbps": {"fw": {"min": 8.0, "median": 9.0, "max": 9.5}}}"#).unwrap();
         let t = table(Path::new("f"), &old, &new);
-        assert!(t.contains("2 figures of the file are in parts this run left out"), "{t}");
+        assert!(
+            t.contains("2 figures of the file are in parts this run left out"),
+            "{t}"
+        );
         assert!(!t.contains("live_mpps.a"), "{t}");
-        assert!(t.contains("bulk_gbps.fw") && t.contains("-10.0%") && t.contains("worse"), "{t}");
+        assert!(
+            t.contains("bulk_gbps.fw") && t.contains("-10.0%") && t.contains("worse"),
+            "{t}"
+        );
     }
 }

@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(cpu_model(cpuinfo), "AMD EPYC 9R45");
         assert_eq!(cpu_model("processor : 0\n"), "unknown CPU");
         let files = [
-            ("spectre_v2", "Mitigation: Retpolines; IBPB: conditional; STIBP: disabled\n"),
+            (
+                "spectre_v2",
+                "Mitigation: Retpolines; IBPB: conditional; STIBP: disabled\n",
+            ),
             ("meltdown", "Not affected\n"),
             ("spec_rstack_overflow", "Mitigation: Safe RET\n"),
         ]
@@ -177,7 +180,9 @@ mod tests {
             vulnerabilities: v,
             tools: vec![("nft".into(), "nftables v1.0.6".into())],
         };
-        assert!(m.details().contains("  spec_rstack_overflow: Mitigation: Safe RET\n"));
+        assert!(m
+            .details()
+            .contains("  spec_rstack_overflow: Mitigation: Safe RET\n"));
         assert_eq!(m.json()["vulnerabilities"]["meltdown"], "Not affected");
         assert_eq!(m.json()["tools"]["nft"], "nftables v1.0.6");
     }

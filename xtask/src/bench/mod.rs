@@ -191,7 +191,15 @@ fn reexec(args: &BenchArgs) -> anyhow::Result<()> {
     if args.only.is_none_or(|p| p == Part::Up) {
         // `up` times the real binary.
         let mut build = crate::tool::cargo();
-        build.args(["build", "--quiet", "--release", "--package", "fw-user", "--bin", "fw"]);
+        build.args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "fw-user",
+            "--bin",
+            "fw",
+        ]);
         let status = build.status()?;
         if !status.success() {
             bail!("building the fw binary failed ({status})");

@@ -236,12 +236,10 @@ pub fn install(kind: Kind, pair: &Pair) -> Result<Guard> {
             })?
             .with_context(|| format!("attaching the rig program to {veth}"))?;
             if kind == Kind::Iptables {
-                seed::apply_iptables(pair.srv())
-                    .context("installing the iptables seed ruleset")?;
+                seed::apply_iptables(pair.srv()).context("installing the iptables seed ruleset")?;
             }
             if kind == Kind::Nftables {
-                seed::apply_nftables(pair.srv())
-                    .context("installing the nftables seed ruleset")?;
+                seed::apply_nftables(pair.srv()).context("installing the nftables seed ruleset")?;
             }
             Guard::Rig(prog)
         }

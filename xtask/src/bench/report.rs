@@ -1,5 +1,6 @@
-//! Runs the three parts and prints them: a table with ratios and the
-//! issue's targets (reported, never asserted), or one JSON object.
+//! Runs the parts and prints them: the machine, a table per part with each
+//! figure's spread and the ratios (of medians), the targets
+//! (reported, never asserted), or one JSON object; and `--compare`'s table.
 
 use std::{fmt::Write as _, time::Instant};
 
@@ -7,10 +8,15 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 
 use super::{
+    bulk::{self, BulkResult, Case},
+    compare,
     conntrack::{self, CtCost},
     generator::default_cpu,
     live::{self, RowResult, Scenario},
+    machine::Machine,
+    spread::Spread,
     testrun::{self, PathCost, TestRunResults},
+    up::{self, UpResult},
     BenchArgs, Part, Plan,
 };
 
@@ -22,36 +28,10 @@ const PATH_FACTOR: f64 = 2.0;
 const REJECT_FACTOR: f64 = 3.0;
 /// Established path with 1M flows vs 1k.
 const CT_FACTOR: f64 = 1.3;
-
-struct Machine {
-    cpu_model: String,
-    cpus: usize,
-    kernel: String,
-    load: String,
-}
-
-impl Machine {
-    fn read() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, m)| m.trim().to_string())
-            .unwrap_or_else(|| "unknown CPU".into());
-        let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string());
-        Machine {
-            cpu_model,
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            kernel: read("/proc/sys/kernel/osrelease").unwrap_or_else(|_| "unknown".into()),
-            load: read("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
-        }
-    }
-}
+/// Bulk TCP: fw at least this share of a bare XDP_PASS program's Gb/s.
+const BULK_SHARE: f64 = 0.95;
+/// `fw up`, warm, at most this many ms.
+const UP_MS: f64 = 250.0;
 
 struct Report {
     machine: Machine,
@@ -61,12 +41,15 @@ struct Report {
     live: Vec<RowResult>,
     testrun: Option<TestRunResults>,
     conntrack: Vec<CtCost>,
+    bulk: Vec<BulkResult>,
+    up: Option<UpResult>,
     seconds: f64,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
     crate::require_root()?;
     fw_testkit::install_interrupt_cleanup()?;
+    let old = args.compare.as_deref().map(compare::load).transpose()?;
     let plan = Plan::new(args.quick);
     let machine = Machine::read();
     let cpu = args.cpu.unwrap_or_else(default_cpu);
@@ -90,6 +73,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         eprintln!("==> conntrack scaling");
         conntrack = conntrack::run(&plan, cpu)?;
     }
+    let mut bulk = Vec::new();
+    if wanted(Part::Bulk) {
+        eprintln!("==> bulk TCP (iperf3 over veth)");
+        bulk = bulk::run(&plan, cpu)?;
+    }
+    let mut up = None;
+    if wanted(Part::Up) {
+        eprintln!("==> fw up time");
+        up = Some(up::run(&plan)?);
+    }
     let report = Report {
         machine,
         plan,
@@ -98,12 +91,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         live,
         testrun,
         conntrack,
+        bulk,
+        up,
         seconds: start.elapsed().as_secs_f64(),
     };
+    let mut json = report.json();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        if let (Some(old), Some(f)) = (&old, &args.compare) {
+            let c = compare::json(f, old, &json);
+            json["compare"] = c;
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", report.table());
+        if let (Some(old), Some(f)) = (&old, &args.compare) {
+            print!("{}", compare::table(f, old, &json));
+        }
     }
     Ok(())
 }
@@ -151,20 +154,61 @@ impl Report {
     fn json(&self) -> Value {
         let mut live = Map::new();
         for r in &self.live {
-            live.insert(r.row.key.into(), json!(r.mpps));
+            live.insert(r.row.key.into(), r.spread().json());
         }
         let mut tr = Map::new();
         if let Some(t) = &self.testrun {
-            tr.insert("empty".into(), json!(t.empty_ns));
+            tr.insert("empty".into(), t.empty.json());
             for p in &t.paths {
-                tr.insert(p.name.clone(), json!(p.ns));
+                tr.insert(p.name.clone(), p.spread.json());
             }
         }
-        let mut ct = Map::new();
+        let (mut ct, mut ct_random) = (Map::new(), Map::new());
         for c in &self.conntrack {
-            ct.insert(c.entries.to_string(), json!(c.ns));
+            ct.insert(c.entries.to_string(), c.spread.json());
+            ct_random.insert(c.entries.to_string(), c.random.json());
         }
-        json!({ "live_mpps": live, "test_run_ns": tr, "conntrack_ns": ct })
+        let mut bulk = Map::new();
+        for b in &self.bulk {
+            bulk.insert(b.case.key().into(), b.gbps.json());
+        }
+        let mut up = Map::new();
+        if let Some(u) = &self.up {
+            let sp = &u.split;
+            up.insert("fw_up".into(), u.wall.json());
+            up.insert("fw_down".into(), u.down.json());
+            for (k, v) in [
+                ("straced_total", sp.total_ms),
+                ("straced_prog_load", sp.prog_load_ms),
+                ("straced_map_create", sp.map_create_ms),
+                ("straced_attach", sp.attach_ms),
+                ("straced_other_bpf", sp.other_bpf_ms),
+                ("straced_lock_wait", sp.lock_wait_ms),
+                ("straced_rest", sp.rest_ms()),
+            ] {
+                up.insert(k.into(), json!(v));
+            }
+        }
+        let p = &self.plan;
+        json!({
+            "machine": self.machine.json(),
+            "run": {
+                "quick": self.quick,
+                "cpu": self.cpu,
+                "seconds": self.seconds,
+                "live_runs": p.live_runs,
+                "testrun_runs": p.testrun_runs,
+                "bulk_runs": p.bulk_runs,
+                "bulk_secs": p.bulk_secs,
+                "up_runs": p.up_runs,
+            },
+            "live_mpps": live,
+            "test_run_ns": tr,
+            "conntrack_ns": ct,
+            "conntrack_random_ns": ct_random,
+            "bulk_gbps": bulk,
+            "up_ms": up,
+        })
     }
 
     fn table(&self) -> String {
@@ -182,6 +226,7 @@ impl Report {
             m.load,
             self.seconds
         );
+        s.push_str(&m.details());
         if !self.live.is_empty() {
             self.live_table(&mut s);
         }
@@ -191,11 +236,18 @@ impl Report {
         if !self.conntrack.is_empty() {
             self.conntrack_table(&mut s);
         }
+        if !self.bulk.is_empty() {
+            self.bulk_table(&mut s);
+        }
+        if let Some(u) = &self.up {
+            Self::up_table(u, &mut s);
+        }
         self.targets(&mut s);
         let _ = writeln!(
             s,
-            "\n(live: {} frames x {} runs per receiver; test_run: repeat {} x {} runs, {} calls per call-timed path)",
-            p.live_frames, p.live_runs, p.repeat, p.testrun_runs, p.per_call
+            "\n(live: {} frames x {} runs per receiver; test_run: repeat {} x {} runs, {} calls per call-timed path in {} runs; bulk: {} runs x {} s; fw up: {} runs)",
+            p.live_frames, p.live_runs, p.repeat, p.testrun_runs, p.per_call, p.testrun_runs,
+            p.bulk_runs, p.bulk_secs, p.up_runs
         );
         s
     }
@@ -203,15 +255,16 @@ impl Report {
     fn live_table(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "\nLive: rig_tx (XDP_TX, live frames) -> veth -> receiver; median Mpps of {} runs",
+            "\nLive: rig_tx (XDP_TX, live frames) -> veth -> receiver; median Mpps of {} runs (min-max)",
             self.plan.live_runs
         );
         let _ = writeln!(
             s,
-            "{:<12} {:<18} {:>7} {:>9} {:>12} {:>12} {:>8} {:>9}",
+            "{:<12} {:<18} {:>7} {:>11} {:>9} {:>12} {:>12} {:>8} {:>9}",
             "scenario",
             "receiver",
             "Mpps",
+            "min-max",
             "x empty",
             "marginal ns",
             "+ns vs none",
@@ -233,10 +286,11 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<12} {:<18} {:>7.2} {:>8.3}x {:>12.1} {:>12} {:>8} {:>9}",
+                "{:<12} {:<18} {:>7.2} {:>11} {:>8.3}x {:>12.1} {:>12} {:>8} {:>9}",
                 scenario,
                 r.row.kind.label(),
                 r.mpps,
+                r.spread().range(2),
                 r.mpps / empty,
                 self.marginal(r),
                 vs_none,
@@ -257,13 +311,16 @@ impl Report {
         let _ = writeln!(s, "\nPer-path CPU cost: BPF_PROG_TEST_RUN, ns per packet");
         let _ = writeln!(
             s,
-            "{:<24} {:>8} {:>9} {:<9} {:>9} {:>12}",
-            "path", "ns", "x empty", "method", "checked", "target"
+            "{:<24} {:>8} {:>13} {:>9} {:<9} {:>9} {:>12}",
+            "path", "ns", "min-max", "x empty", "method", "checked", "target"
         );
         let _ = writeln!(
             s,
-            "{:<24} {:>8.1} {:>8.2}x bulk",
-            "empty (rig_drop)", t.empty_ns, 1.0
+            "{:<24} {:>8.1} {:>13} {:>8.2}x bulk",
+            "empty (rig_drop)",
+            t.empty_ns,
+            t.empty.range(1),
+            1.0
         );
         for p in &t.paths {
             let ratio = p.ns / t.empty_ns;
@@ -275,9 +332,10 @@ impl Report {
             };
             let _ = writeln!(
                 s,
-                "{:<24} {:>8.1} {:>8.2}x {:<9} {:>9} {:>7} {:.0}x",
+                "{:<24} {:>8.1} {:>13} {:>8.2}x {:<9} {:>9} {:>7} {:.0}x",
                 p.name,
                 p.ns,
+                p.spread.range(1),
                 ratio,
                 if p.per_call { "per call" } else { "bulk" },
                 checked,
@@ -299,22 +357,88 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:>9} {:>12} {:>8} {:>16} {:>8}",
-            "flows", "one flow", "x 1k", "random flows", "x 1k"
+            "{:>9} {:>10} {:>13} {:>8} {:>13} {:>13} {:>8}",
+            "flows", "one flow", "min-max", "x 1k", "random flows", "min-max", "x 1k"
         );
-        let base = self.conntrack.first().copied();
+        let base = self.conntrack.first();
         for c in &self.conntrack {
             let (b, br) = base.map_or((f64::NAN, f64::NAN), |b| (b.ns, b.random_ns));
             let _ = writeln!(
                 s,
-                "{:>9} {:>12.1} {:>7.2}x {:>16.1} {:>7.2}x",
+                "{:>9} {:>10.1} {:>13} {:>7.2}x {:>13.1} {:>13} {:>7.2}x",
                 c.entries,
                 c.ns,
+                c.spread.range(1),
                 c.ns / b,
                 c.random_ns,
+                c.random.range(1),
                 c.random_ns / br
             );
         }
+    }
+
+    fn bulk_gbps(&self, case: Case) -> Option<&Spread> {
+        self.bulk.iter().find(|b| b.case == case).map(|b| &b.gbps)
+    }
+
+    fn bulk_table(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\nBulk TCP: iperf3, one stream, client -> veth -> server under the receiver, both on CPU {}; median Gb/s of {} runs of {} s",
+            self.cpu, self.plan.bulk_runs, self.plan.bulk_secs
+        );
+        let _ = writeln!(
+            s,
+            "{:<20} {:>7} {:>13} {:>10} {:>11}",
+            "receiver", "Gb/s", "min-max", "x XDP_PASS", "retransmits"
+        );
+        let pass = self.bulk_gbps(Case::XdpPass).map_or(f64::NAN, |g| g.median);
+        for b in &self.bulk {
+            let _ = writeln!(
+                s,
+                "{:<20} {:>7.2} {:>13} {:>9.3}x {:>11}",
+                b.case.label(),
+                b.gbps.median,
+                b.gbps.range(2),
+                b.gbps.median / pass,
+                b.retransmits
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  (iptables and nftables as deployed, without an XDP program; the XDP_PASS row is what any XDP program costs on veth)"
+        );
+    }
+
+    fn up_table(u: &UpResult, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\nfw up IFACE (the fw binary, warm, in a bench namespace; fw down between runs)"
+        );
+        let _ = writeln!(
+            s,
+            "  fw up   median {:.0} ms (min-max {} ms, {} runs); fw down median {:.0} ms",
+            u.wall.median,
+            u.wall.range(0),
+            u.wall.runs.len(),
+            u.down.median
+        );
+        let sp = &u.split;
+        let _ = writeln!(
+            s,
+            "  one run under strace -T -e trace=bpf,flock: {:.0} ms = BPF_PROG_LOAD (verifier) {:.0} ms ({} calls) + BPF_MAP_CREATE {:.0} ms ({}) + attach (BPF_LINK_CREATE) {:.1} ms ({}) + other bpf {:.1} ms ({}) + lock wait {:.1} ms + rest {:.0} ms",
+            sp.total_ms,
+            sp.prog_load_ms,
+            sp.prog_loads,
+            sp.map_create_ms,
+            sp.map_creates,
+            sp.attach_ms,
+            sp.attaches,
+            sp.other_bpf_ms,
+            sp.other_bpf,
+            sp.lock_wait_ms,
+            sp.rest_ms()
+        );
     }
 
     fn targets(&self, s: &mut String) {
@@ -357,6 +481,25 @@ impl Report {
                 within,
                 t.paths.len(),
                 worst.map_or(String::new(), |w| format!(", highest {} {:.1}x", w.name, ratio(w)))
+            );
+        }
+        if let (Some(fw), Some(pass_)) = (self.bulk_gbps(Case::Fw), self.bulk_gbps(Case::XdpPass)) {
+            let r = fw.median / pass_.median;
+            let _ = writeln!(
+                s,
+                "  {}  bulk TCP: fw {:.2} Gb/s >= {BULK_SHARE} x bare XDP_PASS's {:.2}: {:.3}x",
+                pass(r >= BULK_SHARE),
+                fw.median,
+                pass_.median,
+                r
+            );
+        }
+        if let Some(u) = &self.up {
+            let _ = writeln!(
+                s,
+                "  {}  fw up {:.0} ms <= {UP_MS:.0} ms (median, warm)",
+                pass(u.wall.median <= UP_MS),
+                u.wall.median
             );
         }
         if let (Some(first), Some(last)) = (self.conntrack.first(), self.conntrack.last()) {

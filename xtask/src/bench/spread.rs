@@ -67,7 +67,10 @@ mod tests {
         assert_eq!((one.min, one.median, one.max), (5.5, 5.5, 5.5));
         assert!(Spread::of(&[]).median.is_nan());
         let shifted = s.map(|x| x + 10.0);
-        assert_eq!((shifted.min, shifted.median, shifted.max), (11.0, 12.0, 13.0));
+        assert_eq!(
+            (shifted.min, shifted.median, shifted.max),
+            (11.0, 12.0, 13.0)
+        );
         assert_eq!(s.range(1), "1.0-3.0");
         assert_eq!(s.json()["median"], 2.0);
     }

@@ -291,12 +291,11 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
                 let before = fw.counted(s.reason)?;
                 let (mut means, mut ok) = (Vec::new(), true);
                 for _ in 0..runs {
-                    let (mean, run_ok) = per_call(prog, &s.frame, calls, Some(s.action), || {
-                        match &s.forget {
+                    let (mean, run_ok) =
+                        per_call(prog, &s.frame, calls, Some(s.action), || match &s.forget {
                             Some(k) => fw.maps.conntrack_remove(k).map_err(Into::into),
                             None => Ok(()),
-                        }
-                    })?;
+                        })?;
                     means.push(mean);
                     ok &= run_ok;
                 }

@@ -11,8 +11,9 @@
 use std::{path::Path, process::Command, time::Instant};
 
 use anyhow::{bail, Context, Result};
-use fw_testkit::{command, fw_bin, fw_command, output_with_timeout, Netns, PinDir, TempDir,
-                 FW_CMD_TIMEOUT};
+use fw_testkit::{
+    command, fw_bin, fw_command, output_with_timeout, Netns, PinDir, TempDir, FW_CMD_TIMEOUT,
+};
 
 use super::{receivers::PREFIX, spread::Spread, Plan};
 
@@ -168,16 +169,28 @@ pub fn run(plan: &Plan) -> Result<UpResult> {
     let pins = PinDir::new();
     let mut cmd = command("nsenter");
     cmd.arg(format!("--net={}", ns.display()))
-        .args(["--", "strace", "-f", "-ttt", "-T", "-e", "trace=bpf,flock", "-o"])
+        .args([
+            "--",
+            "strace",
+            "-f",
+            "-ttt",
+            "-T",
+            "-e",
+            "trace=bpf,flock",
+            "-o",
+        ])
         .arg(&trace)
         .arg(&bin)
         .arg("--pin-dir")
         .arg(pins.path())
         .args(["up", veth]);
-    let total_ms = checked(&mut cmd, "strace fw up (is strace installed? `cargo xtask setup`)")?;
+    let total_ms = checked(
+        &mut cmd,
+        "strace fw up (is strace installed? `cargo xtask setup`)",
+    )?;
     checked(fw_command(ns, pins.path(), &[]).args(["down"]), "fw down")?;
-    let text = std::fs::read_to_string(&trace)
-        .with_context(|| format!("reading {}", trace.display()))?;
+    let text =
+        std::fs::read_to_string(&trace).with_context(|| format!("reading {}", trace.display()))?;
     let mut split = parse_strace(&text);
     if split.prog_loads == 0 {
         bail!("no BPF_PROG_LOAD in the strace of fw up:\n{text}");
@@ -191,7 +204,10 @@ pub fn run(plan: &Plan) -> Result<UpResult> {
 }
 
 fn fmt_ms(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
