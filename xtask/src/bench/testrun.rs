@@ -29,7 +29,12 @@ use fw_common::{
 };
 use fw_testkit::PinDir as TestPinDir;
 use fw_user::{
-    kernel::{clock::kernel_now_ns, load, maps::FwMaps, pins::PinDir},
+    kernel::{
+        clock::kernel_now_ns,
+        load,
+        maps::{CtTable, FwMaps},
+        pins::PinDir,
+    },
     model::config::Config,
     ops::reconfigure::apply_config,
 };
@@ -291,11 +296,16 @@ pub fn run(plan: &Plan, cpu: usize) -> Result<TestRunResults> {
                 let before = fw.counted(s.reason)?;
                 let (mut means, mut ok) = (Vec::new(), true);
                 for _ in 0..runs {
-                    let (mean, run_ok) =
-                        per_call(prog, &s.frame, calls, Some(s.action), || match &s.forget {
-                            Some(k) => fw.maps.conntrack_remove(k).map_err(Into::into),
-                            None => Ok(()),
-                        })?;
+                    let (mean, run_ok) = per_call(prog, &s.frame, calls, Some(s.action), || {
+                        // The SYN's entry sits in the unconfirmed table
+                        // since there are two; a gone one is no error.
+                        if let Some(k) = &s.forget {
+                            for t in CtTable::ALL {
+                                fw.maps.conntrack_remove_all(t, std::slice::from_ref(k))?;
+                            }
+                        }
+                        Ok(())
+                    })?;
                     means.push(mean);
                     ok &= run_ok;
                 }
