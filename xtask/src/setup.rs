@@ -36,16 +36,13 @@ pub const DEBIAN_PACKAGES: [&str; 17] = [
     "procps",
     "util-linux",
     "mount",
-<<<<<<< HEAD
     // fail2ban.rs runs the real fail2ban-server in a test namespace. The
     // package also installs a system service: --no-install-recommends keeps
     // its optional backends out, and the test never uses the service.
     "fail2ban",
-=======
     // bench: bulk TCP over the veth pair; the split of `fw up`'s time.
     "iperf3",
     "strace",
->>>>>>> 31565f0 (bench WIP: spread, machine header, compare, bulk, up modules)
 ];
 
 /// Runs every setup step; the error names the step that failed.
