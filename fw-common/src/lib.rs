@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 10;
+pub const LAYOUT_VERSION: u32 = 11;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -33,10 +33,14 @@ pub enum Reason {
     /// The source is in a blocklist set (`fw block`): checked before
     /// everything else, established flows included.
     Blocked = 13,
+    /// A SYN to an open TCP port answered by fw with a SYN cookie SYN-ACK
+    /// (XDP_TX) while the kernel says the listener is flooded; no flow is
+    /// recorded.
+    Syncookie = 14,
 }
 
 /// Number of reasons in use.
-pub const REASON_COUNT: usize = 14;
+pub const REASON_COUNT: usize = 15;
 /// Counter slots reserved per interface (room to add reasons without a
 /// layout change of the counter map).
 pub const REASON_SLOTS: u32 = 16;
@@ -57,6 +61,7 @@ impl Reason {
         Reason::WouldReject,
         Reason::Dhcp,
         Reason::Blocked,
+        Reason::Syncookie,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -75,6 +80,7 @@ impl Reason {
             Reason::WouldReject => "would_reject",
             Reason::Dhcp => "dhcp",
             Reason::Blocked => "blocked",
+            Reason::Syncookie => "syncookie",
         }
     }
 
@@ -299,6 +305,16 @@ pub const CFG_DRY_RUN: u32 = 1;
 /// no other rule accepts (`[dhcp] client`, on by default).
 pub const CFG_DHCP_CLIENT: u32 = 2;
 
+/// `Config.syncookie_mode`: answer SYNs to open TCP ports with a SYN
+/// cookie whenever the kernel hands one out (`bpf_tcp_gen_syncookie`: only
+/// while the listener is flooded, or always with `net.ipv4.tcp_syncookies
+/// = 2`). `auto` and `always` ask the kernel alike; they differ in what
+/// userspace checks (`always` wants the sysctl at 2).
+pub const SYNCOOKIE_AUTO: u32 = 0;
+pub const SYNCOOKIE_ALWAYS: u32 = 1;
+/// Never: every SYN goes to the stack.
+pub const SYNCOOKIE_OFF: u32 = 2;
+
 /// Runtime settings, `CONFIG[0]`. Written by userspace, read per packet.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,7 +340,8 @@ pub struct Config {
     /// A `RejectKind`: how packets from a blocked source are answered
     /// (`[block] with`, `Drop` by default).
     pub block_kind: u32,
-    pub _pad: u32,
+    /// A `SYNCOOKIE_*` mode (`[syncookies] mode`).
+    pub syncookie_mode: u32,
 }
 
 const SEC: u64 = 1_000_000_000;
@@ -344,7 +361,7 @@ impl Config {
         ct_udp_stream_ns: 120 * SEC,
         ct_icmp_ns: 30 * SEC,
         block_kind: RejectKind::Drop as u32,
-        _pad: 0,
+        syncookie_mode: SYNCOOKIE_AUTO,
     };
 }
 

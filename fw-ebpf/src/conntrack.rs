@@ -460,9 +460,11 @@ fn host_confirms(p: &Pkt) -> bool {
 }
 
 /// Egress: create or refresh the entry of the flow a host packet belongs
-/// to, confirming it when the packet says the flow is real.
+/// to, confirming it when the packet says the flow is real: by itself
+/// (`host_confirms`), or because `connected` (asked only when fw has no
+/// confirmed entry) says a connected socket sent it.
 #[inline(always)]
-pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
+pub fn egress(cfg: &Config, p: &Pkt, now: u64, connected: impl Fn() -> bool) {
     if !tracked_proto(p) {
         return;
     }
@@ -488,7 +490,7 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
                     v.flags |= CT_F_SYNACK;
                     v.host_isn = p.tcp_seq;
                 }
-                if host_confirms(p) {
+                if host_confirms(p) || (p.proto == IPPROTO_TCP && connected()) {
                     let mut c = *v;
                     c.last_seen_ns = now;
                     promote(&key, &c);
@@ -535,7 +537,9 @@ pub fn egress(cfg: &Config, p: &Pkt, now: u64) {
         _pad: [0; 2],
         host_isn: 0,
     };
-    if host_confirms(p) {
+    // A connected socket's segment without an entry: a SYN cookie
+    // connection (fw's or the kernel's own cookie kept no SYN in conntrack).
+    if host_confirms(p) || (p.proto == IPPROTO_TCP && connected()) {
         store(&key, &v);
     } else {
         // A SYN-ACK or a bare ACK of a flow fw does not know (its

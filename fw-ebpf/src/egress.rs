@@ -1,6 +1,13 @@
 //! The TC egress program: every packet the host sends creates or refreshes
 //! its flow's conntrack entry, so the replies are ESTABLISHED on ingress.
-use aya_ebpf::{helpers::generated::bpf_ktime_get_coarse_ns, programs::TcContext};
+use aya_ebpf::{
+    bindings::{
+        BPF_TCP_CLOSE_WAIT, BPF_TCP_CLOSING, BPF_TCP_ESTABLISHED, BPF_TCP_FIN_WAIT1,
+        BPF_TCP_FIN_WAIT2, BPF_TCP_LAST_ACK,
+    },
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_sk_fullsock},
+    programs::TcContext,
+};
 
 use crate::{
     conntrack,
@@ -31,9 +38,41 @@ pub fn run(ctx: &TcContext) -> i32 {
         if p.has_l4() {
             if let Some(cfg) = CONFIG.get(0) {
                 // SAFETY: a helper without arguments, always callable from TC.
-                conntrack::egress(cfg, p, unsafe { bpf_ktime_get_coarse_ns() });
+                let now = unsafe { bpf_ktime_get_coarse_ns() };
+                conntrack::egress(cfg, p, now, || connected_socket(ctx));
             }
         }
     }
     TCX_NEXT
+}
+
+/// Whether the packet comes from a connected TCP socket (established, or
+/// closing after that): only a completed handshake makes one, so a spoofed
+/// source never does. The SYN-ACK of a SYN cookie handshake leaves no trace
+/// in conntrack; the host's first segment on the connection the client's
+/// ACK made (a bare ACK too) confirms the flow this way. A request socket's
+/// SYN-ACK or ACK (not a full socket) and the kernel's control socket's RSTs
+/// and time-wait ACKs (never established) do not.
+#[inline(always)]
+fn connected_socket(ctx: &TcContext) -> bool {
+    // SAFETY: ctx.skb is the kernel's __sk_buff for this run; `sk` is a
+    // readable (possibly null) field of it.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null socket of the skb; the helper returns null for
+    // request and time-wait sockets.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return false;
+    }
+    // SAFETY: a full socket the helper returned; `state` is readable.
+    let state = unsafe { (*full).state };
+    state == BPF_TCP_ESTABLISHED as u32
+        || state == BPF_TCP_FIN_WAIT1 as u32
+        || state == BPF_TCP_FIN_WAIT2 as u32
+        || state == BPF_TCP_CLOSE_WAIT as u32
+        || state == BPF_TCP_LAST_ACK as u32
+        || state == BPF_TCP_CLOSING as u32
 }

@@ -1,6 +1,6 @@
 //! The XDP program: parse, then the blocklists, then the seed policy in
-//! order (fragments, ESTABLISHED, RELATED, NDP, ports, DHCP client replies,
-//! REJECT), then count.
+//! order (fragments, ESTABLISHED, RELATED, NDP, ports (SYN cookies for an
+//! open port's flooded listener), DHCP client replies, REJECT), then count.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
@@ -14,7 +14,7 @@ use crate::{
         self, is_icmp, is_martian, is_ndp, is_related_candidate, Parsed, Pkt, FRAG_FIRST,
         FRAG_LATER,
     },
-    policy, reject,
+    policy, reject, syncookie,
 };
 
 #[inline(always)]
@@ -129,6 +129,14 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
         }
     }
     if let Some(idx) = policy::allowed(p) {
+        // Before anything is recorded: a cookie answer keeps no state.
+        match syncookie::answer(ctx, p, cfg) {
+            syncookie::Cookie::Pass => {}
+            syncookie::Cookie::Sent => return Judged::Done(xdp_action::XDP_TX, Reason::Syncookie),
+            syncookie::Cookie::Lost => {
+                return Judged::Done(xdp_action::XDP_DROP, Reason::Syncookie)
+            }
+        }
         counters::count_port(idx);
         conntrack::accept_new(p, now, shadowed);
         return Judged::Done(xdp_action::XDP_PASS, Reason::Port);

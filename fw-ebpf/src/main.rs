@@ -1,7 +1,7 @@
 //! fw's kernel side: the XDP ingress policy and the TC egress conntrack feed.
 //!
 //! Stages live in their own modules, in the order a packet meets them:
-//! `parse` -> `block` -> `frag` -> `conntrack` -> `policy` -> `reject`, with `counters`
+//! `parse` -> `block` -> `frag` -> `conntrack` -> `policy` -> `syncookie` -> `reject`, with `counters`
 //! and `events` recording the outcome.
 #![no_std]
 #![no_main]
@@ -26,6 +26,7 @@ mod ratelimit;
 mod reject;
 #[cfg(feature = "rig")]
 mod rig;
+mod syncookie;
 
 use aya_ebpf::{
     macros::{classifier, xdp},

@@ -20,10 +20,12 @@ use crate::{
     ratelimit,
 };
 
-const MAX_L2: usize = 22;
+/// Longest L2 header fw answers from (two VLAN tags).
+pub const MAX_L2: usize = 22;
 /// IPv6 "no next header".
 const IPPROTO_NONE: u8 = 59;
 const TTL: u8 = 64;
+const TCPOPT_MSS: u8 = 2;
 /// RFC 1812 4.3.2.3: an ICMPv4 error stays within 576 bytes.
 const V4_MAX_QUOTE: usize = 576 - 20 - 8;
 /// RFC 4443 2.4(c): an ICMPv6 error stays within the minimum MTU.
@@ -315,14 +317,8 @@ fn icmp_error(ctx: &XdpContext, p: &Pkt, ty: u8, code: u8) -> Option<()> {
 
 /// The RST answering `p` (RFC 9293 3.10.7.1, as nf_send_reset builds it),
 /// written over the original packet.
-#[inline(never)]
+#[inline(always)]
 fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
-    let l3 = p.l3_off;
-    if l3 > MAX_L2 {
-        return None;
-    }
-    let v4 = p.family == 4;
-    let ip_hdr = if v4 { 20 } else { 40 };
     let (seq, ack, flags) = if p.tcp_flags & TCP_ACK != 0 {
         (p.tcp_ack, 0u32, TCP_RST)
     } else {
@@ -333,32 +329,79 @@ fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
             TCP_RST | TCP_ACK,
         )
     };
+    tcp_answer(ctx, p, seq, ack, flags as u32)
+}
+
+/// A bare TCP segment (no payload) answering `p`, written over the original
+/// frame: L2 kept with the MACs swapped, a fresh IP header without options
+/// or extension headers (addresses swapped), ports swapped. `flags_mss`:
+/// the TCP flags in the low byte, and an MSS option's value above them (0:
+/// no option). Five arguments: the most a BPF subprogram takes.
+#[inline(never)]
+pub fn tcp_answer(ctx: &XdpContext, p: &Pkt, seq: u32, ack: u32, flags_mss: u32) -> Option<()> {
+    let l3 = p.l3_off;
+    if l3 > MAX_L2 {
+        return None;
+    }
+    let v4 = p.family == 4;
+    let ip_hdr = if v4 { 20 } else { 40 };
+    let flags = flags_mss as u8;
+    let mss = (flags_mss >> 8) as u16;
+    let tcp_len: usize = if mss != 0 { 24 } else { 20 };
+    // The kernel never scales a SYN-ACK's window (RFC 7323 2.2): a multiple
+    // of the MSS within 16 bits, as tcp_select_initial_window rounds it.
+    let window = if mss != 0 {
+        (65535 / mss as u32 * mss as u32) as u16
+    } else {
+        0
+    };
     let pseudo = if v4 {
         let s = checksum::add(0, &[p.dst[0], p.dst[1], p.dst[2], p.dst[3]]);
         let s = checksum::add(s, &[p.src[0], p.src[1], p.src[2], p.src[3]]);
-        checksum::add(s, &[0, IPPROTO_TCP, 0, 20])
+        checksum::add(s, &[0, IPPROTO_TCP, 0, tcp_len as u8])
     } else {
-        v6_pseudo_sum(&p.dst, &p.src, 20, IPPROTO_TCP)
+        v6_pseudo_sum(&p.dst, &p.src, tcp_len as u32, IPPROTO_TCP)
     };
     let (sport, dport) = (p.dport, p.sport);
-    resize(ctx, 0, l3 + ip_hdr + 20)?;
+    resize(ctx, 0, l3 + ip_hdr + tcp_len)?;
     reply_l2(ctx, 0)?;
-    // The reply's own size: an IPv4 RST frame ends 40 bytes after l3.
+    // The reply's own size: an IPv4 RST frame ends 40 bytes after l3, a
+    // SYN-ACK with its MSS option 44.
     let t = if v4 {
         let h = ptr_at::<[u8; 40], _>(ctx, l3)? as *mut u8;
         // SAFETY: ptr_at checked the 40 bytes an IPv4 RST frame has after l3.
         unsafe {
-            put_v4(h, 40, IPPROTO_TCP, 0, true, &p.dst, &p.src);
+            put_v4(
+                h,
+                (20 + tcp_len) as u16,
+                IPPROTO_TCP,
+                0,
+                true,
+                &p.dst,
+                &p.src,
+            );
             h.add(20)
         }
     } else {
         let h = ptr_at::<[u8; 60], _>(ctx, l3)? as *mut u8;
         // SAFETY: ptr_at checked the 60 bytes an IPv6 RST frame has after l3.
         unsafe {
-            put_v6(h, 20, IPPROTO_TCP, &p.dst, &p.src);
+            put_v6(h, tcp_len as u16, IPPROTO_TCP, &p.dst, &p.src);
             h.add(40)
         }
     };
+    let mut sum = pseudo;
+    if mss != 0 {
+        let o = ptr_at::<[u8; 4], _>(ctx, l3 + ip_hdr + 20)? as *mut u8;
+        let opt = [TCPOPT_MSS, 4, (mss >> 8) as u8, mss as u8];
+        // SAFETY: ptr_at checked the option's 4 bytes after the header.
+        unsafe {
+            for (i, b) in opt.iter().enumerate() {
+                *o.add(i) = *b;
+            }
+        }
+        sum = checksum::add(sum, &opt);
+    }
     // SAFETY: `t` is the TCP header inside the window checked above (20 bytes).
     unsafe {
         put16(t, 0, sport);
@@ -367,12 +410,12 @@ fn tcp_reset(ctx: &XdpContext, p: &Pkt) -> Option<()> {
         put16(t, 6, seq as u16);
         put16(t, 8, (ack >> 16) as u16);
         put16(t, 10, ack as u16);
-        *t.add(12) = 0x50;
+        *t.add(12) = (tcp_len as u8 / 4) << 4;
         *t.add(13) = flags;
-        put16(t, 14, 0);
+        put16(t, 14, window);
         put16(t, 16, 0);
         put16(t, 18, 0);
-        let c = checksum::finish(checksum::add(pseudo, &*(t as *const [u8; 20])));
+        let c = checksum::finish(checksum::add(sum, &*(t as *const [u8; 20])));
         put_bytes(t, 16, &c);
     }
     Some(())

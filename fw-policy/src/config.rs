@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
-    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith, ECHO},
+    policy::{parse_prefix, Policy, PortRange, Proto, RejectWith, SyncookieMode, ECHO},
 };
 
 /// Highest reject rate fw accepts (keeps the kernel's token math in range).
@@ -43,6 +43,8 @@ pub struct Config {
     /// `[[block.sets]]`: the block sets and their prefixes without end,
     /// sorted by name (timed bans are not part of the config).
     pub block_sets: Vec<BlockSet>,
+    /// `[syncookies] mode`.
+    pub syncookies: SyncookieMode,
 }
 
 /// One `[[block.sets]]` entry: a block set and the prefixes it holds
@@ -88,6 +90,7 @@ impl Default for Config {
             block_with: RejectWith::Drop,
             block_prefixes: fw_common::BLOCK_DEFAULT_ENTRIES,
             block_sets: Vec::new(),
+            syncookies: SyncookieMode::Auto,
         }
     }
 }
@@ -108,6 +111,13 @@ struct File {
     capacity: Option<Capacity>,
     block: Option<Block>,
     icmp: Option<Icmp>,
+    syncookies: Option<Syncookies>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Syncookies {
+    mode: Option<SyncookieMode>,
 }
 
 #[derive(Deserialize)]
@@ -502,6 +512,9 @@ impl Config {
         if let Some(client) = file.dhcp.and_then(|d| d.client) {
             cfg.dhcp_client = client;
         }
+        if let Some(mode) = file.syncookies.and_then(|s| s.mode) {
+            cfg.syncookies = mode;
+        }
         Ok(cfg)
     }
 
@@ -662,6 +675,7 @@ impl Config {
             self.conntrack_entries, self.conntrack_unconfirmed_entries
         );
         let _ = writeln!(out, "\n[dhcp]\nclient = {}", self.dhcp_client);
+        let _ = writeln!(out, "\n[syncookies]\nmode = \"{}\"", self.syncookies.name());
         let _ = writeln!(out, "\n[block]\nwith = \"{}\"", self.block_with.name());
         for set in &self.block_sets {
             let _ = writeln!(out, "\n[[block.sets]]\nname = {}", q(&set.name));
@@ -701,6 +715,7 @@ impl Config {
         k.reject_rate = self.reject_rate;
         k.reject_burst = self.reject_burst;
         k.block_kind = self.block_with.kind() as u32;
+        k.syncookie_mode = self.syncookies.kernel();
         k
     }
 }

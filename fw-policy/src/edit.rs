@@ -114,6 +114,10 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
         let t = sub_table(root, "block");
         set_value(t, "with", Value::from(to.block_with.name()));
     }
+    if from.syncookies != to.syncookies {
+        let t = sub_table(root, "syncookies");
+        set_value(t, "mode", Value::from(to.syncookies.name()));
+    }
     if from.dhcp_client != to.dhcp_client {
         let t = sub_table(root, "dhcp");
         set_value(t, "client", Value::from(to.dhcp_client));

@@ -508,6 +508,56 @@ impl Policy {
     }
 }
 
+/// `[syncookies] mode`: when fw answers a SYN to an open TCP port itself
+/// with a SYN cookie (see fw-ebpf's syncookie stage).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncookieMode {
+    /// While the kernel says the listener is flooded (its listen queue is
+    /// full), as the kernel's own cookies (`tcp_syncookies = 1`).
+    #[default]
+    Auto,
+    /// Every SYN to an open port, which the kernel allows only with
+    /// `net.ipv4.tcp_syncookies = 2` (`fw up` warns otherwise).
+    Always,
+    /// Never: SYNs go to the stack.
+    Off,
+}
+
+impl SyncookieMode {
+    pub const ALL: [SyncookieMode; 3] = [
+        SyncookieMode::Auto,
+        SyncookieMode::Always,
+        SyncookieMode::Off,
+    ];
+
+    /// The kernel's `Config.syncookie_mode`.
+    pub fn kernel(self) -> u32 {
+        match self {
+            SyncookieMode::Auto => fw_common::SYNCOOKIE_AUTO,
+            SyncookieMode::Always => fw_common::SYNCOOKIE_ALWAYS,
+            SyncookieMode::Off => fw_common::SYNCOOKIE_OFF,
+        }
+    }
+
+    /// From the kernel's value (unknown values read as the default).
+    pub fn from_kernel(v: u32) -> Self {
+        match v {
+            fw_common::SYNCOOKIE_ALWAYS => SyncookieMode::Always,
+            fw_common::SYNCOOKIE_OFF => SyncookieMode::Off,
+            _ => SyncookieMode::Auto,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncookieMode::Auto => "auto",
+            SyncookieMode::Always => "always",
+            SyncookieMode::Off => "off",
+        }
+    }
+}
+
 /// How rejected packets are answered.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

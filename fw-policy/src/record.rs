@@ -256,6 +256,13 @@ pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
             running.conntrack_unconfirmed_entries, file.conntrack_unconfirmed_entries
         ));
     }
+    if file.syncookies != running.syncookies {
+        out.push(format!(
+            "syncookies mode {}, {what} says {}",
+            running.syncookies.name(),
+            file.syncookies.name()
+        ));
+    }
     if file.block_with != running.block_with {
         out.push(format!(
             "blocked sources answered with {}, {what} says {}",

@@ -542,6 +542,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     outln!("fw up on {} (xdp {}, egress {})", a.name, a.xdp, a.egress);
                 }
                 outln!("{} existing flow(s) seeded into conntrack", r.seeded);
+                for w in &r.warnings {
+                    eprintln!("fw: warning: {w}");
+                }
                 Ok(())
             };
             if foreground {

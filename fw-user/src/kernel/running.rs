@@ -6,7 +6,7 @@ use crate::{
     model::{
         config::{BlockSet, Config},
         names::name_from_bytes,
-        policy::RejectWith,
+        policy::{RejectWith, SyncookieMode},
         record::{compare, FileState, Record},
     },
 };
@@ -79,5 +79,6 @@ pub fn config(maps: &FwMaps) -> Result<Config> {
         block_with: RejectWith::from_kind(fw_common::RejectKind::from_u32(k.block_kind)),
         block_prefixes: maps.block_capacity()?,
         block_sets: block_sets(maps)?,
+        syncookies: SyncookieMode::from_kernel(k.syncookie_mode),
     })
 }

@@ -5,6 +5,32 @@ use std::{io, os::fd::RawFd, time::Duration};
 
 use crate::error::{Error, Result};
 
+/// `net.ipv4.tcp_syncookies` of this network namespace (it covers IPv6
+/// too), or `None` when it cannot be read. `[syncookies] mode = "always"`
+/// needs 2: only then does the kernel hand out a cookie for every SYN.
+pub fn tcp_syncookies() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syncookies")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What `fw up` and `fw status` say about `[syncookies] mode` given the
+/// namespace's `net.ipv4.tcp_syncookies`: a warning when `always` cannot be
+/// honoured.
+pub fn syncookies_warning(mode: u32, sysctl: Option<u32>) -> Option<String> {
+    if mode != fw_common::SYNCOOKIE_ALWAYS || sysctl == Some(2) {
+        return None;
+    }
+    let now = sysctl.map_or("unreadable".to_string(), |v| format!("{v}"));
+    Some(format!(
+        "[syncookies] mode = \"always\" needs net.ipv4.tcp_syncookies = 2 in this network \
+         namespace (it is {now}): until then fw answers with cookies only while a listener is \
+         flooded, as with \"auto\"; set it with `sysctl -w net.ipv4.tcp_syncookies=2`"
+    ))
+}
+
 /// fw's commands that change the kernel need root.
 pub fn require_root(what: &'static str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.

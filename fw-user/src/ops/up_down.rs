@@ -55,6 +55,10 @@ pub struct UpReport {
     pub attached: Vec<Attached>,
     /// Half-done work of an interrupted `fw up`/`fw down` that was finished first.
     pub repaired: Vec<String>,
+    /// What the running config asks and the system does not give (fw is
+    /// up all the same): `[syncookies] mode = "always"` without
+    /// `net.ipv4.tcp_syncookies = 2`.
+    pub warnings: Vec<String>,
 }
 
 /// One interface `fw up` attached to, and how.
@@ -157,11 +161,18 @@ pub fn up(
     // conntrack before ingress filtering starts, so nothing is cut.
     let sockets = crate::kernel::sockets::connected()?;
     let seeded = seed(&maps, &sockets)?;
+    let warnings = crate::kernel::sys::syncookies_warning(
+        maps.config()?.syncookie_mode,
+        crate::kernel::sys::tcp_syncookies(),
+    )
+    .into_iter()
+    .collect();
     let mut report = UpReport {
         loaded: fresh,
         attached: Vec::new(),
         seeded,
         repaired,
+        warnings,
     };
     for i in &ifaces {
         match attach(pins, &maps, &mut meta, i, hooks) {

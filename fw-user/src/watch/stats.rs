@@ -196,7 +196,7 @@ impl Stats {
         for r in Reason::ALL {
             let c = self.reasons.get(r.name()).copied().unwrap_or_default();
             let verdict = match r {
-                Reason::Reject => "answer",
+                Reason::Reject | Reason::Syncookie => "answer",
                 Reason::WouldReject => "pass*",
                 r if r.accepted() => "accept",
                 _ => "drop",

@@ -20,7 +20,7 @@ use crate::{
     },
     model::{
         names::name_from_bytes,
-        policy::{Proto, RejectWith},
+        policy::{Proto, RejectWith, SyncookieMode},
         record::FileState,
     },
 };
@@ -75,6 +75,11 @@ pub struct Status {
     pub reject_with: Option<&'static str>,
     pub reject_rate: Option<u64>,
     pub dry_run: bool,
+    /// `[syncookies] mode` (`auto`, `always`, `off`).
+    pub syncookies: Option<&'static str>,
+    /// `net.ipv4.tcp_syncookies` of this namespace, which decides when the
+    /// kernel hands out cookies (2: for every SYN).
+    pub tcp_syncookies: Option<u32>,
     /// The confirmed table (`[conntrack] entries`): its size, live
     /// entries, and entries its LRU evicted so far (only ever when more
     /// confirmed flows are live than it holds).
@@ -291,6 +296,8 @@ impl Status {
             reject_with: None,
             reject_rate: None,
             dry_run: false,
+            syncookies: None,
+            tcp_syncookies: None,
             conntrack_max_entries: None,
             conntrack_entries: None,
             conntrack_memory_bytes: None,
@@ -335,6 +342,8 @@ impl Status {
             Some(RejectWith::from_kind(fw_common::RejectKind::from_u32(cfg.reject_kind)).name());
         st.reject_rate = Some(meta.reject_rate);
         st.dry_run = cfg.flags & fw_common::CFG_DRY_RUN != 0;
+        st.syncookies = Some(SyncookieMode::from_kernel(cfg.syncookie_mode).name());
+        st.tcp_syncookies = crate::kernel::sys::tcp_syncookies();
         st.conntrack_max_entries = Some(meta.ct_entries);
         st.conntrack_unconfirmed_max_entries = Some(meta.ct_unconfirmed_entries);
         let live = |t| crate::kernel::conntrack::table_entries(&maps, t).map(|r| r.len());
@@ -466,6 +475,18 @@ impl Status {
             self.reject_rate.unwrap_or(0),
             if self.dry_run {
                 " (dry run: nothing is rejected)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "syncookies: {} (net.ipv4.tcp_syncookies = {}){}",
+            self.syncookies.unwrap_or("?"),
+            self.tcp_syncookies
+                .map_or("unreadable".to_string(), |v| v.to_string()),
+            if self.syncookies == Some("always") && self.tcp_syncookies != Some(2) {
+                ": \"always\" needs 2, cookies only while a listener is flooded"
             } else {
                 ""
             }

@@ -292,6 +292,14 @@ impl Plan {
         if o.dry_run != n.dry_run {
             let _ = writeln!(out, "dry run {}", if n.dry_run { "on" } else { "off" });
         }
+        if o.syncookies != n.syncookies {
+            let _ = writeln!(
+                out,
+                "syncookies mode {} (was {})",
+                n.syncookies.name(),
+                o.syncookies.name()
+            );
+        }
         if o.dhcp_client != n.dhcp_client {
             let _ = writeln!(
                 out,

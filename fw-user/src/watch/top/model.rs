@@ -78,7 +78,7 @@ pub struct TopModel {
 
 pub fn verdict(r: Reason) -> &'static str {
     match r {
-        Reason::Reject => "answer",
+        Reason::Reject | Reason::Syncookie => "answer",
         Reason::WouldReject => "pass*",
         r if r.accepted() => "accept",
         _ => "drop",
