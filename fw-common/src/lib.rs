@@ -8,7 +8,7 @@
 /// Bumped whenever a map's name, key or value layout (or the meaning of a
 /// value, such as a new `tc_mode`) changes. Userspace writes it next to the
 /// pins and refuses to drive pins made with another layout.
-pub const LAYOUT_VERSION: u32 = 11;
+pub const LAYOUT_VERSION: u32 = 12;
 
 /// Why a packet got its verdict. The index of the per-CPU counter it lands in.
 /// The names are part of fw's interface (stats, metrics, logs).
@@ -37,16 +37,19 @@ pub enum Reason {
     /// (XDP_TX) while the kernel says the listener is flooded; no flow is
     /// recorded.
     Syncookie = 14,
+    /// A new flow (a SYN, a first datagram) from a source over its
+    /// per-source limit (`fw limit`): answered as `[reject] with` says.
+    Limited = 15,
 }
 
 /// Number of reasons in use.
-pub const REASON_COUNT: usize = 15;
+pub const REASON_COUNT: usize = 16;
 /// Counter slots reserved per interface (room to add reasons without a
 /// layout change of the counter map).
 pub const REASON_SLOTS: u32 = 16;
 
 impl Reason {
-    pub const ALL: [Reason; REASON_COUNT] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NonIp,
         Reason::Established,
         Reason::Related,
@@ -62,6 +65,7 @@ impl Reason {
         Reason::Dhcp,
         Reason::Blocked,
         Reason::Syncookie,
+        Reason::Limited,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -81,15 +85,19 @@ impl Reason {
             Reason::Dhcp => "dhcp",
             Reason::Blocked => "blocked",
             Reason::Syncookie => "syncookie",
+            Reason::Limited => "limited",
         }
     }
 
     pub const fn from_u32(v: u32) -> Option<Reason> {
-        if (v as usize) < REASON_COUNT {
-            Some(Reason::ALL[v as usize])
-        } else {
-            None
+        let mut i = 0;
+        while i < Reason::ALL.len() {
+            if Reason::ALL[i] as u32 == v {
+                return Some(Reason::ALL[i]);
+            }
+            i += 1;
         }
+        None
     }
 
     /// Whether packets counted under this reason reach the host's stack.
@@ -276,6 +284,73 @@ pub struct BlockSet {
     pub name: [u8; BLOCK_SET_NAME_MAX],
 }
 
+/// Per-source limits (`fw limit`): at most this many, each with its own
+/// state map (`LIMIT_STATE_0` ..), so a flood of spoofed sources to one
+/// limited port evicts only that limit's state, never another's (and
+/// never a conntrack entry: the state is no part of conntrack).
+pub const LIMIT_SLOTS: usize = 8;
+/// Default entries of each limit's state map (`[capacity] limit_sources`):
+/// LRU hashes are preallocated, so this costs memory up front.
+pub const LIMIT_DEFAULT_SOURCES: u32 = 16_384;
+
+/// One limit, `LimitTable.rules[slot]`: new flows to (proto, lo..=hi)
+/// from one source prefix, at most `rate` per window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitRule {
+    /// IPPROTO_TCP or IPPROTO_UDP; 0: slot unused.
+    pub proto: u8,
+    /// Source prefix lengths the sources are grouped by.
+    pub per4: u8,
+    pub per6: u8,
+    pub _pad: u8,
+    pub lo: u16,
+    pub hi: u16,
+    /// New flows allowed per window.
+    pub rate: u32,
+    /// Bumped by userspace whenever the slot gets another limit: state of
+    /// another generation counts as empty (no flush of the map needed).
+    pub generation: u32,
+    pub window_ns: u64,
+}
+
+/// `LIMITS[0]`: every limit, read with one lookup per new flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitTable {
+    /// Slots in use are `rules[..count]` (userspace keeps them packed).
+    pub count: u32,
+    pub _pad: u32,
+    pub rules: [LimitRule; LIMIT_SLOTS],
+}
+
+/// Key of a limit's state map: the source address masked to the limit's
+/// prefix length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LimitKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// A source prefix's new flows: a fixed window with the previous one
+/// weighted in (the sliding-window estimate `prev * (1 - elapsed/window) +
+/// cur`), counting every new flow it tried, the limited ones too (as ufw's
+/// `recent --update` does): a source stays limited until the rate it
+/// tries falls under the limit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitState {
+    /// Index of the current window (`now / window_ns`).
+    pub window: u64,
+    pub cur: u32,
+    pub prev: u32,
+    /// The rule's generation this state was counted for.
+    pub generation: u32,
+    pub _pad: u32,
+}
+
 /// How a rejected packet is answered.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,6 +417,10 @@ pub struct Config {
     pub block_kind: u32,
     /// A `SYNCOOKIE_*` mode (`[syncookies] mode`).
     pub syncookie_mode: u32,
+    /// Added to the clock the limit stage reads: 0 except in tests, which
+    /// write it straight into the map to move a limit's windows on (no fw
+    /// command sets it; `Config::kernel` always gives 0).
+    pub limit_clock_offset_ns: u64,
 }
 
 const SEC: u64 = 1_000_000_000;
@@ -362,6 +441,7 @@ impl Config {
         ct_icmp_ns: 30 * SEC,
         block_kind: RejectKind::Drop as u32,
         syncookie_mode: SYNCOOKIE_AUTO,
+        limit_clock_offset_ns: 0,
     };
 }
 
@@ -654,9 +734,21 @@ pub mod maps {
     pub const BLOCK_V4: &str = "BLOCK_V4";
     pub const BLOCK_V6: &str = "BLOCK_V6";
     pub const BLOCK_SETS: &str = "BLOCK_SETS";
+    pub const LIMITS: &str = "LIMITS";
+    /// One state map per limit slot (`super::LIMIT_SLOTS`).
+    pub const LIMIT_STATE: [&str; super::LIMIT_SLOTS] = [
+        "LIMIT_STATE_0",
+        "LIMIT_STATE_1",
+        "LIMIT_STATE_2",
+        "LIMIT_STATE_3",
+        "LIMIT_STATE_4",
+        "LIMIT_STATE_5",
+        "LIMIT_STATE_6",
+        "LIMIT_STATE_7",
+    ];
     /// The maps fw pins (the per-CPU scratch maps of the programs are not
     /// state and stay unpinned).
-    pub const PINNED: [&str; 17] = [
+    pub const PINNED: [&str; 26] = [
         COUNTERS,
         IFACE_SLOT,
         PORTS,
@@ -673,6 +765,15 @@ pub mod maps {
         BLOCK_V4,
         BLOCK_V6,
         BLOCK_SETS,
+        LIMITS,
+        LIMIT_STATE[0],
+        LIMIT_STATE[1],
+        LIMIT_STATE[2],
+        LIMIT_STATE[3],
+        LIMIT_STATE[4],
+        LIMIT_STATE[5],
+        LIMIT_STATE[6],
+        LIMIT_STATE[7],
         META,
     ];
 }
@@ -694,6 +795,6 @@ mod pod {
     }
     pod!(
         Counter, SrcKey, Config, Bucket, FlowKey, FlowValue, FragKey, FragValue, Event, IfaceMeta,
-        Meta, ConfigFile, BlockValue, BlockSet,
+        Meta, ConfigFile, BlockValue, BlockSet, LimitRule, LimitTable, LimitKey, LimitState,
     );
 }

@@ -369,8 +369,7 @@ pub fn ingress(cfg: &Config, p: &Pkt, now: u64) -> Track {
 pub fn accept_new(p: &Pkt, now: u64, shadowed: bool) {
     let state = match p.proto {
         IPPROTO_TCP => {
-            // tcp_valid takes no SYN together with FIN or RST.
-            if p.tcp_flags & (TCP_SYN | TCP_ACK) != TCP_SYN || !tcp_valid(p) {
+            if !starts_flow(p) {
                 return;
             }
             CT_TCP_SYN_RECV
@@ -395,6 +394,19 @@ pub fn accept_new(p: &Pkt, now: u64, shadowed: bool) {
         delete(&key);
     }
     store_unconfirmed(&key, &v);
+}
+
+/// Whether an inbound TCP/UDP packet that matched no flow starts one (and
+/// so is recorded by [`accept_new`] when the policy lets it in): a SYN
+/// without ACK, or any datagram.
+#[inline(always)]
+pub fn starts_flow(p: &Pkt) -> bool {
+    match p.proto {
+        // tcp_valid takes no SYN together with FIN or RST.
+        IPPROTO_TCP => p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && tcp_valid(p),
+        IPPROTO_UDP => true,
+        _ => false,
+    }
 }
 
 /// What a host packet does to the entry of its flow.

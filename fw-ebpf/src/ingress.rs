@@ -1,6 +1,7 @@
 //! The XDP program: parse, then the blocklists, then the seed policy in
-//! order (fragments, ESTABLISHED, RELATED, NDP, ports (SYN cookies for an
-//! open port's flooded listener), DHCP client replies, REJECT), then count.
+//! order (fragments, ESTABLISHED, RELATED, NDP, ports with their per-source
+//! limits and SYN cookies for an open port's flooded listener, DHCP client
+//! replies, REJECT), then count.
 use aya_ebpf::{
     bindings::xdp_action, helpers::generated::bpf_ktime_get_coarse_ns, programs::XdpContext,
 };
@@ -9,6 +10,7 @@ use fw_common::{Config, Reason, RejectKind, CFG_DRY_RUN};
 use crate::{
     block, conntrack, counters, events, frag,
     frame::Frame,
+    limit,
     maps::{CONFIG, PKT},
     parse::{
         self, is_icmp, is_martian, is_ndp, is_related_candidate, Parsed, Pkt, FRAG_FIRST,
@@ -64,11 +66,7 @@ fn decide(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     // INPUT). Loopback never gets here (fw does not attach to lo).
     let blocked = block::blocked(p, now);
     let judged = if blocked {
-        if cfg.flags & CFG_DRY_RUN != 0 {
-            Judged::Done(xdp_action::XDP_PASS, Reason::WouldReject)
-        } else {
-            Judged::Reject(RejectKind::from_u32(cfg.block_kind))
-        }
+        banned(cfg, RejectKind::from_u32(cfg.block_kind), Reason::Blocked)
     } else if p.frag == FRAG_LATER {
         return match frag::lookup(p) {
             Some(v) if v.pass != 0 => (
@@ -80,22 +78,19 @@ fn decide(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     } else {
         verdict(ctx, p, cfg, now)
     };
-    // One place answers, for the policy's rejects and the blocked alike
-    // (one copy of the answering code in the program).
+    // One place answers, for the policy's rejects, the blocked and the
+    // limited alike (one copy of the answering code in the program).
     let (action, reason) = match judged {
         Judged::Done(action, reason) => (action, reason),
-        Judged::Reject(kind) => {
-            let (action, reason) = reject::answer(ctx, p, cfg, kind, now);
-            if blocked {
-                // Answered when `[block] with` says so and the packet may
-                // be answered at all (within the reject rate); counted as
-                // blocked either way.
-                let sent = action == xdp_action::XDP_TX;
-                let action = if sent { action } else { xdp_action::XDP_DROP };
-                (action, Reason::Blocked)
-            } else {
-                (action, reason)
-            }
+        Judged::Reject(kind, None) => reject::answer(ctx, p, cfg, kind, now),
+        Judged::Reject(kind, Some(counted)) => {
+            // Answered when the kind says so and the packet may be
+            // answered at all (within the reject rate); counted as
+            // blocked or limited either way.
+            let (action, _) = reject::answer(ctx, p, cfg, kind, now);
+            let sent = action == xdp_action::XDP_TX;
+            let action = if sent { action } else { xdp_action::XDP_DROP };
+            (action, counted)
         }
     };
     if !blocked && p.frag == FRAG_FIRST {
@@ -104,10 +99,22 @@ fn decide(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> (u32, Reason) {
     (action, reason)
 }
 
-/// What the policy made of a packet: decided, or to be rejected as `kind`.
+/// What the policy made of a packet: decided, or to be rejected as `kind`
+/// (counted as the reason given, or as the answer went without one).
 enum Judged {
     Done(u32, Reason),
-    Reject(RejectKind),
+    Reject(RejectKind, Option<Reason>),
+}
+
+/// A banned packet (blocked, limited): rejected as `kind` and counted as
+/// `reason`; passed as `would_reject` in dry-run mode.
+#[inline(always)]
+fn banned(cfg: &Config, kind: RejectKind, reason: Reason) -> Judged {
+    if cfg.flags & CFG_DRY_RUN != 0 {
+        Judged::Done(xdp_action::XDP_PASS, Reason::WouldReject)
+    } else {
+        Judged::Reject(kind, Some(reason))
+    }
 }
 
 #[inline(always)]
@@ -129,6 +136,11 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
         }
     }
     if let Some(idx) = policy::allowed(p) {
+        // New flows only (established ones returned above), before they
+        // are counted or recorded: a limited SYN leaves no flow behind.
+        if limit::over(cfg, p, now) {
+            return banned(cfg, RejectKind::from_u32(cfg.reject_kind), Reason::Limited);
+        }
         // Before anything is recorded: a cookie answer keeps no state.
         match syncookie::answer(ctx, p, cfg) {
             syncookie::Cookie::Pass => {}
@@ -151,5 +163,5 @@ fn verdict(ctx: &XdpContext, p: &Pkt, cfg: &Config, now: u64) -> Judged {
     if cfg.flags & CFG_DRY_RUN != 0 {
         return Judged::Done(xdp_action::XDP_PASS, Reason::WouldReject);
     }
-    Judged::Reject(RejectKind::from_u32(cfg.reject_kind))
+    Judged::Reject(RejectKind::from_u32(cfg.reject_kind), None)
 }

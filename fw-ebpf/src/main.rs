@@ -1,7 +1,7 @@
 //! fw's kernel side: the XDP ingress policy and the TC egress conntrack feed.
 //!
 //! Stages live in their own modules, in the order a packet meets them:
-//! `parse` -> `block` -> `frag` -> `conntrack` -> `policy` -> `syncookie` -> `reject`, with `counters`
+//! `parse` -> `block` -> `frag` -> `conntrack` -> `policy` -> `limit` -> `syncookie` -> `reject`, with `counters`
 //! and `events` recording the outcome.
 #![no_std]
 #![no_main]
@@ -18,6 +18,7 @@ mod events;
 mod frag;
 mod frame;
 mod ingress;
+mod limit;
 mod maps;
 mod options;
 mod parse;

@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use fw_common::{
     BlockSet, BlockValue, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue, FragKey,
-    FragValue, Meta, SrcKey, BLOCK_DEFAULT_ENTRIES, BLOCK_MAX_SETS, COUNTER_ENTRIES,
-    CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, CT_UNCONFIRMED_MIN, EVENTS_BYTES, FRAG_ENTRIES,
-    MAX_IFINDEX, PORT_ENTRIES, SRC_DEFAULT_ENTRIES,
+    FragValue, LimitKey, LimitState, LimitTable, Meta, SrcKey, BLOCK_DEFAULT_ENTRIES,
+    BLOCK_MAX_SETS, COUNTER_ENTRIES, CT_DEFAULT_ENTRIES, CT_STAT_ENTRIES, CT_UNCONFIRMED_MIN,
+    EVENTS_BYTES, FRAG_ENTRIES, LIMIT_DEFAULT_SOURCES, MAX_IFINDEX, PORT_ENTRIES,
+    SRC_DEFAULT_ENTRIES,
 };
 
 /// Per-CPU packets/bytes per (interface slot, reason).
@@ -50,6 +51,40 @@ pub static BLOCK_V6: LpmTrie<[u8; 16], BlockValue> =
 /// Block set names by id; never read here.
 #[map]
 pub static BLOCK_SETS: Array<BlockSet> = Array::with_max_entries(BLOCK_MAX_SETS, 0);
+
+/// The per-source limits (`fw limit`), one table read per new flow.
+#[map]
+pub static LIMITS: Array<LimitTable> = Array::with_max_entries(1, 0);
+
+// One LRU per limit slot, not one shared map nor a map of maps: a flood of
+// spoofed sources to one limited port then evicts only that limit's own
+// state, and each map is a plain static the verifier sees as a constant
+// map pointer (aya-ebpf 0.2 has no map-of-maps type). Sized at load by
+// `[capacity] limit_sources`.
+#[map]
+pub static LIMIT_STATE_0: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_1: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_2: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_3: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_4: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_5: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_6: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
+#[map]
+pub static LIMIT_STATE_7: LruHashMap<LimitKey, LimitState> =
+    LruHashMap::with_max_entries(LIMIT_DEFAULT_SOURCES, 0);
 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
+    limit::{Limit, Rate},
     policy::{parse_prefix, Policy, PortRange, Proto, RejectWith, SyncookieMode, ECHO},
 };
 
@@ -45,6 +46,11 @@ pub struct Config {
     pub block_sets: Vec<BlockSet>,
     /// `[syncookies] mode`.
     pub syncookies: SyncookieMode,
+    /// `[[limits]]`: per-source limits of new flows, sorted by protocol
+    /// and port, no two on a common port.
+    pub limits: Vec<Limit>,
+    /// Size of each limit's state map (`[capacity] limit_sources`).
+    pub limit_sources: u32,
 }
 
 /// One `[[block.sets]]` entry: a block set and the prefixes it holds
@@ -91,6 +97,8 @@ impl Default for Config {
             block_prefixes: fw_common::BLOCK_DEFAULT_ENTRIES,
             block_sets: Vec::new(),
             syncookies: SyncookieMode::Auto,
+            limits: Vec::new(),
+            limit_sources: fw_common::LIMIT_DEFAULT_SOURCES,
         }
     }
 }
@@ -112,12 +120,24 @@ struct File {
     block: Option<Block>,
     icmp: Option<Icmp>,
     syncookies: Option<Syncookies>,
+    #[serde(default)]
+    limits: Vec<Spanned<LimitSpec>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Syncookies {
     mode: Option<SyncookieMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitSpec {
+    proto: Spanned<String>,
+    port: Spanned<PortSpec>,
+    rate: Spanned<String>,
+    per: Option<Spanned<i64>>,
+    per6: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +199,7 @@ struct Dhcp {
 struct Capacity {
     source_prefixes: Option<Spanned<u32>>,
     block_prefixes: Option<Spanned<u32>>,
+    limit_sources: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +222,8 @@ struct BlockSetSpec {
 pub const SOURCE_PREFIXES: std::ops::RangeInclusive<u32> = 16..=4_194_304;
 /// Bounds of `[capacity] block_prefixes` (per family).
 pub const BLOCK_PREFIXES: std::ops::RangeInclusive<u32> = 16..=16_777_216;
+/// Bounds of `[capacity] limit_sources` (per limit).
+pub const LIMIT_SOURCES: std::ops::RangeInclusive<u32> = 1024..=1_048_576;
 
 fn port_range(spec: &PortSpec) -> Result<PortRange> {
     match spec {
@@ -228,6 +251,19 @@ pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
 pub const NO_PORTS: &str = "the file has no [ports] table, so it does not say which ports to open \
      (an empty or truncated file?): add `[ports]` with the ports to open (the seed policy is \
      `tcp = [22, 80]` and `udp = [80]`); an empty `[ports]` opens none";
+
+/// A limit as its `[[limits]]` table.
+pub fn limit_table(l: &Limit) -> String {
+    let port = if l.ports.lo == l.ports.hi {
+        l.ports.lo.to_string()
+    } else {
+        format!("\"{}\"", l.ports)
+    };
+    format!(
+        "[[limits]]\nproto = \"{}\"\nport = {port}\nrate = \"{}\"\nper = {}\nper6 = {}",
+        l.proto, l.rate, l.per4, l.per6
+    )
+}
 
 impl Config {
     /// Parses and validates TOML text; `origin` names it in errors. A
@@ -422,6 +458,45 @@ impl Config {
         )? {
             cfg.block_prefixes = n;
         }
+        if let Some(n) = capacity(
+            "limit_sources",
+            cap.and_then(|c| c.limit_sources.as_ref()),
+            &LIMIT_SOURCES,
+        )? {
+            cfg.limit_sources = n;
+        }
+        for (i, spec) in file.limits.iter().enumerate() {
+            let entry = |key: &str| format!("limits[{i}].{key}");
+            let l = spec.get_ref();
+            let proto: Proto = l
+                .proto
+                .get_ref()
+                .parse()
+                .map_err(|e| at(l.proto.span(), entry("proto"), e))?;
+            let ports =
+                port_range(l.port.get_ref()).map_err(|e| at(l.port.span(), entry("port"), e))?;
+            let rate: Rate = l
+                .rate
+                .get_ref()
+                .parse()
+                .map_err(|e| at(l.rate.span(), entry("rate"), e))?;
+            let per = |v: &Option<Spanned<i64>>, key: &str, default: u32| match v {
+                None => Ok(default),
+                Some(n) => u32::try_from(*n.get_ref()).map_err(|_| {
+                    at(
+                        n.span(),
+                        entry(key),
+                        Error::invalid("prefix length", n.get_ref().to_string(), "out of range"),
+                    )
+                }),
+            };
+            let per4 = per(&l.per, "per", crate::limit::DEFAULT_PER4)?;
+            let per6 = per(&l.per6, "per6", crate::limit::DEFAULT_PER6)?;
+            let limit = Limit::new(proto, ports, rate, per4, per6)
+                .map_err(|e| at(spec.span(), format!("limits[{i}]"), e))?;
+            cfg.limits.push(limit);
+        }
+        crate::limit::check_all(&mut cfg.limits).map_err(|e| bad(e.to_string()))?;
         if let Some(w) = file.block.as_ref().and_then(|b| b.with) {
             cfg.block_with = w;
         }
@@ -620,6 +695,30 @@ impl Config {
         }
     }
 
+    /// Puts `limit` in, replacing a limit of the same protocol and ports.
+    /// Refused (config unchanged) when it overlaps another limit or would
+    /// be one too many.
+    pub fn limit_set(&mut self, limit: Limit) -> Result<()> {
+        let mut next: Vec<Limit> = self
+            .limits
+            .iter()
+            .filter(|l| (l.proto, l.ports) != (limit.proto, limit.ports))
+            .copied()
+            .collect();
+        next.push(limit);
+        crate::limit::check_all(&mut next)?;
+        self.limits = next;
+        Ok(())
+    }
+
+    /// Takes out the limit of exactly `proto` `ports`; false when there is
+    /// none.
+    pub fn limit_remove(&mut self, proto: Proto, ports: PortRange) -> bool {
+        let before = self.limits.len();
+        self.limits.retain(|l| (l.proto, l.ports) != (proto, ports));
+        self.limits.len() != before
+    }
+
     /// The config as TOML that [`Config::from_toml`] reads back unchanged.
     pub fn to_toml(&self) -> String {
         use std::fmt::Write as _;
@@ -692,10 +791,13 @@ impl Config {
                 }
             }
         }
+        for l in &self.limits {
+            let _ = writeln!(out, "\n{}", limit_table(l));
+        }
         let _ = writeln!(
             out,
-            "\n[capacity]\nsource_prefixes = {}\nblock_prefixes = {}",
-            self.source_prefixes, self.block_prefixes
+            "\n[capacity]\nsource_prefixes = {}\nblock_prefixes = {}\nlimit_sources = {}",
+            self.source_prefixes, self.block_prefixes, self.limit_sources
         );
         out
     }
@@ -841,6 +943,49 @@ mod tests {
             ),
         ] {
             let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn limits_parse_round_trip_and_refuse_bad_input() {
+        let c = parse(
+            "[ports]\ntcp = [22]\n[[limits]]\nproto = \"tcp\"\nport = 22\nrate = \"6/30s\"\n\
+             [[limits]]\nproto = \"udp\"\nport = \"5000-5010\"\nrate = \"10/1m\"\nper = 24\nper6 = 56\n\
+             [capacity]\nlimit_sources = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.len(), 2);
+        assert_eq!((c.limits[0].per4, c.limits[0].per6), (32, 64));
+        assert_eq!((c.limits[1].per4, c.limits[1].per6), (24, 56));
+        assert_eq!(c.limit_sources, 2048);
+        assert_eq!(parse(&c.to_toml()).unwrap(), c, "{}", c.to_toml());
+        let lim = |body: &str| format!("[ports]\n[[limits]]\nproto = \"tcp\"\nport = 22\n{body}\n");
+        for (text, needle) in [
+            (lim("rate = \"0/30s\""), "limits[0].rate"),
+            (lim("rate = \"6/0s\""), "window must be"),
+            (lim("rate = \"6/3d\""), "unknown unit"),
+            (lim("rate = \"6/30s\"\nper = 33"), "--per must be 1-32"),
+            (lim("rate = \"6/30s\"\nper6 = 129"), "--per6 must be 1-128"),
+            (lim("rate = \"6/30s\"\nper = -1"), "limits[0].per"),
+            (lim("rate = \"6/30s\"\nburst = 3"), "unknown field"),
+            (
+                "[ports]\n[[limits]]\nproto = \"icmp\"\nport = 8\nrate = \"1/1s\"\n".into(),
+                "limits[0].proto",
+            ),
+            (
+                format!(
+                    "{}[[limits]]\nproto = \"tcp\"\nport = \"20-30\"\nrate = \"1/1s\"\n",
+                    lim("rate = \"6/30s\"")
+                ),
+                "overlaps",
+            ),
+            (
+                "[ports]\n[capacity]\nlimit_sources = 10\n".into(),
+                "limit_sources must be",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }

@@ -122,9 +122,64 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
         let t = sub_table(root, "dhcp");
         set_value(t, "client", Value::from(to.dhcp_client));
     }
+    if from.limit_sources != to.limit_sources {
+        let t = sub_table(root, "capacity");
+        set_value(t, "limit_sources", Value::from(to.limit_sources as i64));
+    }
     if from.without_set_contents().block_sets != to.without_set_contents().block_sets {
         edit_block_sets(root, to);
     }
+    if from.limits != to.limits {
+        edit_limits(root, to);
+    }
+}
+
+/// Edits `[[limits]]` to say `to`'s limits: entries of limits `to` keeps
+/// stay as written (comments too), the others go, new ones are appended.
+fn edit_limits(root: &mut Table, to: &Config) {
+    let Some(arr) = tables_of(root, "limits", to.limits.is_empty()) else {
+        return;
+    };
+    // An entry is kept when it alone reads back as one of `to`'s limits.
+    let parsed = |t: &Table| -> Option<crate::limit::Limit> {
+        let text = format!("[ports]\n[[limits]]\n{t}");
+        Config::from_toml(&text, Path::new("-"))
+            .ok()?
+            .limits
+            .first()
+            .copied()
+    };
+    arr.retain(|t| parsed(t).is_some_and(|l| to.limits.contains(&l)));
+    let kept: Vec<crate::limit::Limit> = arr.iter().filter_map(parsed).collect();
+    for l in to.limits.iter().filter(|l| !kept.contains(l)) {
+        let text = crate::config::limit_table(l);
+        let Ok(doc) = text.parse::<DocumentMut>() else {
+            continue;
+        };
+        if let Some(t) = doc
+            .get("limits")
+            .and_then(Item::as_array_of_tables)
+            .and_then(|a| a.get(0))
+        {
+            arr.push(t.clone());
+        }
+    }
+    if arr.is_empty() {
+        root.remove("limits");
+    }
+}
+
+/// The array of tables under `key` (made when missing, unless `none`
+/// is wanted: then what is there that is no array of tables goes).
+fn tables_of<'a>(t: &'a mut dyn TableLike, key: &str, none: bool) -> Option<&'a mut ArrayOfTables> {
+    if t.get(key).and_then(Item::as_array_of_tables).is_none() {
+        t.remove(key);
+        if none {
+            return None;
+        }
+        t.insert(key, Item::ArrayOfTables(ArrayOfTables::new()));
+    }
+    t.get_mut(key).and_then(Item::as_array_of_tables_mut)
 }
 
 /// Edits `[[block.sets]]` to say `to`'s sets: an entry of a set `to` keeps
@@ -132,18 +187,7 @@ fn edit_doc(doc: &mut DocumentMut, from: &Config, to: &Config, whole: bool) {
 /// go, new sets are appended.
 fn edit_block_sets(root: &mut Table, to: &Config) {
     let block = sub_table(root, "block");
-    if block
-        .get("sets")
-        .and_then(Item::as_array_of_tables)
-        .is_none()
-    {
-        block.remove("sets");
-        if to.block_sets.is_empty() {
-            return;
-        }
-        block.insert("sets", Item::ArrayOfTables(ArrayOfTables::new()));
-    }
-    let Some(arr) = block.get_mut("sets").and_then(Item::as_array_of_tables_mut) else {
+    let Some(arr) = tables_of(block, "sets", to.block_sets.is_empty()) else {
         return;
     };
     arr.retain(|t| {
@@ -744,5 +788,37 @@ mod tests {
         let to = cfg("interfaces = [\"veth0\"]\ndry_run = true\n[dhcp]\nclient = false\n[ports]\ntcp = [\"1-3\"]\nudp = [53]\n[[sources]]\nproto = \"udp\"\nport = 5\nfrom = [\"192.0.2.0/24\"]\n[reject]\nwith = \"drop\"\nrate = 7\nburst = 9\n[conntrack]\nentries = 4096\n");
         let out = edit_text(text, &from, &to, Path::new("t.toml")).unwrap();
         assert_eq!(cfg(&out), to, "{out}");
+    }
+
+    #[test]
+    fn limits_are_added_kept_with_comments_and_removed() {
+        let text = "[ports]\ntcp = [22, 80]\n\n# ssh brute force\n[[limits]]\nproto = \"tcp\"\nport = 22\nrate = \"6/30s\" # like ufw\n";
+        let from = cfg(text);
+        let mut to = from.clone();
+        let l80 = crate::limit::Limit::new(
+            Proto::Tcp,
+            PortRange::single(80),
+            "100/1m".parse().unwrap(),
+            24,
+            64,
+        )
+        .unwrap();
+        to.limit_set(l80).unwrap();
+        let out = edit_text(text, &from, &to, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg(&out), to, "{out}");
+        assert!(
+            out.contains("# ssh brute force") && out.contains("# like ufw"),
+            "{out}"
+        );
+        let mut none = to.clone();
+        assert!(none.limit_remove(Proto::Tcp, PortRange::single(22)));
+        let out2 = edit_text(&out, &to, &none, Path::new("t.toml")).unwrap();
+        assert_eq!(cfg(&out2), none, "{out2}");
+        assert!(!out2.contains("6/30s"), "{out2}");
+        let mut empty = none.clone();
+        assert!(empty.limit_remove(Proto::Tcp, PortRange::single(80)));
+        let out3 = edit_text(&out2, &none, &empty, Path::new("t.toml")).unwrap();
+        assert!(!out3.contains("limits"), "{out3}");
+        assert_eq!(cfg(&out3), empty);
     }
 }

@@ -7,6 +7,7 @@ pub mod blocklist;
 pub mod config;
 pub mod edit;
 pub mod error;
+pub mod limit;
 pub mod names;
 pub mod policy;
 pub mod record;

@@ -276,7 +276,29 @@ pub fn differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
             running.block_prefixes, file.block_prefixes
         ));
     }
+    if file.limit_sources != running.limit_sources {
+        out.push(format!(
+            "limit_sources {}, {what} says {} (from the next load on)",
+            running.limit_sources, file.limit_sources
+        ));
+    }
     out.extend(block_set_differences(file, running, what));
+    out.extend(limit_differences(file, running, what));
+    out
+}
+
+/// The limits of `file` and `running` compared, in words.
+pub fn limit_differences(file: &Config, running: &Config, what: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in running.limits.iter().filter(|l| !file.limits.contains(l)) {
+        out.push(format!(
+            "limit {} in place, {what} does not have it",
+            l.describe()
+        ));
+    }
+    for l in file.limits.iter().filter(|l| !running.limits.contains(l)) {
+        out.push(format!("no limit {}, {what} has it", l.describe()));
+    }
     out
 }
 

@@ -333,6 +333,8 @@ fn config() -> impl Strategy<Value = Config> {
                     block_sets: Vec::new(),
                     // Proptest's tuples end at 12: the mode rides on the rate.
                     syncookies: fw_policy::policy::SyncookieMode::ALL[(reject_rate % 3) as usize],
+                    limits: Vec::new(),
+                    limit_sources: fw_common::LIMIT_DEFAULT_SOURCES,
                 }
             },
         )

@@ -163,6 +163,11 @@ pub enum Error {
     #[error("{0}")]
     Block(String),
 
+    /// `fw limit`/`fw unlimit` refused (a closed port, no such limit, an
+    /// overlap); the text says what to do. Nothing was changed.
+    #[error("{0}")]
+    Limit(String),
+
     #[error("nothing to confirm: no `fw apply --confirm` is waiting (pin dir {0})")]
     NothingPending(PathBuf),
 

@@ -19,11 +19,12 @@ use fw_user::{
     model::{
         blocklist::{self, DEFAULT_SET},
         config::Config,
-        policy::{parse_prefix, Proto, Target},
+        limit,
+        policy::{parse_prefix, PortRange, Proto, Target},
         record::{unrecorded_note, Source},
     },
     ops::{
-        apply, block, conntrack as ops_ct, control, foreground,
+        apply, block, conntrack as ops_ct, control, foreground, limit as ops_limit,
         persist::{self, Save, Saved},
         up_down,
     },
@@ -361,6 +362,56 @@ enum Cmd {
         #[command(flatten)]
         wait: Wait,
     },
+    /// Limit new connections (or UDP flows) per source to an open port,
+    /// like `ufw limit`: a source (or its /--per prefix) opening more than
+    /// N in the window is rejected (reason `limited`, answered as `[reject]
+    /// with` says) until the rate it tries falls under N. Established flows
+    /// are never limited.
+    #[command(
+        after_help = "--per groups IPv4 sources (default 32: each address), --per6 IPv6 sources \
+(default 64: each /64); one limit per port, at most 8 limits.\n\n\
+Examples:\n  fw limit tcp 22 --rate 6/30s\n  fw limit tcp 22 --rate 6/30s --per 24 --per6 56\n  fw limit udp 5060-5061 --rate 100/1m"
+    )]
+    Limit {
+        /// Protocol: tcp or udp.
+        #[arg(value_parser = Proto::from_cli)]
+        proto: Proto,
+        /// The port or range (it must be open: `fw allow` it first).
+        #[arg(value_name = "PORT|LO-HI")]
+        port: String,
+        /// New flows per window from one source prefix: N/WINDOW, the
+        /// window in s, m or h (6/30s, 100/1m, 10/h).
+        #[arg(long, value_name = "N/WINDOW")]
+        rate: String,
+        /// IPv4 sources are counted per prefix of this length (1-32).
+        #[arg(long, value_name = "BITS", default_value_t = fw_user::model::limit::DEFAULT_PER4)]
+        per: u32,
+        /// IPv6 sources are counted per prefix of this length (1-128).
+        #[arg(long, value_name = "BITS", default_value_t = fw_user::model::limit::DEFAULT_PER6)]
+        per6: u32,
+        /// Change the running limits only, not the config file fw runs.
+        #[arg(long)]
+        runtime: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Remove the limit of a port (or range), as `fw limit` set it.
+    #[command(
+        after_help = "Examples:\n  fw unlimit tcp 22\n  fw unlimit udp 5060-5061\n  fw unlimit tcp 22 --runtime"
+    )]
+    Unlimit {
+        /// Protocol: tcp or udp.
+        #[arg(value_parser = Proto::from_cli)]
+        proto: Proto,
+        /// The port or range, as it was limited.
+        #[arg(value_name = "PORT|LO-HI")]
+        port: String,
+        /// Change the running limits only, not the config file fw runs.
+        #[arg(long)]
+        runtime: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
     /// List blocked prefixes: set, time left, packets dropped.
     #[command(
         after_help = "Examples:\n  fw blocks\n  fw blocks --set fail2ban\n  fw blocks --json"
@@ -492,6 +543,8 @@ impl Cmd {
             | Cmd::Save { wait, .. }
             | Cmd::Block { wait, .. }
             | Cmd::Unblock { wait, .. }
+            | Cmd::Limit { wait, .. }
+            | Cmd::Unlimit { wait, .. }
             | Cmd::Apply { wait, .. } => Some(wait.secs),
             Cmd::Conntrack { wait, .. } => *wait,
             _ => None,
@@ -884,6 +937,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(s) = &r.saved {
                 saved_note(s, r.changed())?;
             }
+        }
+        Cmd::Limit {
+            proto,
+            port,
+            rate,
+            per,
+            per6,
+            runtime,
+            wait: _,
+        } => {
+            require_root("fw limit")?;
+            let ports: PortRange = port.parse()?;
+            let rate: limit::Rate = rate.parse()?;
+            let l = limit::Limit::new(proto, ports, rate, per, per6)?;
+            let r = ops_limit::limit(&pins, l, save_mode(runtime))?;
+            out!("{}", r.render());
+            saved_note(&r.saved, usize::from(!r.unchanged))?;
+        }
+        Cmd::Unlimit {
+            proto,
+            port,
+            runtime,
+            wait: _,
+        } => {
+            require_root("fw unlimit")?;
+            let ports: PortRange = port.parse()?;
+            let r = ops_limit::unlimit(&pins, proto, ports, save_mode(runtime))?;
+            out!("{}", r.render());
+            saved_note(&r.saved, 1)?;
         }
         Cmd::Blocks { json, set } => {
             let rows = blocks::list(&FwMaps::open(&pins)?, set.as_deref())?;

@@ -2751,3 +2751,241 @@ fn icmp_echo_from_admits_only_its_sources() {
         Reason::Port,
     );
 }
+
+/// Per-source limits (`[[limits]]`): the seed policy with `limits` in the
+/// config.
+fn limited(limits: &str) -> Fw {
+    let text = format!("[ports]\ntcp = [22, 80]\nudp = [80]\n{limits}");
+    Fw::load(
+        Config::from_toml(&text, std::path::Path::new("limits.toml"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// Moves the limit stage's clock (the config's test offset) to 1 s into a
+/// window of `window_ns`, or on by `by` windows: the windows a test counts
+/// in are then its own, whatever the clock says.
+fn limit_clock(fw: &Fw, window_ns: u64, by: u64) {
+    let mut k = fw.maps.config().unwrap();
+    let now = now_ns().wrapping_add(k.limit_clock_offset_ns);
+    let to_start = window_ns - now % window_ns;
+    k.limit_clock_offset_ns = k
+        .limit_clock_offset_ns
+        .wrapping_add(to_start + SEC + by * window_ns);
+    fw.maps.set_config(&k).unwrap();
+}
+
+/// Another address in the peer's /24 (v4) or /64 (v6), and one outside it.
+fn neighbours(fam: Fam) -> (IpAddr, IpAddr) {
+    match fam {
+        Fam::V4 => (
+            Ipv4Addr::new(192, 0, 2, 77).into(),
+            Ipv4Addr::new(198, 51, 100, 9).into(),
+        ),
+        Fam::V6 => (
+            "2001:db8::77:1".parse::<Ipv6Addr>().unwrap().into(),
+            "2001:db8:0:1::2".parse::<Ipv6Addr>().unwrap().into(),
+        ),
+    }
+}
+
+#[test]
+fn a_limit_rejects_the_new_flow_over_its_rate_until_the_window_rolls_on() {
+    const W: u64 = 10 * SEC;
+    let fw = limited("[[limits]]\nproto = \"tcp\"\nport = 22\nrate = \"3/10s\"\nper = 24\n");
+    for fam in Fam::ALL {
+        limit_clock(&fw, W, 0);
+        let (near, far) = neighbours(fam);
+        for i in 0..3 {
+            fw.expect(
+                &format!("{fam:?} new connection {} of 3", i + 1),
+                &Packet::tcp(fam, 40000 + i, 22, SYN).frame(),
+                XDP_PASS,
+                Reason::Port,
+            );
+        }
+        let f = Packet::tcp(fam, 40003, 22, SYN).frame();
+        let out = fw.expect(
+            &format!("{fam:?} the 4th in the window"),
+            &f,
+            XDP_TX,
+            Reason::Limited,
+        );
+        assert_icmp_error(&f, &out, fam.unreach(), fam.host_unreach_code());
+        assert!(
+            !fw.ct_unconfirmed()
+                .iter()
+                .any(|(k, _)| k.sport == 40003 && k.dport == 22),
+            "{fam:?}: a limited SYN records no flow"
+        );
+        // The same /24 (/64) counts as one source.
+        let f = Packet::tcp(fam, 40004, 22, SYN).from(near).frame();
+        let out = fw.expect(
+            &format!("{fam:?} a neighbour in the prefix"),
+            &f,
+            XDP_TX,
+            Reason::Limited,
+        );
+        assert_icmp_error(&f, &out, fam.unreach(), fam.host_unreach_code());
+        // Flows it has go on: a retransmitted SYN of an admitted flow and
+        // the ACKs of an established one.
+        fw.expect(
+            &format!("{fam:?} retransmitted SYN of an admitted flow"),
+            &Packet::tcp(fam, 40000, 22, SYN).frame(),
+            XDP_PASS,
+            Reason::Established,
+        );
+        let now = now_ns();
+        fw.ct_insert(
+            &flow_key(fam, IPPROTO_TCP, 39000, 22),
+            &FlowValue {
+                state: CT_TCP_ESTABLISHED,
+                flags: CT_F_REPLIED,
+                ..FlowValue {
+                    created_ns: now,
+                    last_seen_ns: now,
+                    ..Default::default()
+                }
+            },
+        );
+        for _ in 0..3 {
+            fw.expect(
+                &format!("{fam:?} an established session's ACK"),
+                &Packet::tcp(fam, 39000, 22, ACK).payload(10).frame(),
+                XDP_PASS,
+                Reason::Established,
+            );
+        }
+        // Another source, and other ports, are not limited.
+        fw.expect(
+            &format!("{fam:?} a source outside the prefix"),
+            &Packet::tcp(fam, 40005, 22, SYN).from(far).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        fw.expect(
+            &format!("{fam:?} port 80"),
+            &Packet::tcp(fam, 40006, 80, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+        // Limited attempts count: one window on, the previous window's
+        // weight still holds it off; two on, it is in again.
+        limit_clock(&fw, W, 0);
+        expect_limited(&fw, fam, 40007);
+        limit_clock(&fw, W, 1);
+        fw.expect(
+            &format!("{fam:?} two windows later"),
+            &Packet::tcp(fam, 40008, 22, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+    assert_eq!(
+        fw.port_hits(Proto::Tcp, 22),
+        2 * 5,
+        "limited SYNs hit no port"
+    );
+}
+
+#[track_caller]
+fn expect_limited(fw: &Fw, fam: Fam, sport: u16) {
+    let f = Packet::tcp(fam, sport, 22, SYN).frame();
+    let out = fw.expect(&format!("{fam:?} limited"), &f, XDP_TX, Reason::Limited);
+    assert_icmp_error(&f, &out, fam.unreach(), fam.host_unreach_code());
+}
+
+#[test]
+fn a_udp_limit_counts_first_datagrams_and_per_groups_sources() {
+    const W: u64 = 60 * SEC;
+    let fw = limited(
+        "[reject]\nwith = \"port-unreachable\"\n[[limits]]\nproto = \"udp\"\nport = 80\nrate = \"2/1m\"\nper6 = 128\n",
+    );
+    for fam in Fam::ALL {
+        limit_clock(&fw, W, 0);
+        let (near, _) = neighbours(fam);
+        for sport in [41000, 41001] {
+            fw.expect(
+                &format!("{fam:?} first datagram of flow {sport}"),
+                &Packet::udp(fam, sport, 80).frame(),
+                XDP_PASS,
+                Reason::Port,
+            );
+        }
+        // Further datagrams of a flow are established, never counted.
+        for _ in 0..4 {
+            fw.expect(
+                &format!("{fam:?} more of flow 41000"),
+                &Packet::udp(fam, 41000, 80).frame(),
+                XDP_PASS,
+                Reason::Established,
+            );
+        }
+        let f = Packet::udp(fam, 41002, 80).frame();
+        let out = fw.expect(
+            &format!("{fam:?} a third flow"),
+            &f,
+            XDP_TX,
+            Reason::Limited,
+        );
+        let code = match fam {
+            Fam::V4 => 3,
+            Fam::V6 => 4,
+        };
+        assert_icmp_error(&f, &out, fam.unreach(), code);
+        // Default --per 32 for IPv4: the neighbour is a source of its own;
+        // per6 = 128 here: so is the IPv6 one.
+        fw.expect(
+            &format!("{fam:?} a neighbour is its own source"),
+            &Packet::udp(fam, 41003, 80).from(near).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_spoofed_sources_to_one_limit_leaves_anothers_state() {
+    const W: u64 = 30 * SEC;
+    let fw = limited(
+        "[[limits]]\nproto = \"tcp\"\nport = 22\nrate = \"2/30s\"\n\
+         [[limits]]\nproto = \"tcp\"\nport = 80\nrate = \"2/30s\"\n\
+         [capacity]\nlimit_sources = 1024\n[conntrack]\nentries = 4096\n",
+    );
+    limit_clock(&fw, W, 0);
+    // IPv6, so that 4096 spoofed sources of their own /64 fit in the
+    // documentation prefix.
+    let fam = Fam::V6;
+    for sport in [42000, 42001] {
+        fw.expect(
+            "port 22 within its rate",
+            &Packet::tcp(fam, sport, 22, SYN).frame(),
+            XDP_PASS,
+            Reason::Port,
+        );
+    }
+    let slots = fw.maps.limits().unwrap();
+    let slot = |port: u16| slots.iter().find(|(_, l)| l.ports.lo == port).unwrap().0;
+    assert_eq!(fw.maps.limit_states(slot(22)).unwrap().len(), 1);
+    // 4 x the state map's size of new sources to port 80.
+    let n = 4 * 1024u16;
+    for i in 0..n {
+        let a = Ipv6Addr::new(0x2001, 0xdb8, 0xf100, i, 0, 0, 0, 1);
+        let (action, _) = fw.ingress(&Packet::tcp(fam, 50000, 80, SYN).from(a).frame());
+        assert_eq!(
+            action, XDP_PASS,
+            "flood SYN {i} from {a}: each source is new"
+        );
+    }
+    let states80 = fw.maps.limit_states(slot(80)).unwrap().len();
+    assert!(
+        (1..=1024).contains(&states80),
+        "port 80's map holds at most its size: {states80}"
+    );
+    assert_eq!(
+        fw.maps.limit_states(slot(22)).unwrap().len(),
+        1,
+        "port 22's state survives the flood"
+    );
+    expect_limited(&fw, fam, 42002);
+}

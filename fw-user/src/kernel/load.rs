@@ -26,13 +26,17 @@ pub fn load_and_pin(pins: &PinDir, cfg: &Config) -> Result<Ebpf> {
 /// [`load_and_pin`], recording `file` as the config file fw runs.
 pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>) -> Result<Ebpf> {
     pins.prepare()?;
-    let mut ebpf: Ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .map_max_entries(names::CONNTRACK, cfg.conntrack_entries)
         .map_max_entries(names::CT_UNCONFIRMED, cfg.conntrack_unconfirmed_entries)
         .map_max_entries(names::ALLOW_SRC, cfg.source_prefixes)
         .map_max_entries(names::BLOCK_V4, cfg.block_prefixes)
-        .map_max_entries(names::BLOCK_V6, cfg.block_prefixes)
-        .load(EBPF_OBJECT)?;
+        .map_max_entries(names::BLOCK_V6, cfg.block_prefixes);
+    for name in names::LIMIT_STATE {
+        loader.map_max_entries(name, cfg.limit_sources);
+    }
+    let mut ebpf: Ebpf = loader.load(EBPF_OBJECT)?;
     // META is pinned last, with its content (below).
     for name in names::PINNED.into_iter().filter(|&n| n != names::META) {
         let map = ebpf.map(name).ok_or_else(|| Error::no_map(name))?;
@@ -51,6 +55,7 @@ pub fn load_and_pin_recording(pins: &PinDir, cfg: &Config, file: Option<&Record>
     let maps = FwMaps::new_unchecked(pins);
     maps.set_config(&cfg.kernel())?;
     maps.write_policy(&cfg.policy)?;
+    maps.write_limits(&cfg.limits)?;
     running::set_recorded(&maps, file)?;
     // META last, pinned only once written: its pin is what marks fw as
     // loaded, so a load killed before this point is mere leftovers.

@@ -12,8 +12,8 @@ use aya::maps::{
 };
 use fw_common::{
     maps as names, BlockSet, BlockValue, Bucket, Config, ConfigFile, Counter, FlowKey, FlowValue,
-    FragKey, FragValue, Meta, SrcKey, COUNTER_ENTRIES, IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES,
-    REASON_COUNT, REASON_SLOTS, SRC_KEY_FIXED_BITS,
+    FragKey, FragValue, LimitKey, LimitState, LimitTable, Meta, SrcKey, COUNTER_ENTRIES,
+    IFACE_SLOTS, LAYOUT_VERSION, PORT_ENTRIES, REASON_COUNT, REASON_SLOTS, SRC_KEY_FIXED_BITS,
 };
 use ipnet::IpNet;
 
@@ -24,6 +24,7 @@ use crate::{
         pins::PinDir,
     },
     model::{
+        limit::Limit,
         policy::{Policy, PortRange, Proto},
         source_sets::{self, Layout},
     },
@@ -31,8 +32,8 @@ use crate::{
 
 /// (name, key size, value size) of every pinned map: a pin whose sizes differ
 /// was made by another fw build.
-fn expected_layout() -> [(&'static str, u32, u32); 17] {
-    [
+fn expected_layout() -> Vec<(&'static str, u32, u32)> {
+    let mut v = vec![
         (names::COUNTERS, 4, size_of::<Counter>() as u32),
         (names::IFACE_SLOT, 4, 4),
         (names::PORTS, 4, 4),
@@ -62,7 +63,16 @@ fn expected_layout() -> [(&'static str, u32, u32); 17] {
         (names::BLOCK_V4, 4 + 4, size_of::<BlockValue>() as u32),
         (names::BLOCK_V6, 4 + 16, size_of::<BlockValue>() as u32),
         (names::BLOCK_SETS, 4, size_of::<BlockSet>() as u32),
-    ]
+        (names::LIMITS, 4, size_of::<LimitTable>() as u32),
+    ];
+    for name in names::LIMIT_STATE {
+        v.push((
+            name,
+            size_of::<LimitKey>() as u32,
+            size_of::<LimitState>() as u32,
+        ));
+    }
+    v
 }
 
 /// Counters of one interface slot, indexed by `Reason`.
@@ -657,6 +667,103 @@ impl FwMaps {
         self.array::<BlockSet>(names::BLOCK_SETS)?
             .set(id, s, 0)
             .map_err(Error::map(names::BLOCK_SETS))
+    }
+
+    /// The kernel's limit table.
+    pub fn limit_table(&self) -> Result<LimitTable> {
+        self.single(names::LIMITS)
+    }
+
+    /// The limits fw runs, by slot (sorted by protocol and port).
+    pub fn limits(&self) -> Result<Vec<(usize, Limit)>> {
+        let t = self.limit_table()?;
+        let mut v: Vec<(usize, Limit)> = t
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, Limit::from_rule(r)?)))
+            .collect();
+        v.sort_by_key(|(_, l)| *l);
+        Ok(v)
+    }
+
+    /// Makes the kernel run `limits` (checked by the model). A limit that
+    /// runs already keeps its slot and state; a slot that gets another
+    /// limit (or the same ports with another window or grouping) gets a
+    /// new generation, so what was counted there before counts as
+    /// nothing. One write of the table: the next packet sees all of it.
+    pub fn write_limits(&self, limits: &[Limit]) -> Result<()> {
+        let old = self.limit_table()?;
+        let same = |a: &fw_common::LimitRule, b: &fw_common::LimitRule| {
+            (a.proto, a.lo, a.hi, a.per4, a.per6, a.window_ns)
+                == (b.proto, b.lo, b.hi, b.per4, b.per6, b.window_ns)
+        };
+        let mut t = LimitTable::default();
+        let mut free: Vec<usize> = Vec::new();
+        let mut placed = vec![false; limits.len()];
+        for (slot, o) in old.rules.iter().enumerate() {
+            let keep = limits
+                .iter()
+                .position(|l| o.proto != 0 && same(o, &l.rule()));
+            match keep {
+                Some(i) if !placed[i] => {
+                    placed[i] = true;
+                    t.rules[slot] = fw_common::LimitRule {
+                        generation: o.generation,
+                        ..limits[i].rule()
+                    };
+                }
+                _ => {
+                    t.rules[slot].generation = o.generation;
+                    free.push(slot);
+                }
+            }
+        }
+        let mut free = free.into_iter();
+        for (_, l) in limits.iter().enumerate().filter(|(i, _)| !placed[*i]) {
+            let Some(slot) = free.next() else {
+                return Err(Error::invalid(
+                    "limits",
+                    limits.len().to_string(),
+                    format!("fw holds at most {} limits", fw_common::LIMIT_SLOTS),
+                ));
+            };
+            t.rules[slot] = fw_common::LimitRule {
+                generation: old.rules[slot].generation.wrapping_add(1),
+                ..l.rule()
+            };
+        }
+        t.count = t
+            .rules
+            .iter()
+            .rposition(|r| r.proto != 0)
+            .map_or(0, |i| i as u32 + 1);
+        self.set_single(names::LIMITS, &t)
+    }
+
+    /// Entries each limit's state map holds at most (`[capacity] limit_sources`).
+    pub fn limit_capacity(&self) -> Result<u32> {
+        let name = names::LIMIT_STATE[0];
+        MapInfo::from_pin(self.pins.map(name))
+            .map(|i| i.max_entries())
+            .map_err(Error::map(name))
+    }
+
+    /// The source prefixes limit slot `slot` holds state for, of its
+    /// current generation.
+    pub fn limit_states(&self, slot: usize) -> Result<Vec<(LimitKey, LimitState)>> {
+        let name = names::LIMIT_STATE[slot.min(fw_common::LIMIT_SLOTS - 1)];
+        let generation = self.limit_table()?.rules[slot.min(fw_common::LIMIT_SLOTS - 1)].generation;
+        let map: HashMap<MapData, LimitKey, LimitState> =
+            HashMap::try_from(self.data(name)?).map_err(Error::map(name))?;
+        let mut out = Vec::new();
+        for kv in map.iter() {
+            let (k, v) = kv.map_err(Error::map(name))?;
+            if v.generation == generation {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
     }
 
     /// Entries each blocklist trie holds at most (`[capacity] block_prefixes`).

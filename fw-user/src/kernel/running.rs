@@ -80,5 +80,7 @@ pub fn config(maps: &FwMaps) -> Result<Config> {
         block_prefixes: maps.block_capacity()?,
         block_sets: block_sets(maps)?,
         syncookies: SyncookieMode::from_kernel(k.syncookie_mode),
+        limits: maps.limits()?.into_iter().map(|(_, l)| l).collect(),
+        limit_sources: maps.limit_capacity()?,
     })
 }

@@ -7,6 +7,7 @@ pub mod conntrack;
 pub mod control;
 pub mod foreground;
 pub mod guard;
+pub mod limit;
 pub mod lock;
 pub mod persist;
 pub mod reconfigure;

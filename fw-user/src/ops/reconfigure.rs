@@ -28,6 +28,7 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
     // a refused set (too many prefixes) leaves everything as it was. The
     // lockout guard judged them before (`fw apply`, `fw up --config`).
     let old_sets = crate::kernel::running::block_sets(&maps)?;
+    let running_policy = maps.policy()?;
     crate::ops::block::replace_all(&maps, &cfg.block_sets, None)?;
     if dry_run_first {
         maps.set_config(&k)?;
@@ -39,6 +40,15 @@ pub fn apply_config(pins: &PinDir, cfg: &Config) -> Result<()> {
             let _ = maps.set_config(&running);
         }
         let _ = crate::ops::block::replace_all(&maps, &old_sets, None);
+        return Err(e);
+    }
+    // The limits last: they only narrow what the policy lets in, and the
+    // model checked them.
+    let old_limits: Vec<_> = maps.limits()?.into_iter().map(|(_, l)| l).collect();
+    if let Err(e) = maps.write_limits(&cfg.limits) {
+        let _ = maps.write_policy(&running_policy);
+        let _ = crate::ops::block::replace_all(&maps, &old_sets, None);
+        let _ = maps.write_limits(&old_limits);
         return Err(e);
     }
     if !dry_run_first {

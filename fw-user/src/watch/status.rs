@@ -103,6 +103,13 @@ pub struct Status {
     pub source_sets: Option<usize>,
     /// The blocklists: sets and their sizes, entries, room, memory.
     pub blocklist: Option<crate::watch::blocks::Summary>,
+    /// The per-source limits (`fw limit`), with the source prefixes each
+    /// holds state for.
+    pub limits: Option<Vec<LimitStatus>>,
+    /// New flows rejected by a limit (reason `limited`), all limits.
+    pub limited: Option<u64>,
+    /// Size of each limit's state map (`[capacity] limit_sources`).
+    pub limit_sources_max: Option<u32>,
     /// Pins without fw's META map: leftovers of an interrupted `fw up`/`fw down`.
     pub leftovers: bool,
     /// Link pins of interfaces fw does not list (an interrupted `fw up`).
@@ -114,6 +121,21 @@ pub struct Status {
     /// The rules with their counters (`fw status --verbose` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules: Option<Rules>,
+}
+
+/// One per-source limit as it runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitStatus {
+    pub proto: Proto,
+    pub ports: String,
+    pub lo: u16,
+    pub hi: u16,
+    /// `N/WINDOW`, e.g. `6/30s`.
+    pub rate: String,
+    pub per: u8,
+    pub per6: u8,
+    /// Source prefixes it holds counts for now.
+    pub sources: usize,
 }
 
 /// The whole policy as rules with counters, like `ufw status verbose` or
@@ -310,6 +332,9 @@ impl Status {
             source_prefixes_max: None,
             source_sets: None,
             blocklist: None,
+            limits: None,
+            limited: None,
+            limit_sources_max: None,
             leftovers: false,
             stray_links: Vec::new(),
             interrupted_apply: None,
@@ -358,6 +383,27 @@ impl Status {
         st.source_prefixes_max = Some(layout.max_entries);
         st.source_sets = Some(layout.sets_in_use());
         st.blocklist = Some(crate::watch::blocks::summary(&maps)?);
+        let mut limits = Vec::new();
+        for (slot, l) in maps.limits()? {
+            limits.push(LimitStatus {
+                proto: l.proto,
+                ports: l.proto.range_text(l.ports),
+                lo: l.ports.lo,
+                hi: l.ports.hi,
+                rate: l.rate.to_string(),
+                per: l.per4,
+                per6: l.per6,
+                sources: maps.limit_states(slot)?.len(),
+            });
+        }
+        st.limits = Some(limits);
+        st.limit_sources_max = Some(maps.limit_capacity()?);
+        st.limited = Some(
+            maps.counters()?
+                .iter()
+                .map(|c| c[fw_common::Reason::Limited as usize].packets)
+                .sum(),
+        );
         st.ingress_prog_id = program_id(pins, PROG_INGRESS).ok();
         st.egress_prog_id = program_id(pins, PROG_EGRESS).ok();
         for (name, id) in [
@@ -533,6 +579,28 @@ impl Status {
                 } else {
                     sets.join(", ")
                 }
+            );
+        }
+        if let Some(limits) = &self.limits {
+            let shown: Vec<String> = limits
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {} {} per /{} (IPv6 /{}), {} source(s)",
+                        l.proto, l.ports, l.rate, l.per, l.per6, l.sources
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "limits: {}; {} new flow(s) limited; {} sources per limit ([capacity] limit_sources)",
+                if shown.is_empty() {
+                    "none".to_string()
+                } else {
+                    shown.join("; ")
+                },
+                self.limited.unwrap_or(0),
+                self.limit_sources_max.unwrap_or(0)
             );
         }
         let _ = writeln!(

@@ -146,6 +146,13 @@ fn plan_on(
             new.block_prefixes, old.block_prefixes
         ));
     }
+    if new.limit_sources != old.limit_sources {
+        notes.push(format!(
+            "[capacity] limit_sources = {} takes effect at the next load (`fw down`, `fw up`); \
+             the running limits keep {}",
+            new.limit_sources, old.limit_sources
+        ));
+    }
     if new.conntrack_entries != old.conntrack_entries {
         notes.push(format!(
             "[conntrack] entries = {} takes effect at the next load (`fw down`, `fw up`); \
@@ -288,6 +295,12 @@ impl Plan {
         }
         for d in crate::model::record::block_set_differences(n, o, "the running fw") {
             let _ = writeln!(out, "{d}");
+        }
+        for l in n.limits.iter().filter(|l| !o.limits.contains(l)) {
+            let _ = writeln!(out, "limit {}", l.describe());
+        }
+        for l in o.limits.iter().filter(|l| !n.limits.contains(l)) {
+            let _ = writeln!(out, "no limit {} any more", l.describe());
         }
         if o.dry_run != n.dry_run {
             let _ = writeln!(out, "dry run {}", if n.dry_run { "on" } else { "off" });
