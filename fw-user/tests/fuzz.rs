@@ -92,8 +92,9 @@ fn structured_frames() {
         // No variant loads a blocklist yet (the verdict tests in block.rs
         // cover `blocked`), so no frame can reach it here; nor `syncookie`,
         // which needs a flooded listener in the namespace of the run
-        // (syncookie.rs covers it).
-        if r == Reason::Blocked || r == Reason::Syncookie {
+        // (syncookie.rs covers it); nor `limited`, as no variant sets a
+        // limit (verdict.rs and limit.rs cover it).
+        if r == Reason::Blocked || r == Reason::Syncookie || r == Reason::Limited {
             continue;
         }
         assert!(
