@@ -16,21 +16,44 @@
 //! Everything is bounded in time; guards clean up on drop (also while
 //! unwinding from a panic), and [`install_interrupt_cleanup`] covers Ctrl-C.
 
+pub mod agent;
+pub mod blast;
 pub mod check;
 mod cleanup;
 mod cmd;
+#[cfg(feature = "bpf")]
+pub mod corpus;
+#[cfg(feature = "bpf")]
+pub mod corpus_frag;
+#[cfg(feature = "bpf")]
+pub mod corpus_ip;
+#[cfg(feature = "bpf")]
+pub mod corpus_l4;
+pub mod daemon;
 mod error;
+#[cfg(feature = "bpf")]
+pub mod flowrun;
+#[cfg(feature = "bpf")]
+pub mod flows;
 mod fw;
 mod netns;
 pub mod packet;
+#[cfg(feature = "bpf")]
+pub mod pipeline;
 mod probe;
+pub mod probes;
+pub mod raw;
 #[cfg(feature = "bpf")]
 mod rig;
 pub mod seed;
+pub mod session;
 #[cfg(feature = "bpf")]
 pub mod testrun;
 mod tmp;
+#[cfg(feature = "bpf")]
+pub mod twin;
 mod wait;
+pub mod wire;
 mod xdp;
 
 pub use cleanup::{cleanup_registered, install_interrupt_cleanup, interrupted};

@@ -3,8 +3,6 @@
 //! flow is cut — also not the one whose port is closed mid-churn — and no
 //! packet to a port open throughout is refused; the probed port that is
 //! toggled answers as its state of the moment says.
-mod support;
-
 use std::{
     collections::BTreeMap,
     net::IpAddr,
@@ -13,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fw_testkit::session::{self, EchoServer};
 use fw_testkit::{
     fw_cmd, fw_up, require_root, spawn_tcp_listener, spawn_udp_echo, tcp_connect, udp_probe, Netns,
     Outcome,
@@ -25,7 +24,6 @@ use fw_user::{
         persist::Save,
     },
 };
-use support::session::{self, EchoServer};
 
 /// Changes in the normal run (FW_TEST_LONG=1: twice as many).
 fn changes() -> u64 {

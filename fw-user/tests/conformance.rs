@@ -9,15 +9,13 @@
 //! `FW_TEST_LONG=1` (`cargo xtask test --long`) runs a bigger corpus (all
 //! TCP flag bytes, every ICMP code). Reports land in
 //! `target/conformance-*.txt`.
-mod support;
-
 use std::collections::BTreeSet;
 
 use fw_testkit::require_root;
-use support::{
+use fw_testkit::{
     corpus::{self, Env},
     flowrun, flows, pipeline,
-    rigs::{Side, Twin},
+    twin::{Side, Twin},
     wire::render,
 };
 

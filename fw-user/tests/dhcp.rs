@@ -8,12 +8,10 @@
 //! behind either.
 //!
 //! Run as root: `cargo test --release -p fw-user --test dhcp -- --test-threads=1`.
-mod support;
-
 use std::time::Duration;
 
+use fw_testkit::{daemon::Daemon, wait_until, TempDir};
 use fw_testkit::{fw_ok, fw_stats, reason_packets, require_root, seed, Netns, Pair, PinDir};
-use support::daemon::{wait_until, Daemon, TempDir};
 
 /// The DHCP server (the peer) and the pool it hands out.
 const SERVER_V4: &str = "198.51.100.1";

@@ -1,14 +1,12 @@
 //! The same crafted packets against the seed iptables/ip6tables ruleset and
 //! against fw, each on its own namespace rig: what the peer sees must match,
 //! except for differences DESIGN.md names.
-mod support;
-
 use std::{net::IpAddr, time::Duration};
 
 use fw_testkit::{
     in_netns, require_root, seed, spawn_tcp_listener, spawn_udp_echo, Pair, Rig, Server,
 };
-use support::{
+use fw_testkit::{
     probes::{self, Ends, Kind},
     raw::{self, Answer, RawPort},
 };

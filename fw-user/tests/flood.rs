@@ -6,8 +6,6 @@
 //! more, that evicts no confirmed flow: a flow seeded at `fw up`, one the
 //! host started and one kept by `fw deny --force` answer afterwards, and
 //! legitimate clients connect during the flood.
-mod support;
-
 use std::{
     net::IpAddr,
     sync::atomic::{AtomicBool, Ordering},
@@ -16,14 +14,14 @@ use std::{
 };
 
 use fw_testkit::{
-    fw_cmd, fw_stats, fw_up, in_netns,
-    packet::{Packet, Tcp, L4, SYN},
-    reason_packets, require_root, text, Netns, Rig,
-};
-use support::{
     blast::Blaster,
     raw,
     session::{self, EchoServer},
+};
+use fw_testkit::{
+    fw_cmd, fw_stats, fw_up, in_netns,
+    packet::{Packet, Tcp, L4, SYN},
+    reason_packets, require_root, text, Netns, Rig,
 };
 
 /// How long the flood lasts (longer with FW_TEST_LONG=1).

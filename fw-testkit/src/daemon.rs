@@ -1,60 +1,15 @@
 //! Daemons a test runs inside its namespaces (dnsmasq, DHCP clients), with
-//! their files in a temporary directory; both go away on drop, also while
+//! their files in a [`crate::TempDir`]; both go away on drop, also while
 //! unwinding from a panic.
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     thread,
     time::{Duration, Instant},
 };
 
-use fw_testkit::Netns;
-
-/// A directory under the system temp dir, removed (with its files) on drop.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let d = std::env::temp_dir().join(format!("fw-{what}-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("creating {}: {e}", d.display()));
-        TempDir(d)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// `self/name`, as a string for command lines.
-    pub fn join(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-
-    /// Writes `body` to `self/name` with `mode`; returns the path.
-    pub fn file(&self, name: &str, body: &str, mode: u32) -> String {
-        use std::os::unix::fs::PermissionsExt;
-        let p = self.0.join(name);
-        fs::write(&p, body).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
-        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
-        p.to_string_lossy().into_owned()
-    }
-
-    /// The file's text, empty if it does not exist (yet).
-    pub fn read(&self, name: &str) -> String {
-        fs::read_to_string(self.0.join(name)).unwrap_or_default()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::Netns;
 
 /// A process started in a namespace with `nsenter --net=... PROGRAM`
 /// (nsenter execs it: the child's pid is the daemon's own), its stdout and
@@ -115,30 +70,11 @@ impl Daemon {
             }
         }
     }
-
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes; returns
-/// whether it held.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
     }
 }

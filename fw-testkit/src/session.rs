@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::in_netns;
+use crate::probe::in_netns;
 
 /// `struct tcp_info` up to `tcpi_segs_in` (Linux uapi; offsets fixed).
 const TCPI_SEGS_OUT: usize = 136;

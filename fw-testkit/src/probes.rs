@@ -1,12 +1,12 @@
 //! The crafted packets the differential tests send, v4 and v6.
 use std::net::IpAddr;
 
-use fw_testkit::packet::l4::WINDOW;
-use fw_testkit::packet::{
+use crate::packet::l4::WINDOW;
+use crate::packet::{
     Csum, Ext, Fam, Frag, Packet, Tcp, ACK, BROADCAST_MAC, L4, PROTO_TCP, PROTO_UDP, RST, SYN,
 };
 
-use super::raw::Probe;
+use crate::raw::Probe;
 
 /// Addresses and MACs of a rig, from the client's side.
 #[derive(Clone, Copy, Debug)]

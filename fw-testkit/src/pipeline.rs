@@ -6,11 +6,11 @@ use std::{
     time::Duration,
 };
 
-use fw_testkit::in_netns;
+use crate::probe::in_netns;
 
-use super::{
+use crate::{
     corpus::Case,
-    rigs::Twin,
+    twin::Twin,
     wire::{answer, probe_keys, Key, Wire},
 };
 

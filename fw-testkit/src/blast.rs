@@ -1,6 +1,6 @@
 //! A send-only packet socket for floods: protocol 0, so nothing is queued
 //! back to it (an ETH_P_ALL socket would get a copy of every frame it sends).
-use super::raw::{packet_socket, send_frame};
+use crate::raw::{packet_socket, send_frame};
 use std::{
     io,
     os::fd::OwnedFd,

@@ -4,14 +4,14 @@
 //! host's (socket state, ICMP counters) are recorded.
 use std::{collections::BTreeSet, sync::mpsc, thread, time::Duration};
 
-use fw_testkit::in_netns;
+use crate::probe::in_netns;
 
-use super::{
+use crate::{
     agent::Agent,
     corpus::Env,
     flows::FlowCase,
     pipeline::SETTLE,
-    rigs::{Snmp, Twin},
+    twin::{Snmp, Twin},
     wire::{answer, probe_keys, Wire},
 };
 

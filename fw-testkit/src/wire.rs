@@ -9,12 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::packet::{
+use crate::packet::{
     checksum::{ones_sum, pseudo_sum},
     flag_names, octets,
 };
 
-use super::raw::RawPort;
+use crate::raw::RawPort;
 
 const SOL_PACKET: libc::c_int = 263;
 const PACKET_AUXDATA: libc::c_int = 8;
@@ -66,10 +66,6 @@ impl Wire {
         set(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 64 << 20)?;
         set(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 16 << 20)?;
         Ok(Wire { port })
-    }
-
-    pub fn mac(&self) -> [u8; 6] {
-        self.port.mac
     }
 
     /// Sends a frame, waiting briefly when the socket buffer is full.

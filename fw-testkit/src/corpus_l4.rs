@@ -1,10 +1,10 @@
 //! Corpus families about layer 4: TCP flag combinations and shapes, UDP,
 //! every ICMP/ICMPv6 type, neighbor discovery, every IP protocol number.
-use fw_testkit::packet::{flag_names, Csum, Icmp, Tcp, ACK, L4, PSH, SYN, URG};
+use crate::packet::{flag_names, Csum, Icmp, Tcp, ACK, L4, PSH, SYN, URG};
 
-use super::{
+use crate::{
     corpus::{echo, fam, fill, icmp, tcp, udp, unknown_flow_quote, Gen},
-    rigs::Ports,
+    twin::Ports,
 };
 
 /// How the rigs treat a port, for case names.
@@ -348,7 +348,7 @@ fn protocols(g: &mut Gen, v6: bool) {
 /// Neighbor discovery (RFC 4861): only NS for the server's own address with
 /// hop limit 255 gets an answer (NA).
 fn ndp(g: &mut Gen) {
-    let srv: std::net::Ipv6Addr = fw_testkit::SRV_V6;
+    let srv: std::net::Ipv6Addr = crate::SRV_V6;
     let o = srv.octets();
     let sol_ip: std::net::IpAddr = std::net::Ipv6Addr::new(
         0xff02,

@@ -9,7 +9,7 @@ use std::{
     path::Path,
 };
 
-use fw_testkit::in_netns;
+use crate::probe::in_netns;
 
 /// A flow for the server to start.
 #[derive(Clone, Copy, Debug)]

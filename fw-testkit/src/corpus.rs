@@ -5,9 +5,9 @@
 //! addresses); this module holds what they share.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use fw_testkit::{SRV_V4, SRV_V6};
+use crate::{SRV_V4, SRV_V6};
 
-use fw_testkit::packet::{Icmp, Packet, Tcp, ACK, L4};
+use crate::packet::{Icmp, Packet, Tcp, ACK, L4};
 
 /// Probe source addresses per family: on the server's subnet, not owned by
 /// the client (its stack stays silent), each with a permanent neighbor entry
@@ -180,10 +180,10 @@ pub fn unknown_flow_quote(env: &Env, peer: IpAddr, sport: u16, pport: u16) -> Ve
 /// The whole corpus, in a fixed order (the same for both rigs).
 pub fn corpus(env: Env, long: bool) -> Vec<Case> {
     let mut g = Gen::new(env, long);
-    super::corpus_l4::add(&mut g);
-    super::corpus_ip::add(&mut g);
+    crate::corpus_l4::add(&mut g);
+    crate::corpus_ip::add(&mut g);
     for v6 in [false, true] {
-        super::corpus_frag::add(&mut g, v6);
+        crate::corpus_frag::add(&mut g, v6);
     }
     let mut seen = std::collections::HashMap::new();
     for c in &mut g.cases {

@@ -1,8 +1,8 @@
 //! Corpus family: fragments in and out of order, first or last missing,
 //! duplicated, overlapping, tiny, of invalid length, atomic.
-use fw_testkit::packet::Frag;
+use crate::packet::Frag;
 
-use super::{
+use crate::{
     corpus::{fam, Gen},
     corpus_ip::Kind,
 };

@@ -7,9 +7,9 @@
 //! captured on the wire (sequence numbers, identifiers, the quote).
 use std::net::IpAddr;
 
-use fw_testkit::packet::{octets, Icmp, Packet, Tcp, Udp, ACK, FIN, L4, PSH, RST, SYN};
+use crate::packet::{octets, Icmp, Packet, Tcp, Udp, ACK, FIN, L4, PSH, RST, SYN};
 
-use super::{
+use crate::{
     agent::Open,
     corpus::{fill, pool_v4, pool_v6, router, server, Env},
     wire::{parse_frame, parse_ip},
@@ -521,7 +521,7 @@ impl FlowCase {
     }
 
     /// The counter that shows the server's stack got an ICMP message of
-    /// type `ty` (see `rigs::Snmp::get`).
+    /// type `ty` (see `twin::Snmp::get`).
     pub fn icmp_counter(&self, ty: u8) -> String {
         if self.v6 {
             format!("Icmp6InType{ty}")

@@ -3,9 +3,9 @@
 //! sources, broken IP headers (fragments: `corpus_frag`).
 use std::net::{IpAddr, Ipv6Addr};
 
-use fw_testkit::packet::{Csum, Ext, Icmp, Packet, Tcp, L4, SYN};
+use crate::packet::{Csum, Ext, Icmp, Packet, Tcp, L4, SYN};
 
-use super::{
+use crate::{
     corpus::{echo, fam, fill, link_local_peer, tcp, udp, Gen},
     corpus_l4::{tcp_port, udp_port},
 };
@@ -117,7 +117,7 @@ fn destinations(g: &mut Gen, v6: bool) {
     let bcast = [0xff; 6];
     let other_mac = [0x02, 0x55, 0x55, 0x55, 0x55, 0x55];
     let ip = |s: &str| -> IpAddr { s.parse().expect("addr") };
-    let srv = super::corpus::server(v6);
+    let srv = crate::corpus::server(v6);
     let list: Vec<(&str, [u8; 6], IpAddr, Option<&'static str>)> = if v6 {
         vec![
             ("broadcast MAC", bcast, srv, None),

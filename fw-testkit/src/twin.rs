@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fw_testkit::{in_netns, seed, spawn_tcp_listener, spawn_udp_echo, Netns, Rig, Server};
+use crate::{in_netns, seed, spawn_tcp_listener, spawn_udp_echo, Netns, Rig, Server};
 
-use super::raw;
+use crate::raw;
 
 /// Which policy the rig's server runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,18 +34,13 @@ impl Side {
 pub struct Ports;
 
 impl Ports {
-    /// Allowed and listening.
-    pub const TCP_OPEN: [u16; 2] = [22, 80];
     /// Allowed (in both rigs, beyond the seed), nothing listening.
     pub const TCP_OPEN_IDLE: u16 = 8000;
     /// Not allowed, listening.
     pub const TCP_CLOSED_LISTENING: u16 = 8080;
-    /// Not allowed, nothing listening.
-    pub const TCP_CLOSED: u16 = 443;
     pub const UDP_OPEN: u16 = 80;
     pub const UDP_OPEN_IDLE: u16 = 8000;
     pub const UDP_CLOSED_LISTENING: u16 = 53;
-    pub const UDP_CLOSED: u16 = 9999;
 
     pub fn tcp_all() -> [u16; 5] {
         [22, 80, 8000, 8080, 443]
