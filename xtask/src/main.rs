@@ -5,6 +5,8 @@
 
 mod bench;
 mod demo;
+#[cfg(test)]
+mod layers;
 mod setup;
 mod tool;
 
