@@ -35,6 +35,8 @@ mod error;
 pub mod flowrun;
 #[cfg(feature = "bpf")]
 pub mod flows;
+#[cfg(feature = "bpf")]
+pub mod fuzzing;
 mod fw;
 mod netns;
 pub mod packet;

@@ -9,10 +9,11 @@
 //!
 //! Run as root: `cargo test --release -p fw-user --test fuzz -- --test-threads=1`
 //! (`FW_FUZZ_SEED`, `FW_FUZZ_CASES`, `FW_TEST_LONG=1` for 10^6 cases).
-mod fuzzing;
 
-use fuzzing::{campaign, cases, gen, mutate, reason_totals, variants, wellformed::check_tx};
 use fw_common::Reason;
+use fw_testkit::fuzzing::{
+    campaign, cases, gen, mutate, reason_totals, variants, wellformed::check_tx,
+};
 use fw_testkit::{
     packet::*,
     testrun::{Fw, XDP_TX},

@@ -5,14 +5,14 @@
 //! request itself parses cleanly, the verdict tests' exact checks apply too.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
-use fw_testkit::packet::{
+use crate::packet::{
     checksum::{ones_sum, pseudo_sum, sum_ok},
     l3_offset,
 };
+use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
 use fw_user::model::policy::RejectWith;
 
-use fw_testkit::check::{assert_icmp_error, assert_tcp_reset};
+use crate::check::{assert_icmp_error, assert_tcp_reset};
 
 /// ICMP type and code fw uses for `kind` (tcp-reset answers non-TCP like
 /// host-unreachable).

@@ -12,7 +12,7 @@ use proptest::{
     strategy::{BoxedStrategy, Just, Strategy},
 };
 
-use fw_testkit::packet::{self as pk, Csum, Ext, Len, Packet, Tcp, Udp, L4, PEER_MAC};
+use crate::packet::{self as pk, Csum, Ext, Len, Packet, Tcp, Udp, L4, PEER_MAC};
 
 const HOST_MAC: [u8; 6] = pk::HOST_MAC;
 const HOST4: [u8; 4] = pk::HOST4.octets();

@@ -7,7 +7,6 @@
 //! Reproducible: a fixed seed by default, `FW_FUZZ_SEED` to vary it (printed
 //! on failure), `FW_FUZZ_CASES` to change the count; `FW_TEST_LONG=1`
 //! (`cargo xtask test --long`) runs the long campaign.
-#![allow(dead_code)]
 
 pub mod gen;
 pub mod mutate;
@@ -22,7 +21,7 @@ use proptest::{
     test_runner::{Config as RunnerConfig, RngAlgorithm, TestRng, TestRunner},
 };
 
-use fw_testkit::testrun::{action_name, Fw, TCX_NEXT, XDP_DROP, XDP_PASS, XDP_TX};
+use crate::testrun::{action_name, Fw, TCX_NEXT, XDP_DROP, XDP_PASS, XDP_TX};
 use gen::Step;
 
 /// The seed when `FW_FUZZ_SEED` is not set.

@@ -4,7 +4,7 @@
 use proptest::{collection::vec, prelude::*, sample::Index};
 
 use super::gen::{self, clamp_len};
-use fw_testkit::packet::*;
+use crate::packet::*;
 
 #[derive(Clone, Debug)]
 pub enum Mutation {
