@@ -347,28 +347,11 @@ fn spoofed_syn_flood_to_an_open_port(entries: Option<u32>) {
     // ring is full, veth (Linux 6.16+) then holds frames back instead of
     // dropping them, so a legit SYN or SYN-ACK waits behind the flood
     // rather than being lost to the rig's own ring (a 1 s retransmit).
-    pair.srv().sh(&[
-        "tc",
-        "qdisc",
-        "replace",
-        "dev",
-        pair.srv_veth(),
-        "root",
-        "pfifo",
-        "limit",
-        "1000",
-    ]);
-    pair.cli().sh(&[
-        "tc",
-        "qdisc",
-        "replace",
-        "dev",
-        pair.cli_veth(),
-        "root",
-        "pfifo",
-        "limit",
-        "1000",
-    ]);
+    for (ns, dev) in [(pair.srv(), pair.srv_veth()), (pair.cli(), pair.cli_veth())] {
+        ns.sh(&[
+            "tc", "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "1000",
+        ]);
+    }
     // The host answers the spoofed sources through the client (as through
     // a router; the client drops what is not its own), and neither side
     // asks for the other's MAC during the test: fw then sees only what the
